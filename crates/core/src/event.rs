@@ -1,0 +1,103 @@
+//! The append-only event log's vocabulary.
+//!
+//! Every state change in sluice is recorded as an event: a kind, an actor (who or what
+//! caused it), a subject (what it is about, e.g. `run/42`), the project it belongs to and a
+//! JSON payload with the figures. The store assigns the sequence number and time. The audit
+//! trail, timelines, metrics and the live UI are all views of this log, so an event kind's
+//! string form and payload fields are a public, stable contract.
+
+use serde::{Deserialize, Serialize};
+
+use crate::status::string_enum;
+
+string_enum! {
+    /// What happened. The string form is stable: the API, SSE and stored rows use it.
+    EventKind {
+        /// The server started (payload: version, store backend).
+        ServerStarted => "server.started",
+        /// A project was registered (payload: source).
+        ProjectAdded => "project.added",
+        /// A project was removed.
+        ProjectRemoved => "project.removed",
+        /// A branch moved to a new commit (payload: branch, before, after, via).
+        PushReceived => "push.received",
+        /// A webhook was accepted (payload: provider, delivery).
+        WebhookAccepted => "webhook.accepted",
+        /// A webhook was refused: bad signature, malformed body, unknown project (payload: provider, reason, remote).
+        WebhookRejected => "webhook.rejected",
+        /// A webhook with an already-seen delivery id was ignored (payload: provider, delivery).
+        WebhookDuplicate => "webhook.duplicate",
+        /// `sluice.yml` at a commit could not be used (payload: commit, error).
+        ConfigInvalid => "config.invalid",
+        /// A service was left out of a run because none of its paths changed (payload: service, base, commit).
+        ServiceUnchanged => "service.unchanged",
+        /// A run was created (payload: env, branch, commit, trigger, services).
+        RunQueued => "run.queued",
+        /// A run's first step started.
+        RunStarted => "run.started",
+        /// A run reached a terminal status (payload: status, duration_ms).
+        RunFinished => "run.finished",
+        /// A run was found in progress at start-up and handled by the recovery policy (payload: policy, rerun).
+        RunInterrupted => "run.interrupted",
+        /// A run was cancelled (payload: reason).
+        RunCancelled => "run.cancelled",
+        /// A step's process started (payload: step, attempt).
+        StepStarted => "step.started",
+        /// A step ended (payload: step, status, exit_code, duration_ms, attempt).
+        StepFinished => "step.finished",
+        /// A step failed and will be tried again (payload: step, attempt, reason).
+        StepRetrying => "step.retrying",
+        /// A step was skipped (payload: step, reason).
+        StepSkipped => "step.skipped",
+        /// A gate step succeeded (payload: step, tests).
+        GatePassed => "gate.passed",
+        /// A gate step failed and blocks the release (payload: step, tests, failing).
+        GateFailed => "gate.failed",
+        /// An immutable release was created (payload: service, version, commit, artifact).
+        ReleaseCreated => "release.created",
+        /// Old artifacts were deleted by the retention setting (payload: releases, bytes).
+        ArtifactsPruned => "artifacts.pruned",
+        /// Orphaned step processes from before a restart were killed (payload: pids).
+        OrphansKilled => "orphans.killed",
+    }
+}
+
+/// An event about to be appended; the store gives it its sequence number and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// Who or what caused it: `user:NAME`, `system`, `webhook:github`, `poller`, ...
+    pub actor: String,
+    /// What it is about: `run/42`, `project/shop`, `release/shop/api/3`, ...
+    pub subject: String,
+    /// The project it belongs to, if any.
+    pub project: Option<String>,
+    /// Figures and details; a JSON object.
+    pub payload: serde_json::Value,
+}
+
+impl NewEvent {
+    /// An event with an empty payload.
+    pub fn new(kind: EventKind, actor: impl Into<String>, subject: impl Into<String>) -> Self {
+        NewEvent {
+            kind,
+            actor: actor.into(),
+            subject: subject.into(),
+            project: None,
+            payload: serde_json::Value::Object(Default::default()),
+        }
+    }
+
+    /// Sets the project.
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+
+    /// Sets the payload.
+    pub fn payload(mut self, payload: serde_json::Value) -> Self {
+        self.payload = payload;
+        self
+    }
+}

@@ -1,0 +1,110 @@
+//! Run and step statuses, with their stable string forms (stored in the database, shown in
+//! the API and the UI; never rename one).
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vm])* $var),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+
+            /// The stable string form.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$var => $s),+ }
+            }
+
+            /// Parses the stable string form.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($name::$var),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+string_enum! {
+    /// Where a pipeline run is in its life.
+    RunStatus {
+        /// Created, waiting for a runner slot.
+        Queued => "queued",
+        /// At least one step has started.
+        Running => "running",
+        /// Every step succeeded.
+        Succeeded => "succeeded",
+        /// A step failed (gate or not) or timed out.
+        Failed => "failed",
+        /// Cancelled by a person or a newer push.
+        Cancelled => "cancelled",
+        /// The server stopped while the run was in progress (see the recovery policy).
+        Interrupted => "interrupted",
+    }
+}
+
+impl RunStatus {
+    /// True once the run can change no more.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+string_enum! {
+    /// Where one step of a run is in its life.
+    StepStatus {
+        /// Waiting for its `needs` or a free slot.
+        Pending => "pending",
+        /// Its process is running.
+        Running => "running",
+        /// Exited 0.
+        Succeeded => "succeeded",
+        /// Exited non-zero (after its retries).
+        Failed => "failed",
+        /// Killed after its timeout (after its retries).
+        TimedOut => "timed_out",
+        /// Not run because a step it needs did not succeed, or the run was cancelled first.
+        Skipped => "skipped",
+        /// Killed because the run was cancelled.
+        Cancelled => "cancelled",
+        /// The server stopped while it ran.
+        Interrupted => "interrupted",
+    }
+}
+
+impl StepStatus {
+    /// True once the step can change no more.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, StepStatus::Pending | StepStatus::Running)
+    }
+
+    /// True if the step ended well.
+    pub fn is_success(self) -> bool {
+        self == StepStatus::Succeeded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_forms_round_trip() {
+        for s in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in StepStatus::ALL {
+            assert_eq!(StepStatus::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(RunStatus::parse("bogus"), None);
+    }
+}

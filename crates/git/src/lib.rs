@@ -1,0 +1,1 @@
+//! Git sources for sluice (stub; see the git helper's brief).

@@ -1,0 +1,1 @@
+//! Step runner for sluice (stub; see the runner helper's brief).

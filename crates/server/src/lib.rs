@@ -1,0 +1,1 @@
+//! The sluice server (in progress).

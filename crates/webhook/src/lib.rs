@@ -1,0 +1,1 @@
+//! Webhook verification and parsing (stub; see the webhook helper's brief).

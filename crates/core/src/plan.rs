@@ -125,7 +125,7 @@ impl Planner {
     /// Decides what happens next: skips every pending step whose needs can no longer
     /// succeed, then starts ready steps while fewer than `max_parallel` are running.
     /// Returned steps are already marked running or skipped.
-    pub fn next(&mut self) -> Vec<Action> {
+    pub fn next_actions(&mut self) -> Vec<Action> {
         let mut actions = Vec::new();
         // Skips propagate: a skipped step makes its dependents skippable, so loop to a fixpoint.
         loop {
@@ -285,17 +285,17 @@ mod tests {
             step("package", &["test", "lint"]),
         ];
         let mut p = Planner::new(&steps, 4).expect("valid dag");
-        assert_eq!(started(&p.next()), vec![0]);
+        assert_eq!(started(&p.next_actions()), vec![0]);
         assert!(
-            p.next().is_empty(),
+            p.next_actions().is_empty(),
             "nothing else is ready while build runs"
         );
         p.set(0, StepStatus::Succeeded);
-        assert_eq!(started(&p.next()), vec![1, 2]);
+        assert_eq!(started(&p.next_actions()), vec![1, 2]);
         p.set(1, StepStatus::Succeeded);
-        assert!(p.next().is_empty());
+        assert!(p.next_actions().is_empty());
         p.set(2, StepStatus::Succeeded);
-        assert_eq!(started(&p.next()), vec![3]);
+        assert_eq!(started(&p.next_actions()), vec![3]);
         p.set(3, StepStatus::Succeeded);
         assert!(p.is_done());
         assert_eq!(p.outcome(), RunStatus::Succeeded);
@@ -310,9 +310,9 @@ mod tests {
             step("d", &[]),
         ];
         let mut p = Planner::new(&steps, 1).expect("valid dag");
-        assert_eq!(started(&p.next()), vec![0]);
+        assert_eq!(started(&p.next_actions()), vec![0]);
         p.set(0, StepStatus::Failed);
-        let acts = p.next();
+        let acts = p.next_actions();
         assert!(acts.contains(&Action::Skip {
             step: 1,
             because: 0
@@ -331,9 +331,9 @@ mod tests {
     fn parallel_limit_is_respected() {
         let steps: Vec<_> = (0..5).map(|i| step(&format!("s{i}"), &[])).collect();
         let mut p = Planner::new(&steps, 2).expect("valid dag");
-        assert_eq!(started(&p.next()), vec![0, 1]);
+        assert_eq!(started(&p.next_actions()), vec![0, 1]);
         p.set(1, StepStatus::Succeeded);
-        assert_eq!(started(&p.next()), vec![2]);
+        assert_eq!(started(&p.next_actions()), vec![2]);
     }
 
     #[test]
@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn cancel_skips_pending_and_reports_running() {
         let mut p = Planner::new(&[step("a", &[]), step("b", &["a"])], 1).expect("valid dag");
-        p.next();
+        p.next_actions();
         assert_eq!(p.cancel(), vec![0]);
         p.set(0, StepStatus::Cancelled);
         assert!(p.is_done());
@@ -391,7 +391,7 @@ mod tests {
             while !p.is_done() {
                 rounds += 1;
                 prop_assert!(rounds < 100);
-                for a in p.next() {
+                for a in p.next_actions() {
                     if let Action::Start(i) = a {
                         for n in &steps[i].needs {
                             let j = p.index_of(n).expect("known");

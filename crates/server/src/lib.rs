@@ -1,1 +1,118 @@
-//! The sluice server (in progress).
+//! The sluice server.
+//!
+//! [`Server::start`] validates the configuration, opens the store, recovers from whatever a
+//! previous process left behind, and only then binds the port and starts the poller. The
+//! HTTP edge ([`http`]) and the engine ([`engine`]) are separate: the engine decides, the
+//! edge translates. Tests and `sluice demo` embed the server by giving it port 0.
+
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod hub;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::json;
+use sluice_core::{EventKind, NewEvent};
+use sluice_store::Store;
+use tokio::sync::watch;
+
+pub use config::{ConfigError, InterruptedPolicy, ServerConfig};
+pub use engine::Engine;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error("cannot open the database: {0}")]
+    Store(#[from] sluice_store::StoreError),
+    /// The data directory or the port failed.
+    #[error("{0}")]
+    Io(String),
+    /// Start-up recovery failed.
+    #[error("recovery after the previous run failed: {0}")]
+    Recover(#[from] engine::EngineError),
+}
+
+/// A running server.
+pub struct Server {
+    /// The engine, for embedding callers (demo, tests).
+    pub engine: Arc<Engine>,
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Validates, opens, recovers, binds and serves in the background.
+    pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::Io(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let store = Store::open(&config.database_url()).await?;
+        let listen = config.listen;
+        let engine = Engine::new(store.clone(), config)
+            .map_err(|e| StartError::Io(format!("cannot prepare the data directory: {e}")))?;
+        engine
+            .record(vec![NewEvent::new(EventKind::ServerStarted, "system", "server").payload(
+                json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "store": format!("{:?}", store.backend()).to_lowercase(),
+                    "pid": std::process::id(),
+                }),
+            )])
+            .await?;
+        engine.recover().await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| StartError::Io(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io(e.to_string()))?;
+        let (stop, mut stopped) = watch::channel(false);
+        tokio::spawn(engine.clone().poll_loop());
+        let app = http::router(engine.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        Ok(Server {
+            engine,
+            addr,
+            stop,
+            task,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:7878`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving, stops the poller, kills running steps (their runs are recovered as
+    /// interrupted at the next start) and closes the store.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.engine.shutdown();
+        // Open SSE streams would hold a graceful shutdown forever; give it a moment.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.task).await;
+        self.engine.store.close().await;
+    }
+}

@@ -1,0 +1,59 @@
+"""The demo shop's price API: a small, real HTTP service.
+
+GET /healthz            -> 200 "ok"
+GET /api/price?qty=N    -> 200 {"qty": N, "unit_cents": 250, "total_cents": ...}
+Listens on 127.0.0.1:$PORT (default 8080).
+"""
+import json
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+UNIT_CENTS = 250
+
+
+def price(qty):
+    """Total price in cents for qty items, with 10% off from 10 items."""
+    if qty < 0:
+        raise ValueError("qty must not be negative")
+    total = qty * UNIT_CENTS
+    if qty >= 10:
+        total = total * 9 // 10
+    return total
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _send(self, status, body, ctype="application/json"):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        if url.path == "/healthz":
+            return self._send(200, "ok\n", "text/plain")
+        if url.path == "/api/price":
+            try:
+                qty = int(parse_qs(url.query).get("qty", ["1"])[0])
+                total = price(qty)
+            except ValueError as e:
+                return self._send(400, json.dumps({"error": str(e)}))
+            body = {"qty": qty, "unit_cents": UNIT_CENTS, "total_cents": total}
+            return self._send(200, json.dumps(body))
+        return self._send(404, json.dumps({"error": "not found"}))
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def serve(port):
+    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+
+if __name__ == "__main__":
+    server = serve(int(os.environ.get("PORT", "8080")))
+    print("listening on", server.server_address, flush=True)
+    server.serve_forever()

@@ -20,7 +20,7 @@ use tar::{Builder, EntryType, Header};
 use crate::walk::{self, Found, Kind, Matcher, Mode};
 
 /// A packed artifact stored on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Artifact {
     /// Lower-case hex SHA-256 of the tar file.
     pub sha256: String,
@@ -44,7 +44,9 @@ pub enum ArtifactError {
         reason: String,
     },
     /// A filesystem operation failed.
-    #[error("could not {action} {path}: {source}; check that the path exists and is readable and writable by sluice")]
+    #[error(
+        "could not {action} {path}: {source}; check that the path exists and is readable and writable by sluice"
+    )]
     Io {
         /// What was being done, e.g. `read`.
         action: &'static str,
@@ -55,13 +57,17 @@ pub enum ArtifactError {
         source: io::Error,
     },
     /// An archive entry would land outside the destination.
-    #[error("archive entry {path:?} would be written outside the destination; the archive is unsafe, so unpacking stopped")]
+    #[error(
+        "archive entry {path:?} would be written outside the destination; the archive is unsafe, so unpacking stopped"
+    )]
     UnsafePath {
         /// The entry path as stored.
         path: String,
     },
     /// An archive symlink points outside the destination, or sits under another symlink.
-    #[error("archive entry {path:?} is a link to {target:?} that leaves the destination; the archive is unsafe, so unpacking stopped")]
+    #[error(
+        "archive entry {path:?} is a link to {target:?} that leaves the destination; the archive is unsafe, so unpacking stopped"
+    )]
     UnsafeLink {
         /// The entry path as stored.
         path: String,
@@ -69,7 +75,9 @@ pub enum ArtifactError {
         target: String,
     },
     /// An archive entry has a type sluice does not unpack.
-    #[error("archive entry {path:?} has unsupported type {kind}; only files, directories and symlinks can be unpacked")]
+    #[error(
+        "archive entry {path:?} has unsupported type {kind}; only files, directories and symlinks can be unpacked"
+    )]
     UnsupportedEntry {
         /// The entry path as stored.
         path: String,
@@ -190,12 +198,11 @@ pub(crate) fn write_tar(
     temp.as_file()
         .sync_all()
         .map_err(ArtifactError::io("sync", &temp_path))?;
-    temp.persist(&path)
-        .map_err(|err| ArtifactError::Io {
-            action: "rename a temporary file to",
-            path: path.clone(),
-            source: err.error,
-        })?;
+    temp.persist(&path).map_err(|err| ArtifactError::Io {
+        action: "rename a temporary file to",
+        path: path.clone(),
+        source: err.error,
+    })?;
     // Make the rename itself durable.
     if let Ok(handle) = File::open(dir) {
         let _ = handle.sync_all();
@@ -265,7 +272,11 @@ fn append<W: Write>(
 }
 
 /// Unpacks `archive` into `dest` with the safety checks of [`unpack`].
-pub(crate) fn unpack_tar(archive: &Path, dest: &Path, keep_mtime: bool) -> Result<(), ArtifactError> {
+pub(crate) fn unpack_tar(
+    archive: &Path,
+    dest: &Path,
+    keep_mtime: bool,
+) -> Result<(), ArtifactError> {
     std::fs::create_dir_all(dest).map_err(ArtifactError::io("create", dest))?;
     let file = File::open(archive).map_err(ArtifactError::io("open", archive))?;
     let mut tar = tar::Archive::new(BufReader::new(file));
@@ -382,6 +393,7 @@ impl<R: Read> Read for ExactReader<R> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
@@ -416,7 +428,11 @@ mod tests {
         write(root.path(), "dist/app.js", "js");
         write(root.path(), "dist/sub/deep.css", "css");
         write(root.path(), "bin/tool", "#!/bin/sh\n");
-        std::fs::set_permissions(root.path().join("bin/tool"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(
+            root.path().join("bin/tool"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         write(root.path(), "reports/a.xml", "<x/>");
         write(root.path(), "reports/nested/b.xml", "<x/>");
         write(root.path(), "src/main.rs", "fn main() {}");
@@ -424,15 +440,31 @@ mod tests {
         symlink("/etc/passwd", root.path().join("dist/passwd")).unwrap();
         symlink("../../outside", root.path().join("dist/escape")).unwrap();
 
-        let patterns = ["dist".to_owned(), "bin/*".to_owned(), "reports/*.xml".to_owned()];
+        let patterns = [
+            "dist".to_owned(),
+            "bin/*".to_owned(),
+            "reports/*.xml".to_owned(),
+        ];
         let artifact = pack(root.path(), &patterns, store.path()).unwrap();
-        assert_eq!(artifact.path, store.path().join(format!("{}.tar", artifact.sha256)));
-        assert_eq!(artifact.bytes, std::fs::metadata(&artifact.path).unwrap().len());
+        assert_eq!(
+            artifact.path,
+            store.path().join(format!("{}.tar", artifact.sha256))
+        );
+        assert_eq!(
+            artifact.bytes,
+            std::fs::metadata(&artifact.path).unwrap().len()
+        );
         let entries = listing(&artifact.path);
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
             names,
-            ["bin/tool", "dist/app.js", "dist/latest.js", "dist/sub/deep.css", "reports/a.xml"]
+            [
+                "bin/tool",
+                "dist/app.js",
+                "dist/latest.js",
+                "dist/sub/deep.css",
+                "reports/a.xml"
+            ]
         );
         assert_eq!(artifact.files, 5);
         assert_eq!(entries[0].1, 0o755);
@@ -468,13 +500,26 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         write(root.path(), "out/a.txt", "alpha");
         write(root.path(), "out/run.sh", "echo hi");
-        std::fs::set_permissions(root.path().join("out/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            root.path().join("out/run.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         symlink("a.txt", root.path().join("out/link")).unwrap();
         let artifact = pack(root.path(), &["out/**".to_owned()], store.path()).unwrap();
         unpack(&artifact.path, dest.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(dest.path().join("out/a.txt")).unwrap(), "alpha");
-        assert_eq!(std::fs::read_to_string(dest.path().join("out/link")).unwrap(), "alpha");
-        let mode = std::fs::metadata(dest.path().join("out/run.sh")).unwrap().permissions().mode();
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("out/a.txt")).unwrap(),
+            "alpha"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("out/link")).unwrap(),
+            "alpha"
+        );
+        let mode = std::fs::metadata(dest.path().join("out/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111);
     }
 }

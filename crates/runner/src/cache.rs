@@ -24,7 +24,9 @@ const MAX_KEY_LEN: usize = 200;
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// The key would not make a safe file name.
-    #[error("invalid cache key {key:?}: use 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'")]
+    #[error(
+        "invalid cache key {key:?}: use 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'"
+    )]
     InvalidKey {
         /// The key as given.
         key: String,
@@ -65,7 +67,11 @@ impl From<walk::BadPattern> for CacheError {
 ///
 /// Cache paths are normalised (`./a/` is `a`) and sorted, so their order does not matter.
 /// Key-file patterns that match nothing contribute nothing. The result is 64 hex digits.
-pub fn cache_key(root: &Path, paths: &[String], key_files: &[String]) -> Result<String, CacheError> {
+pub fn cache_key(
+    root: &Path,
+    paths: &[String],
+    key_files: &[String],
+) -> Result<String, CacheError> {
     let mut hasher = Sha256::new();
     hasher.update(b"sluice-cache-v1\n");
     for path in normalised_paths(paths)? {
@@ -117,10 +123,11 @@ pub fn save(cache_dir: &Path, key: &str, root: &Path, paths: &[String]) -> Resul
     }
     let mut entries = Vec::new();
     for rel in normalised_paths(paths)? {
-        let found = walk::everything_under(root, Path::new(&rel)).map_err(|source| CacheError::Io {
-            path: root.join(&rel),
-            source,
-        })?;
+        let found =
+            walk::everything_under(root, Path::new(&rel)).map_err(|source| CacheError::Io {
+                path: root.join(&rel),
+                source,
+            })?;
         entries.extend(found);
     }
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -171,6 +178,7 @@ fn file_sha256(path: &Path) -> io::Result<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -178,9 +186,15 @@ mod tests {
     fn keys_are_validated() {
         let dir = Path::new("/tmp");
         for bad in ["", "../x", "a/b", ".hidden", "sp ace"] {
-            assert!(matches!(tar_path(dir, bad), Err(CacheError::InvalidKey { .. })), "{bad}");
+            assert!(
+                matches!(tar_path(dir, bad), Err(CacheError::InvalidKey { .. })),
+                "{bad}"
+            );
         }
-        assert_eq!(tar_path(dir, "cargo-abc_1.2").unwrap(), dir.join("cargo-abc_1.2.tar"));
+        assert_eq!(
+            tar_path(dir, "cargo-abc_1.2").unwrap(),
+            dir.join("cargo-abc_1.2.tar")
+        );
     }
 
     #[test]

@@ -57,7 +57,9 @@ impl JunitSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum JunitError {
     /// The XML is not well formed.
-    #[error("line {line}, column {column}: {message}; make the test tool write well-formed JUnit XML")]
+    #[error(
+        "line {line}, column {column}: {message}; make the test tool write well-formed JUnit XML"
+    )]
     Malformed {
         /// 1-based line.
         line: usize,
@@ -67,7 +69,9 @@ pub enum JunitError {
         message: String,
     },
     /// The document is XML but not JUnit.
-    #[error("not a JUnit report: the root element is <{found}>, expected <testsuites> or <testsuite>; point the report pattern at JUnit XML files only")]
+    #[error(
+        "not a JUnit report: the root element is <{found}>, expected <testsuites> or <testsuite>; point the report pattern at JUnit XML files only"
+    )]
     NotJunit {
         /// The root element's name.
         found: String,
@@ -91,7 +95,9 @@ pub enum JunitError {
         source: io::Error,
     },
     /// A report is too large to summarise.
-    #[error("{path} is {bytes} bytes, more than the {MAX_REPORT_BYTES} byte limit; split the report or narrow the pattern")]
+    #[error(
+        "{path} is {bytes} bytes, more than the {MAX_REPORT_BYTES} byte limit; split the report or narrow the pattern"
+    )]
     TooLarge {
         /// The report.
         path: PathBuf,
@@ -248,11 +254,16 @@ fn case_names(tag: &BytesStart<'_>) -> Result<(String, String), String> {
 
 /// 1-based line and character column of byte `offset` in `text`.
 fn line_column(text: &str, offset: u64) -> (usize, usize) {
-    let offset = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
+    let offset = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(text.len());
     let bytes = &text.as_bytes()[..offset];
     let line_start = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
     let line = bytes.iter().filter(|b| **b == b'\n').count() + 1;
-    let column = String::from_utf8_lossy(&bytes[line_start..]).chars().count() + 1;
+    let column = String::from_utf8_lossy(&bytes[line_start..])
+        .chars()
+        .count()
+        + 1;
     (line, column)
 }
 
@@ -296,6 +307,7 @@ pub fn collect_junit(root: &Path, patterns: &[String]) -> Result<JunitSummary, J
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -431,7 +443,10 @@ E       assert 1 == 2</failure></testcase><testcase classname="tests.test_math" 
             ("<testsuite>\n<testcase name=\"a\">\n</testsuite>", 3),
             ("<testsuite>\n  <testcase name=\"a\"/>\n", 3),
             ("", 1),
-            ("<testsuite><testcase name=\"a\" name=\"b\"/></testsuite>", 1),
+            (
+                "<testsuite><testcase name=\"a\" name=\"b\"/></testsuite>",
+                1,
+            ),
             ("<testsuite></testsuite><testsuite/>", 1),
             ("<testsuite><testcase name=\"&bogus;\"/></testsuite>", 1),
             ("<testsuite>\n<testcase name='x' <</testsuite>", 2),

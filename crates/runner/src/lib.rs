@@ -24,6 +24,6 @@ pub use cache::{CacheError, cache_key, restore, save};
 pub use junit::{JunitError, JunitSummary, collect_junit, parse_junit};
 pub use mask::Masker;
 pub use process::{
-    DRAIN_TIMEOUT, MAX_LINE_BYTES, OutputLine, Outcome, RunnerError, RunningStep, STEP_TOKEN_VAR,
+    DRAIN_TIMEOUT, MAX_LINE_BYTES, Outcome, OutputLine, RunnerError, RunningStep, STEP_TOKEN_VAR,
     StepCommand, Stream, kill_orphans, processes_with_token, spawn,
 };

@@ -21,10 +21,10 @@ pub const MASKED: &str = "[MASKED]";
 
 /// Secrets shorter than this many bytes are not masked.
 ///
-/// Masking a two- or three-byte value such as `on`, `1234`'s cousin `123` or `yes` would
-/// shred ordinary log output (every occurrence of those letters anywhere), and the pattern
-/// of what got masked would itself reveal the secret. Such values are not secrets worth the
-/// name; the spec layer should warn about them instead.
+/// Masking a two- or three-byte value such as `on`, `yes` or `123` would shred ordinary
+/// log output (every occurrence of those letters anywhere), and the pattern of holes would
+/// itself hint at the secret. Values that short are not secrets worth the name; the spec
+/// layer should warn about them instead.
 pub const MIN_SECRET_BYTES: usize = 4;
 
 /// Base64 fragments (the stable middle of a secret encoded at an offset inside a longer
@@ -140,10 +140,10 @@ fn forms(secret: &str, out: &mut Vec<String>) {
             let encoded = engine.encode(&buf);
             let start = (8 * lead).div_ceil(6);
             let end = (8 * (lead + bytes.len())) / 6;
-            if end > start && end - start >= MIN_FRAGMENT_CHARS {
-                if let Some(middle) = encoded.get(start..end) {
-                    out.push(middle.to_owned());
-                }
+            if end >= start + MIN_FRAGMENT_CHARS
+                && let Some(middle) = encoded.get(start..end)
+            {
+                out.push(middle.to_owned());
             }
         }
     }
@@ -183,6 +183,7 @@ fn lower_percent_hex(encoded: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -198,7 +199,10 @@ mod tests {
             "password is [MASKED], ok"
         );
         assert_eq!(m.mask("hunter2hunter2"), "[MASKED]");
-        assert_eq!(m.mask("a hunter2hunter2 b hunter2hunter2"), "a [MASKED] b [MASKED]");
+        assert_eq!(
+            m.mask("a hunter2hunter2 b hunter2hunter2"),
+            "a [MASKED] b [MASKED]"
+        );
     }
 
     #[test]
@@ -243,7 +247,10 @@ mod tests {
             assert!(masked.contains(MASKED), "prefix {prefix:?}: {masked}");
             // The remaining characters must not decode back to the secret.
             let plain = masked.replace(MASKED, "");
-            assert!(plain.len() < encoded.len() - 20, "prefix {prefix:?}: {masked}");
+            assert!(
+                plain.len() < encoded.len() - 20,
+                "prefix {prefix:?}: {masked}"
+            );
         }
     }
 
@@ -289,7 +296,12 @@ mod tests {
         let encoded = utf8_percent_encode(secret, URL_ENCODE).to_string();
         assert_eq!(m.mask(&encoded), "[MASKED]");
         // Lines full of multibyte characters that partially match must not panic.
-        for line in ["🔑🔑🔑", "pässwörd-ключ-", "ключ-🔑 pässwörd", "\u{0}\u{10FFFF}"] {
+        for line in [
+            "🔑🔑🔑",
+            "pässwörd-ключ-",
+            "ключ-🔑 pässwörd",
+            "\u{0}\u{10FFFF}",
+        ] {
             let _ = m.mask(line);
         }
         let m = masker(&["🔑🔑"]);

@@ -33,6 +33,9 @@ use crate::mask::Masker;
 pub const STEP_TOKEN_VAR: &str = "SLUICE_STEP_TOKEN";
 
 /// Lines longer than this many bytes are delivered in pieces of at most this size.
+///
+/// Pieces are cut at UTF-8 character boundaries and masked separately, so a secret that
+/// straddles a cut in a 64 KiB line is not masked; that trade-off bounds memory per step.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// How long [`RunningStep::wait`] keeps reading output after the process group is gone.
@@ -128,7 +131,9 @@ pub enum RunnerError {
         path: PathBuf,
     },
     /// The operating system refused to start the shell.
-    #[error("could not start the step with /bin/sh: {source}; check that /bin/sh exists and the environment has no NUL bytes")]
+    #[error(
+        "could not start the step with /bin/sh: {source}; check that /bin/sh exists and the environment has no NUL bytes"
+    )]
     Spawn {
         /// The underlying error.
         #[source]
@@ -266,7 +271,10 @@ impl RunningStep {
     async fn drain(&mut self) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         for mut reader in std::mem::take(&mut self.readers) {
-            if tokio::time::timeout_at(deadline, &mut reader).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut reader)
+                .await
+                .is_err()
+            {
                 reader.abort();
             }
         }
@@ -426,10 +434,11 @@ pub fn kill_orphans(token_prefix: &str) -> Vec<i32> {
         }
         for pid in found {
             let target = Pid::from_raw(pid);
-            if let Ok(group) = getpgid(Some(target)) {
-                if group != own_group && group.as_raw() > 1 {
-                    let _ = killpg(group, Signal::SIGKILL);
-                }
+            if let Ok(group) = getpgid(Some(target))
+                && group != own_group
+                && group.as_raw() > 1
+            {
+                let _ = killpg(group, Signal::SIGKILL);
             }
             // The group kill may already have taken it; a zombie still accepts the signal,
             // and a process reaped in between (ESRCH) is dead all the same.
@@ -445,6 +454,7 @@ pub fn kill_orphans(token_prefix: &str) -> Vec<i32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -52,17 +52,23 @@ pub(crate) fn normalise_pattern(pattern: &str) -> Result<String, BadPattern> {
         reason: reason.to_owned(),
     };
     if pattern.starts_with('/') {
-        return Err(bad("patterns are relative to the workspace; drop the leading /"));
+        return Err(bad(
+            "patterns are relative to the workspace; drop the leading /",
+        ));
     }
     let parts: Vec<&str> = pattern
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    if parts.iter().any(|p| *p == "..") {
-        return Err(bad("patterns may not contain .. (they must stay inside the workspace)"));
+    if parts.contains(&"..") {
+        return Err(bad(
+            "patterns may not contain .. (they must stay inside the workspace)",
+        ));
     }
     if parts.is_empty() {
-        return Err(bad("the pattern names no file; write a path or glob such as dist/**"));
+        return Err(bad(
+            "the pattern names no file; write a path or glob such as dist/**",
+        ));
     }
     Ok(parts.join("/"))
 }
@@ -144,10 +150,8 @@ pub(crate) fn everything_under(root: &Path, rel: &Path) -> io::Result<Vec<Found>
     let kind = kind_of(&meta);
     match kind {
         Some(Kind::Dir) => {
-            let mut names: Vec<OsString> = rel
-                .components()
-                .map(|c| c.as_os_str().to_owned())
-                .collect();
+            let mut names: Vec<OsString> =
+                rel.components().map(|c| c.as_os_str().to_owned()).collect();
             walk_all(root, &abs, &mut names, &mut out)?;
         }
         Some(kind) => out.push(Found {
@@ -296,6 +300,7 @@ pub(crate) fn link_stays_inside(link: &Path, target: &Path) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -305,9 +310,15 @@ mod tests {
         assert!(link_stays_inside(Path::new("a/b"), Path::new("../c")));
         assert!(!link_stays_inside(Path::new("a/b"), Path::new("../../c")));
         assert!(!link_stays_inside(Path::new("b"), Path::new("/etc/passwd")));
-        assert!(!link_stays_inside(Path::new("a/b"), Path::new("x/../../../y")));
+        assert!(!link_stays_inside(
+            Path::new("a/b"),
+            Path::new("x/../../../y")
+        ));
         assert!(!link_stays_inside(Path::new("x"), Path::new("d/../y")));
-        assert!(link_stays_inside(Path::new("lib/libfoo.so"), Path::new("./libfoo.so.1")));
+        assert!(link_stays_inside(
+            Path::new("lib/libfoo.so"),
+            Path::new("./libfoo.so.1")
+        ));
         assert!(!link_stays_inside(Path::new("x"), Path::new("")));
     }
 

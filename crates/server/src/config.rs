@@ -104,21 +104,25 @@ impl ServerConfig {
             reason,
         };
         if let Some(l) = raw.listen {
-            self.listen = l
-                .parse()
-                .map_err(|_| invalid(format!("listen: `{l}` is not an address like 127.0.0.1:7878")))?;
+            self.listen = l.parse().map_err(|_| {
+                invalid(format!(
+                    "listen: `{l}` is not an address like 127.0.0.1:7878"
+                ))
+            })?;
         }
         if let Some(d) = raw.database {
             self.database = Some(d);
         }
         if let Some(p) = raw.poll_interval {
-            self.poll_interval = parse_duration(&p).map_err(|e| invalid(format!("poll_interval: {e}")))?;
+            self.poll_interval =
+                parse_duration(&p).map_err(|e| invalid(format!("poll_interval: {e}")))?;
         }
         if let Some(n) = raw.max_parallel_steps {
             self.max_parallel_steps = n;
         }
         if let Some(g) = raw.kill_grace {
-            self.kill_grace = parse_duration(&g).map_err(|e| invalid(format!("kill_grace: {e}")))?;
+            self.kill_grace =
+                parse_duration(&g).map_err(|e| invalid(format!("kill_grace: {e}")))?;
         }
         if let Some(p) = raw.interrupted_runs {
             self.interrupted_runs = p;
@@ -135,10 +139,12 @@ impl ServerConfig {
 
     /// Checks everything that can be checked before binding a port.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |reason: String| Err(ConfigError::Invalid {
-            file: "server configuration".into(),
-            reason,
-        });
+        let bad = |reason: String| {
+            Err(ConfigError::Invalid {
+                file: "server configuration".into(),
+                reason,
+            })
+        };
         if self.max_parallel_steps == 0 || self.max_parallel_steps > 256 {
             return bad(format!(
                 "max_parallel_steps must be between 1 and 256, got {}",
@@ -222,7 +228,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("`{s}` is not a duration; write e.g. `5s` or `10m`"));
         }
@@ -230,7 +238,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("`{s}` is too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let d = match unit {
@@ -238,7 +248,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
-            _ => return Err(format!("`{s}` has an unknown unit `{unit}`; use ms, s, m or h")),
+            _ => {
+                return Err(format!(
+                    "`{s}` has an unknown unit `{unit}`; use ms, s, m or h"
+                ));
+            }
         };
         total = total.saturating_add(d);
     }
@@ -261,8 +275,11 @@ mod tests {
     #[test]
     fn file_overrides_and_rejects_unknown_fields() {
         let mut c = ServerConfig::new("/tmp/x");
-        c.apply_yaml("listen: 127.0.0.1:9000\nsecrets:\n  TOKEN: abcdef\n", "server.yml")
-            .unwrap();
+        c.apply_yaml(
+            "listen: 127.0.0.1:9000\nsecrets:\n  TOKEN: abcdef\n",
+            "server.yml",
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.secrets["TOKEN"], "abcdef");
         let err = c.apply_yaml("lisen: x\n", "server.yml").unwrap_err();

@@ -63,13 +63,13 @@ impl Server {
         let engine = Engine::new(store.clone(), config)
             .map_err(|e| StartError::Io(format!("cannot prepare the data directory: {e}")))?;
         engine
-            .record(vec![NewEvent::new(EventKind::ServerStarted, "system", "server").payload(
-                json!({
+            .record(vec![
+                NewEvent::new(EventKind::ServerStarted, "system", "server").payload(json!({
                     "version": env!("CARGO_PKG_VERSION"),
                     "store": format!("{:?}", store.backend()).to_lowercase(),
                     "pid": std::process::id(),
-                }),
-            )])
+                })),
+            ])
             .await?;
         engine.recover().await?;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -80,8 +80,7 @@ impl Server {
             .map_err(|e| StartError::Io(e.to_string()))?;
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(engine.clone().poll_loop());
-        let app = http::router(engine.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = http::router(engine.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|v| *v).await;

@@ -34,7 +34,11 @@ impl Client {
         let resp = req.send().await.map_err(|e| {
             CliError::new(
                 Exit::Unreachable,
-                format!("cannot reach the sluice server at {}: {}", self.base, root_cause(&e)),
+                format!(
+                    "cannot reach the sluice server at {}: {}",
+                    self.base,
+                    root_cause(&e)
+                ),
             )
             .hint("start it with `sluice server`, or point --server / SLUICE_SERVER at it")
         })?;
@@ -75,7 +79,9 @@ impl Client {
 
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Result<(), CliError> {
-        self.send(self.http.delete(self.url(path))).await.map(|_| ())
+        self.send(self.http.delete(self.url(path)))
+            .await
+            .map(|_| ())
     }
 
     /// Follows an SSE endpoint, calling `on_event(event, data)` until it returns false or
@@ -86,13 +92,20 @@ impl Client {
         mut on_event: impl FnMut(&str, &str) -> bool,
     ) -> Result<(), CliError> {
         let resp = self
-            .send(self.http.get(self.url(path)).header("accept", "text/event-stream"))
+            .send(
+                self.http
+                    .get(self.url(path))
+                    .header("accept", "text/event-stream"),
+            )
             .await?;
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
-                CliError::new(Exit::Unreachable, format!("the stream broke: {}", root_cause(&e)))
+                CliError::new(
+                    Exit::Unreachable,
+                    format!("the stream broke: {}", root_cause(&e)),
+                )
             })?;
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
@@ -126,9 +139,17 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, CliEr
         .bytes()
         .await
         .map_err(|e| CliError::new(Exit::Server, format!("reading the answer failed: {e}")))?;
-    let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
-    serde_json::from_slice(bytes)
-        .map_err(|e| CliError::new(Exit::Server, format!("the server's answer is not what this CLI expects: {e}")))
+    let bytes = if bytes.is_empty() {
+        &b"null"[..]
+    } else {
+        &bytes[..]
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        CliError::new(
+            Exit::Server,
+            format!("the server's answer is not what this CLI expects: {e}"),
+        )
+    })
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

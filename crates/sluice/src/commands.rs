@@ -48,9 +48,11 @@ fn server_config(a: &ServerArgs) -> Result<ServerConfig, CliError> {
         c.apply_file(&f).map_err(|e| usage(e.to_string()))?;
     }
     if let Some(l) = &a.listen {
-        c.listen = l
-            .parse()
-            .map_err(|_| usage(format!("--listen `{l}` is not an address like 127.0.0.1:7878")))?;
+        c.listen = l.parse().map_err(|_| {
+            usage(format!(
+                "--listen `{l}` is not an address like 127.0.0.1:7878"
+            ))
+        })?;
     }
     if let Some(d) = &a.database {
         c.database = Some(d.clone());
@@ -73,7 +75,12 @@ pub async fn server(a: ServerArgs) -> Result<i32, CliError> {
     let server = Server::start(config)
         .await
         .map_err(|e| CliError::new(Exit::Server, e.to_string()))?;
-    eprintln!("sluice {} listening on {} (store: {})", env!("CARGO_PKG_VERSION"), server.url(), redact(&db));
+    eprintln!(
+        "sluice {} listening on {} (store: {})",
+        env!("CARGO_PKG_VERSION"),
+        server.url(),
+        redact(&db)
+    );
     wait_for_signal().await;
     eprintln!("sluice: shutting down");
     server.stop().await;
@@ -106,8 +113,13 @@ pub async fn wait_for_signal() {
 /// `sluice validate`.
 pub fn validate(path: &Path) -> Result<i32, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::new(Exit::NotFound, format!("cannot read {}: {e}", path.display()))
-            .hint("run it in the repository root, or give the path: `sluice validate path/to/sluice.yml`")
+        CliError::new(
+            Exit::NotFound,
+            format!("cannot read {}: {e}", path.display()),
+        )
+        .hint(
+            "run it in the repository root, or give the path: `sluice validate path/to/sluice.yml`",
+        )
     })?;
     let name = path.display().to_string();
     let config = match sluice_spec::parse(&text, &name) {
@@ -116,12 +128,19 @@ pub fn validate(path: &Path) -> Result<i32, CliError> {
             for diag in &d.0 {
                 eprintln!("{diag}");
             }
-            eprintln!("{} problem{} found", d.0.len(), if d.0.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{} problem{} found",
+                d.0.len(),
+                if d.0.len() == 1 { "" } else { "s" }
+            );
             return Ok(Exit::Failed as i32);
         }
     };
     // Path filters are checked against the files git tracks next to the file, if any.
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let files = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -195,7 +214,13 @@ fn print_json(v: &impl serde::Serialize) {
 /// `sluice project`.
 pub async fn project(cmd: ProjectCmd) -> Result<i32, CliError> {
     match cmd {
-        ProjectCmd::Add { source, name, poll_interval, webhook_secret, c } => {
+        ProjectCmd::Add {
+            source,
+            name,
+            poll_interval,
+            webhook_secret,
+            c,
+        } => {
             let client = Client::new(&c.server);
             let v: Value = client
                 .post("/projects", &json!({ "source": source, "name": name, "poll_interval_s": poll_interval, "webhook_secret": webhook_secret }))
@@ -203,8 +228,15 @@ pub async fn project(cmd: ProjectCmd) -> Result<i32, CliError> {
             if c.output == Output::Json {
                 print_json(&v);
             } else {
-                println!("added project {} ({})", v["project"]["name"].as_str().unwrap_or("?"), v["project"]["source"].as_str().unwrap_or("?"));
-                println!("webhook secret: {}", v["webhook_secret"].as_str().unwrap_or("?"));
+                println!(
+                    "added project {} ({})",
+                    v["project"]["name"].as_str().unwrap_or("?"),
+                    v["project"]["source"].as_str().unwrap_or("?")
+                );
+                println!(
+                    "webhook secret: {}",
+                    v["webhook_secret"].as_str().unwrap_or("?")
+                );
                 if let Some(hooks) = v["webhooks"].as_object() {
                     for (k, u) in hooks {
                         println!("  {k:<9} {}", u.as_str().unwrap_or(""));
@@ -220,14 +252,25 @@ pub async fn project(cmd: ProjectCmd) -> Result<i32, CliError> {
             } else {
                 let rows: Vec<Vec<String>> = v
                     .iter()
-                    .map(|p| vec![s(&p["name"]), s(&p["source"]), match p["poll_interval_s"].as_i64() { Some(0) | None => "off".into(), Some(n) => format!("{n}s") }])
+                    .map(|p| {
+                        vec![
+                            s(&p["name"]),
+                            s(&p["source"]),
+                            match p["poll_interval_s"].as_i64() {
+                                Some(0) | None => "off".into(),
+                                Some(n) => format!("{n}s"),
+                            },
+                        ]
+                    })
                     .collect();
                 table::print(&["NAME", "SOURCE", "POLL"], &rows);
             }
             Ok(0)
         }
         ProjectCmd::Remove { name, c } => {
-            Client::new(&c.server).delete(&format!("/projects/{}", enc(&name))).await?;
+            Client::new(&c.server)
+                .delete(&format!("/projects/{}", enc(&name)))
+                .await?;
             if c.output == Output::Text {
                 println!("removed project {name}");
             }
@@ -246,7 +289,13 @@ fn s(v: &Value) -> String {
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -292,14 +341,26 @@ pub async fn run(a: RunArgs) -> Result<i32, CliError> {
         // done is both simplest and fastest.
         "wait": !a.no_wait && !interactive, "timeout_s": a.timeout,
     });
-    let run: Value = client.post(&format!("/projects/{}/runs", enc(&a.project)), &body).await?;
+    let run: Value = client
+        .post(&format!("/projects/{}/runs", enc(&a.project)), &body)
+        .await?;
     let id = run["id"].as_i64().unwrap_or(0);
     if a.no_wait {
-        if a.c.output == Output::Json { print_json(&run); } else { println!("run #{id} queued"); }
+        if a.c.output == Output::Json {
+            print_json(&run);
+        } else {
+            println!("run #{id} queued");
+        }
         return Ok(0);
     }
     let run = if interactive {
-        eprintln!("run #{id}: {} {} on {} ({})", a.project, run["env"].as_str().unwrap_or(""), short(run["commit"].as_str().unwrap_or("")), run["services"]);
+        eprintln!(
+            "run #{id}: {} {} on {} ({})",
+            a.project,
+            run["env"].as_str().unwrap_or(""),
+            short(run["commit"].as_str().unwrap_or("")),
+            run["services"]
+        );
         follow_progress(&client, id, a.timeout).await?
     } else {
         client.get::<Value>(&format!("/runs/{id}")).await?
@@ -317,13 +378,27 @@ async fn follow_progress(client: &Client, id: i64, timeout: u64) -> Result<Value
             let status = s(&st["status"]);
             if seen.get(&name) != Some(&status) && status != "pending" {
                 let d = duration(st["started_ms"].as_i64(), st["finished_ms"].as_i64());
-                let mark = match status.as_str() { "succeeded" => "✓", "running" => "▶", "failed" | "timed_out" => "✗", _ => "·" };
-                eprintln!("  {mark} {name:<28} {status:<10} {}", if status == "running" { String::new() } else { d });
+                let mark = match status.as_str() {
+                    "succeeded" => "✓",
+                    "running" => "▶",
+                    "failed" | "timed_out" => "✗",
+                    _ => "·",
+                };
+                eprintln!(
+                    "  {mark} {name:<28} {status:<10} {}",
+                    if status == "running" {
+                        String::new()
+                    } else {
+                        d
+                    }
+                );
                 seen.insert(name, status);
             }
         }
         let status = s(&run["status"]);
-        if !matches!(status.as_str(), "queued" | "running") || tokio::time::Instant::now() >= deadline {
+        if !matches!(status.as_str(), "queued" | "running")
+            || tokio::time::Instant::now() >= deadline
+        {
             return Ok(run);
         }
     }
@@ -335,17 +410,31 @@ fn report_run(run: &Value, output: Output) -> Result<i32, CliError> {
         print_json(run);
     } else {
         let id = run["id"].as_i64().unwrap_or(0);
-        println!("run #{id} {status} in {}", duration(run["started_ms"].as_i64(), run["finished_ms"].as_i64()));
+        println!(
+            "run #{id} {status} in {}",
+            duration(run["started_ms"].as_i64(), run["finished_ms"].as_i64())
+        );
         for st in run["steps"].as_array().into_iter().flatten() {
             if let Some(t) = st.get("tests").filter(|t| !t.is_null()) {
-                println!("  {}: {} passed, {} failed, {} skipped", s(&st["name"]), t["passed"], t["failed"], t["skipped"]);
+                println!(
+                    "  {}: {} passed, {} failed, {} skipped",
+                    s(&st["name"]),
+                    t["passed"],
+                    t["failed"],
+                    t["skipped"]
+                );
                 for f in t["failing"].as_array().into_iter().flatten() {
                     println!("    failing: {}", s(f));
                 }
             }
         }
         for r in run["releases"].as_array().into_iter().flatten() {
-            println!("  release {} v{} (sha256:{})", s(&r["service"]), r["version"], short(r["artifact_sha256"].as_str().unwrap_or("")));
+            println!(
+                "  release {} v{} (sha256:{})",
+                s(&r["service"]),
+                r["version"],
+                short(r["artifact_sha256"].as_str().unwrap_or(""))
+            );
         }
     }
     Ok(match status.as_str() {
@@ -382,13 +471,25 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
         .collect();
-    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
 }
 
 /// `sluice runs`.
 pub async fn runs(a: RunsArgs) -> Result<i32, CliError> {
     let client = Client::new(&a.c.server);
-    let path = format!("/runs{}", query(&[("project", a.project.clone()), ("env", a.env.clone()), ("status", a.status.clone()), ("limit", Some(a.limit.to_string()))]));
+    let path = format!(
+        "/runs{}",
+        query(&[
+            ("project", a.project.clone()),
+            ("env", a.env.clone()),
+            ("status", a.status.clone()),
+            ("limit", Some(a.limit.to_string()))
+        ])
+    );
     let show = |runs: &Vec<Value>, output: Output| {
         if output == Output::Json {
             print_json(runs);
@@ -396,14 +497,28 @@ pub async fn runs(a: RunsArgs) -> Result<i32, CliError> {
         }
         let rows: Vec<Vec<String>> = runs
             .iter()
-            .map(|r| vec![
-                format!("#{}", r["id"]), s(&r["status"]), s(&r["project"]), s(&r["env"]),
-                short(r["commit"].as_str().unwrap_or("")).to_string(),
-                r["services"].as_array().map(|v| v.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_default(),
-                s(&r["trigger"]), duration(r["started_ms"].as_i64(), r["finished_ms"].as_i64()),
-            ])
+            .map(|r| {
+                vec![
+                    format!("#{}", r["id"]),
+                    s(&r["status"]),
+                    s(&r["project"]),
+                    s(&r["env"]),
+                    short(r["commit"].as_str().unwrap_or("")).to_string(),
+                    r["services"]
+                        .as_array()
+                        .map(|v| v.iter().map(s).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default(),
+                    s(&r["trigger"]),
+                    duration(r["started_ms"].as_i64(), r["finished_ms"].as_i64()),
+                ]
+            })
             .collect();
-        table::print(&["RUN", "STATUS", "PROJECT", "ENV", "COMMIT", "SERVICES", "TRIGGER", "DURATION"], &rows);
+        table::print(
+            &[
+                "RUN", "STATUS", "PROJECT", "ENV", "COMMIT", "SERVICES", "TRIGGER", "DURATION",
+            ],
+            &rows,
+        );
     };
     let first: Vec<Value> = client.get(&path).await?;
     show(&first, a.c.output);
@@ -456,7 +571,11 @@ fn print_line(l: &Value, output: Output) {
         println!("{l}");
     } else {
         let stream = l["stream"].as_str().unwrap_or("out");
-        let prefix = if stream == "out" { String::new() } else { format!("[{stream}] ") };
+        let prefix = if stream == "out" {
+            String::new()
+        } else {
+            format!("[{stream}] ")
+        };
         println!("{:<20} | {prefix}{}", s(&l["step"]), s(&l["line"]));
     }
 }
@@ -474,8 +593,9 @@ pub async fn logs(a: LogsArgs) -> Result<i32, CliError> {
     }
     let mut end_status = None;
     client
-        .follow(&format!("/runs/{}/logs/stream{q}", a.run), |event, data| {
-            match event {
+        .follow(
+            &format!("/runs/{}/logs/stream{q}", a.run),
+            |event, data| match event {
                 "log" => {
                     if let Ok(l) = serde_json::from_str::<Value>(data) {
                         print_line(&l, a.c.output);
@@ -483,12 +603,14 @@ pub async fn logs(a: LogsArgs) -> Result<i32, CliError> {
                     true
                 }
                 "end" => {
-                    end_status = serde_json::from_str::<Value>(data).ok().map(|v| s(&v["status"]));
+                    end_status = serde_json::from_str::<Value>(data)
+                        .ok()
+                        .map(|v| s(&v["status"]));
                     false
                 }
                 _ => true,
-            }
-        })
+            },
+        )
         .await?;
     Ok(match end_status.as_deref() {
         Some("succeeded") => 0,
@@ -516,7 +638,14 @@ pub struct ReleasesArgs {
 /// `sluice releases`.
 pub async fn releases(a: ReleasesArgs) -> Result<i32, CliError> {
     let v: Vec<Value> = Client::new(&a.c.server)
-        .get(&format!("/releases{}", query(&[("project", a.project), ("service", a.service), ("limit", Some(a.limit.to_string()))])))
+        .get(&format!(
+            "/releases{}",
+            query(&[
+                ("project", a.project),
+                ("service", a.service),
+                ("limit", Some(a.limit.to_string()))
+            ])
+        ))
         .await?;
     if a.c.output == Output::Json {
         print_json(&v);
@@ -525,11 +654,37 @@ pub async fn releases(a: ReleasesArgs) -> Result<i32, CliError> {
     let rows: Vec<Vec<String>> = v
         .iter()
         .map(|r| {
-            let gates = r["gates"].as_object().map(|g| g.iter().map(|(k, v)| format!("{}:{}", k.split('/').nth(1).unwrap_or(k), s(&v["status"]))).collect::<Vec<_>>().join(",")).unwrap_or_default();
-            vec![s(&r["project"]), format!("{} v{}", s(&r["service"]), r["version"]), short(r["commit"].as_str().unwrap_or("")).to_string(), s(&r["env"]), format!("#{}", r["run_id"]), format!("sha256:{}", short(r["artifact_sha256"].as_str().unwrap_or(""))), if gates.is_empty() { "-".into() } else { gates }]
+            let gates = r["gates"]
+                .as_object()
+                .map(|g| {
+                    g.iter()
+                        .map(|(k, v)| {
+                            format!("{}:{}", k.split('/').nth(1).unwrap_or(k), s(&v["status"]))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                s(&r["project"]),
+                format!("{} v{}", s(&r["service"]), r["version"]),
+                short(r["commit"].as_str().unwrap_or("")).to_string(),
+                s(&r["env"]),
+                format!("#{}", r["run_id"]),
+                format!(
+                    "sha256:{}",
+                    short(r["artifact_sha256"].as_str().unwrap_or(""))
+                ),
+                if gates.is_empty() { "-".into() } else { gates },
+            ]
         })
         .collect();
-    table::print(&["PROJECT", "RELEASE", "COMMIT", "ENV", "RUN", "ARTIFACT", "GATES"], &rows);
+    table::print(
+        &[
+            "PROJECT", "RELEASE", "COMMIT", "ENV", "RUN", "ARTIFACT", "GATES",
+        ],
+        &rows,
+    );
     Ok(0)
 }
 
@@ -559,10 +714,21 @@ pub async fn events(a: EventsArgs) -> Result<i32, CliError> {
         if a.c.output == Output::Json {
             println!("{e}");
         } else {
-            println!("{:>6}  {:<18} {:<16} {:<20} {}", e["seq"], s(&e["kind"]), s(&e["actor"]), s(&e["subject"]), e["payload"]);
+            println!(
+                "{:>6}  {:<18} {:<16} {:<20} {}",
+                e["seq"],
+                s(&e["kind"]),
+                s(&e["actor"]),
+                s(&e["subject"]),
+                e["payload"]
+            );
         }
     };
-    let q = query(&[("project", a.project.clone()), ("kind", a.kind.clone()), ("after", Some(a.after.to_string()))]);
+    let q = query(&[
+        ("project", a.project.clone()),
+        ("kind", a.kind.clone()),
+        ("after", Some(a.after.to_string())),
+    ]);
     let list: Vec<Value> = client.get(&format!("/events{q}")).await?;
     let mut last = a.after;
     for e in &list {
@@ -570,7 +736,11 @@ pub async fn events(a: EventsArgs) -> Result<i32, CliError> {
         last = e["seq"].as_i64().unwrap_or(last);
     }
     if a.follow {
-        let q = query(&[("project", a.project.clone()), ("kind", a.kind.clone()), ("after", Some(last.to_string()))]);
+        let q = query(&[
+            ("project", a.project.clone()),
+            ("kind", a.kind.clone()),
+            ("after", Some(last.to_string())),
+        ]);
         client
             .follow(&format!("/events/stream{q}"), |_, data| {
                 if let Ok(e) = serde_json::from_str::<Value>(data) {
@@ -594,7 +764,9 @@ pub struct CancelArgs {
 
 /// `sluice cancel`.
 pub async fn cancel(a: CancelArgs) -> Result<i32, CliError> {
-    let _: Value = Client::new(&a.c.server).post(&format!("/runs/{}/cancel", a.run), &json!({})).await?;
+    let _: Value = Client::new(&a.c.server)
+        .post(&format!("/runs/{}/cancel", a.run), &json!({}))
+        .await?;
     println!("run #{} is being cancelled", a.run);
     Ok(0)
 }

@@ -33,13 +33,34 @@ pub struct DemoArgs {
 
 const FILES: &[(&str, &str)] = &[
     ("sluice.yml", include_str!("demo_project/sluice.yml")),
-    ("services/api/app.py", include_str!("demo_project/services/api/app.py")),
-    ("services/api/test_app.py", include_str!("demo_project/services/api/test_app.py")),
-    ("services/api/lint.py", include_str!("demo_project/services/api/lint.py")),
-    ("services/web/build.sh", include_str!("demo_project/services/web/build.sh")),
-    ("services/web/check.sh", include_str!("demo_project/services/web/check.sh")),
-    ("services/web/index.html.in", include_str!("demo_project/services/web/index.html.in")),
-    ("services/web/style.css", include_str!("demo_project/services/web/style.css")),
+    (
+        "services/api/app.py",
+        include_str!("demo_project/services/api/app.py"),
+    ),
+    (
+        "services/api/test_app.py",
+        include_str!("demo_project/services/api/test_app.py"),
+    ),
+    (
+        "services/api/lint.py",
+        include_str!("demo_project/services/api/lint.py"),
+    ),
+    (
+        "services/web/build.sh",
+        include_str!("demo_project/services/web/build.sh"),
+    ),
+    (
+        "services/web/check.sh",
+        include_str!("demo_project/services/web/check.sh"),
+    ),
+    (
+        "services/web/index.html.in",
+        include_str!("demo_project/services/web/index.html.in"),
+    ),
+    (
+        "services/web/style.css",
+        include_str!("demo_project/services/web/style.css"),
+    ),
 ];
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, CliError> {
@@ -60,7 +81,11 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, CliError> {
     if !out.status.success() {
         return Err(CliError::new(
             Exit::Server,
-            format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()),
+            format!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -75,7 +100,10 @@ fn say(once: bool, msg: &str) {
 /// `sluice demo`.
 pub async fn demo(a: DemoArgs) -> Result<i32, CliError> {
     let started = Instant::now();
-    let root = std::env::temp_dir().join(format!("sluice-demo-{}", sluice_server::engine::random_hex(4)));
+    let root = std::env::temp_dir().join(format!(
+        "sluice-demo-{}",
+        sluice_server::engine::random_hex(4)
+    ));
     let result = run_demo(&a, &root, started).await;
     if !a.keep {
         let _ = std::fs::remove_dir_all(&root);
@@ -101,15 +129,33 @@ async fn run_demo(a: &DemoArgs, root: &Path, started: Instant) -> Result<i32, Cl
         std::fs::write(&p, text)?;
     }
     git(&work, &["add", "-A"])?;
-    git(&work, &["commit", "-q", "-m", "demo shop: api and storefront"])?;
-    git(&work, &["remote", "add", "origin", &origin.display().to_string()])?;
+    git(
+        &work,
+        &["commit", "-q", "-m", "demo shop: api and storefront"],
+    )?;
+    git(
+        &work,
+        &["remote", "add", "origin", &origin.display().to_string()],
+    )?;
     git(&work, &["push", "-q", "origin", "main"])?;
-    say(once, &format!("sluice demo: sample project in {}", work.display()));
+    say(
+        once,
+        &format!("sluice demo: sample project in {}", work.display()),
+    );
 
     let mut config = ServerConfig::new(root.join("data"));
-    config.listen = if once { "127.0.0.1:0" } else { a.listen.as_str() }
-        .parse()
-        .map_err(|_| CliError::new(Exit::Usage, format!("--listen `{}` is not an address", a.listen)))?;
+    config.listen = if once {
+        "127.0.0.1:0"
+    } else {
+        a.listen.as_str()
+    }
+    .parse()
+    .map_err(|_| {
+        CliError::new(
+            Exit::Usage,
+            format!("--listen `{}` is not an address", a.listen),
+        )
+    })?;
     config.poll_interval = Duration::from_millis(500);
     let server = match Server::start(config.clone()).await {
         Ok(s) => s,
@@ -117,28 +163,48 @@ async fn run_demo(a: &DemoArgs, root: &Path, started: Instant) -> Result<i32, Cl
             // The default port is taken (perhaps by a real server): use a free one.
             say(once, &format!("({e}; using a free port instead)"));
             config.listen = ([127, 0, 0, 1], 0).into();
-            Server::start(config).await.map_err(|e| CliError::new(Exit::Server, e.to_string()))?
+            Server::start(config)
+                .await
+                .map_err(|e| CliError::new(Exit::Server, e.to_string()))?
         }
         Err(e) => return Err(CliError::new(Exit::Server, e.to_string())),
     };
     let url = server.url();
-    say(once, &format!("sluice demo: server at {url} (store: SQLite in {})", root.join("data").display()));
+    say(
+        once,
+        &format!(
+            "sluice demo: server at {url} (store: SQLite in {})",
+            root.join("data").display()
+        ),
+    );
     let engine = server.engine.clone();
     let outcome = async {
         engine
             .add_project(&origin.display().to_string(), None, Some(1), None, "demo")
             .await
-            .map_err(|e| CliError::new(Exit::Server, format!("registering the project failed: {e}")))?;
-        say(once, "sluice demo: pushed main; running the pipelines of api and web ...");
+            .map_err(|e| {
+                CliError::new(Exit::Server, format!("registering the project failed: {e}"))
+            })?;
+        say(
+            once,
+            "sluice demo: pushed main; running the pipelines of api and web ...",
+        );
         let first = wait_for_runs(&server, 1, once).await?;
 
         // A second push that touches only the API: monorepo detection runs only `api`.
         let app = work.join("services/api/app.py");
-        let text = std::fs::read_to_string(&app)?.replace("UNIT_CENTS = 250", "UNIT_CENTS = 250  # price reviewed");
+        let text = std::fs::read_to_string(&app)?
+            .replace("UNIT_CENTS = 250", "UNIT_CENTS = 250  # price reviewed");
         std::fs::write(&app, text)?;
-        git(&work, &["commit", "-q", "-am", "api: note the price review"])?;
+        git(
+            &work,
+            &["commit", "-q", "-am", "api: note the price review"],
+        )?;
         git(&work, &["push", "-q", "origin", "main"])?;
-        say(once, "sluice demo: pushed a change to services/api only; sluice runs only api ...");
+        say(
+            once,
+            "sluice demo: pushed a change to services/api only; sluice runs only api ...",
+        );
         let second = wait_for_runs(&server, 2, once).await?;
         Ok::<_, CliError>((first, second))
     }
@@ -152,10 +218,18 @@ async fn run_demo(a: &DemoArgs, root: &Path, started: Instant) -> Result<i32, Cl
     };
     let releases = engine
         .store
-        .releases(&sluice_store::ReleaseFilter { project: Some("demo-shop".into()), service: None, limit: 10 })
+        .releases(&sluice_store::ReleaseFilter {
+            project: Some("demo-shop".into()),
+            service: None,
+            limit: 10,
+        })
         .await
         .map_err(|e| CliError::new(Exit::Server, e.to_string()))?;
-    let rel_text: Vec<String> = releases.iter().rev().map(|r| format!("{} v{}", r.service, r.version)).collect();
+    let rel_text: Vec<String> = releases
+        .iter()
+        .rev()
+        .map(|r| format!("{} v{}", r.service, r.version))
+        .collect();
     let ok = first.status == sluice_core::RunStatus::Succeeded
         && second.status == sluice_core::RunStatus::Succeeded
         && second.services == vec!["api".to_string()];
@@ -164,20 +238,43 @@ async fn run_demo(a: &DemoArgs, root: &Path, started: Instant) -> Result<i32, Cl
         println!(
             "sluice demo: {} — run #{} ({}) {}, run #{} ({}) {}; releases: {}; {:.1}s",
             if ok { "ok" } else { "FAILED" },
-            first.id, first.services.join("+"), first.status,
-            second.id, second.services.join("+"), second.status,
-            rel_text.join(", "), secs
+            first.id,
+            first.services.join("+"),
+            first.status,
+            second.id,
+            second.services.join("+"),
+            second.status,
+            rel_text.join(", "),
+            secs
         );
         server.stop().await;
         return Ok(if ok { 0 } else { Exit::Failed as i32 });
     }
     println!();
     println!("  UI:        {url}/");
-    println!("  Run #{}:    {url}/runs/{}  ({}, {})", first.id, first.id, first.services.join(" + "), first.status);
-    println!("  Run #{}:    {url}/runs/{}  ({}, {})", second.id, second.id, second.services.join(" + "), second.status);
+    println!(
+        "  Run #{}:    {url}/runs/{}  ({}, {})",
+        first.id,
+        first.id,
+        first.services.join(" + "),
+        first.status
+    );
+    println!(
+        "  Run #{}:    {url}/runs/{}  ({}, {})",
+        second.id,
+        second.id,
+        second.services.join(" + "),
+        second.status
+    );
     println!("  Releases:  {}", rel_text.join(", "));
-    println!("  Try:       sluice runs --server {url}   |   sluice logs {} --server {url}", second.id);
-    println!("             push to {} (branch main) and watch a new run start", work.display());
+    println!(
+        "  Try:       sluice runs --server {url}   |   sluice logs {} --server {url}",
+        second.id
+    );
+    println!(
+        "             push to {} (branch main) and watch a new run start",
+        work.display()
+    );
     println!();
     println!("Press Ctrl-C to stop the demo.");
     crate::commands::wait_for_signal().await;
@@ -194,7 +291,11 @@ async fn wait_for_runs(server: &Server, n: usize, once: bool) -> Result<Run, Cli
     loop {
         rx.borrow_and_update();
         let runs = store
-            .runs(&RunFilter { project: Some("demo-shop".into()), limit: 10, ..Default::default() })
+            .runs(&RunFilter {
+                project: Some("demo-shop".into()),
+                limit: 10,
+                ..Default::default()
+            })
             .await
             .map_err(|e| CliError::new(Exit::Server, e.to_string()))?;
         if let Some(newest) = runs.first().filter(|_| runs.len() >= n) {
@@ -203,8 +304,15 @@ async fn wait_for_runs(server: &Server, n: usize, once: bool) -> Result<Run, Cli
                     let key = (newest.id, st.name.clone(), st.status.to_string());
                     if st.status.is_terminal() && printed.insert(key) {
                         let d = crate::table::duration(st.started_ms, st.finished_ms);
-                        let tests = st.tests.as_ref().map(|t| format!("  ({} tests passed, {} failed)", t.passed, t.failed)).unwrap_or_default();
-                        eprintln!("  run #{} {:<14} {:<10} {d}{tests}", newest.id, st.name, st.status);
+                        let tests = st
+                            .tests
+                            .as_ref()
+                            .map(|t| format!("  ({} tests passed, {} failed)", t.passed, t.failed))
+                            .unwrap_or_default();
+                        eprintln!(
+                            "  run #{} {:<14} {:<10} {d}{tests}",
+                            newest.id, st.name, st.status
+                        );
                     }
                 }
             }
@@ -213,7 +321,10 @@ async fn wait_for_runs(server: &Server, n: usize, once: bool) -> Result<Run, Cli
             }
         }
         if Instant::now() > deadline {
-            return Err(CliError::new(Exit::Failed, "the demo pipeline did not finish within 3 minutes"));
+            return Err(CliError::new(
+                Exit::Failed,
+                "the demo pipeline did not finish within 3 minutes",
+            ));
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
     }

@@ -26,7 +26,12 @@ struct Cli {
 #[derive(Args, Clone)]
 pub struct ClientOpts {
     /// URL of the sluice server.
-    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:7878", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_SERVER",
+        default_value = "http://127.0.0.1:7878",
+        global = true
+    )]
     pub server: String,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text, global = true)]
@@ -81,7 +86,11 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { Exit::Usage as i32 } else { 0 };
+            let code = if e.use_stderr() {
+                Exit::Usage as i32
+            } else {
+                0
+            };
             let _ = e.print();
             std::process::exit(code);
         }

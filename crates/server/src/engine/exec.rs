@@ -36,7 +36,11 @@ impl Engine {
         let started = now_ms();
         let config = match sluice_spec::parse(&run.config, "sluice.yml") {
             Ok(c) => Arc::new(c),
-            Err(d) => return self.fail_early(&run, &format!("sluice.yml is invalid: {d}")).await,
+            Err(d) => {
+                return self
+                    .fail_early(&run, &format!("sluice.yml is invalid: {d}"))
+                    .await;
+            }
         };
         let ws = self.paths.workspaces.join(format!("run-{}", run.id));
         if let Err(e) = self.prepare_workspace(&run, &ws).await {
@@ -59,7 +63,11 @@ impl Engine {
                 run.id,
                 RunStatus::Running,
                 now_ms(),
-                vec![ev(EventKind::RunStarted, &run, json!({ "workspace": ws.display().to_string() }))],
+                vec![ev(
+                    EventKind::RunStarted,
+                    &run,
+                    json!({ "workspace": ws.display().to_string() }),
+                )],
             )
             .await?;
         self.hub.bump();
@@ -165,7 +173,13 @@ impl Engine {
                         Ok(Some(v)) => releases.push(json!({ "service": svc_name, "version": v })),
                         Ok(None) => {}
                         Err(e) => {
-                            self.sys_log(&run, &format!("{svc_name}/release"), &Arc::new(AtomicI64::new(0)), &format!("release failed: {e}")).await;
+                            self.sys_log(
+                                &run,
+                                &format!("{svc_name}/release"),
+                                &Arc::new(AtomicI64::new(0)),
+                                &format!("release failed: {e}"),
+                            )
+                            .await;
                         }
                     }
                 }
@@ -287,7 +301,11 @@ impl Engine {
             })
             .await;
             if let Ok(Ok((key, hit))) = r {
-                let msg = format!("cache {} {}", &key[..12.min(key.len())], if hit { "restored" } else { "miss" });
+                let msg = format!(
+                    "cache {} {}",
+                    &key[..12.min(key.len())],
+                    if hit { "restored" } else { "miss" }
+                );
                 self.sys_log(run, name, &seq, &msg).await;
             }
         }
@@ -306,7 +324,11 @@ impl Engine {
                 token: format!("{}{}-{}", self.token_prefix, run.id, index),
             };
             let (tx, rx) = mpsc::unbounded_channel();
-            let writer = tokio::spawn(self.clone().log_writer(run.id, name.to_string(), seq.clone(), rx));
+            let writer =
+                tokio::spawn(
+                    self.clone()
+                        .log_writer(run.id, name.to_string(), seq.clone(), rx),
+                );
             let outcome = match sluice_runner::spawn(&cmd, self.masker.clone(), tx) {
                 Ok(running) => {
                     self.store
@@ -320,7 +342,11 @@ impl Engine {
                                 started_ms: Some(now_ms()),
                                 ..Default::default()
                             },
-                            vec![ev(EventKind::StepStarted, run, json!({ "step": name, "attempt": attempt }))],
+                            vec![ev(
+                                EventKind::StepStarted,
+                                run,
+                                json!({ "step": name, "attempt": attempt }),
+                            )],
                         )
                         .await?;
                     self.hub.bump();
@@ -335,7 +361,8 @@ impl Engine {
                 Outcome::TimedOut => StepStatus::TimedOut,
                 Outcome::Cancelled => StepStatus::Cancelled,
                 Outcome::SpawnFailed(e) => {
-                    self.sys_log(run, name, &seq, &format!("could not start the step: {e}")).await;
+                    self.sys_log(run, name, &seq, &format!("could not start the step: {e}"))
+                        .await;
                     StepStatus::Failed
                 }
             };
@@ -344,11 +371,22 @@ impl Engine {
                 || (status == StepStatus::TimedOut && st.retry.on_timeout);
             if retryable && attempt <= st.retry.max {
                 let why = describe(&outcome, st.timeout);
-                self.sys_log(run, name, &seq, &format!(
-                    "attempt {attempt} {why}; retrying ({} of {}){}",
-                    attempt, st.retry.max,
-                    if st.retry.delay.is_zero() { String::new() } else { format!(" in {:?}", st.retry.delay) }
-                )).await;
+                self.sys_log(
+                    run,
+                    name,
+                    &seq,
+                    &format!(
+                        "attempt {attempt} {why}; retrying ({} of {}){}",
+                        attempt,
+                        st.retry.max,
+                        if st.retry.delay.is_zero() {
+                            String::new()
+                        } else {
+                            format!(" in {:?}", st.retry.delay)
+                        }
+                    ),
+                )
+                .await;
                 self.record(vec![ev(
                     EventKind::StepRetrying,
                     run,
@@ -364,7 +402,13 @@ impl Engine {
                 continue;
             }
             if status == StepStatus::TimedOut {
-                self.sys_log(run, name, &seq, &format!("killed after its timeout of {:?}", st.timeout)).await;
+                self.sys_log(
+                    run,
+                    name,
+                    &seq,
+                    &format!("killed after its timeout of {:?}", st.timeout),
+                )
+                .await;
             }
             break (status, code);
         };
@@ -372,7 +416,9 @@ impl Engine {
             None
         } else {
             let (root, pats) = (ws.to_path_buf(), st.junit.clone());
-            match tokio::task::spawn_blocking(move || sluice_runner::collect_junit(&root, &pats)).await {
+            match tokio::task::spawn_blocking(move || sluice_runner::collect_junit(&root, &pats))
+                .await
+            {
                 Ok(Ok(j)) => Some(TestSummary {
                     passed: j.passed,
                     failed: j.failed,
@@ -380,7 +426,8 @@ impl Engine {
                     failing: j.failing,
                 }),
                 Ok(Err(e)) => {
-                    self.sys_log(run, name, &seq, &format!("junit report unreadable: {e}")).await;
+                    self.sys_log(run, name, &seq, &format!("junit report unreadable: {e}"))
+                        .await;
                     None
                 }
                 Err(_) => None,
@@ -554,18 +601,26 @@ impl Engine {
 
     /// Packs a service's artifacts and records its release; None if the commit already has one.
     async fn release(&self, run: &Run, svc: &Service, ws: &Path) -> Result<Option<i64>, String> {
-        let mut patterns: Vec<String> = svc.steps.iter().flat_map(|s| s.artifacts.clone()).collect();
+        let mut patterns: Vec<String> =
+            svc.steps.iter().flat_map(|s| s.artifacts.clone()).collect();
         patterns.dedup();
         let (root, dir) = (ws.to_path_buf(), self.paths.artifacts.clone());
-        let artifact = tokio::task::spawn_blocking(move || sluice_runner::pack(&root, &patterns, &dir))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let gates: serde_json::Map<String, serde_json::Value> = HashMap::<String, serde_json::Value>::new().into_iter().collect();
+        let artifact =
+            tokio::task::spawn_blocking(move || sluice_runner::pack(&root, &patterns, &dir))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        let gates: serde_json::Map<String, serde_json::Value> =
+            HashMap::<String, serde_json::Value>::new()
+                .into_iter()
+                .collect();
         let mut gates = gates;
         for s in self.store.steps(run.id).await.map_err(|e| e.to_string())? {
             if s.gate && s.service == svc.name {
-                gates.insert(s.name.clone(), json!({ "status": s.status, "tests": s.tests }));
+                gates.insert(
+                    s.name.clone(),
+                    json!({ "status": s.status, "tests": s.tests }),
+                );
             }
         }
         let rel = self
@@ -622,7 +677,10 @@ impl Engine {
             .collect();
         for r in releases.iter().skip(keep).filter(|r| !r.artifact_pruned) {
             if !kept.contains(r.artifact_sha256.as_str()) {
-                let path = self.paths.artifacts.join(format!("{}.tar", r.artifact_sha256));
+                let path = self
+                    .paths
+                    .artifacts
+                    .join(format!("{}.tar", r.artifact_sha256));
                 let _ = tokio::fs::remove_file(&path).await;
             }
             self.store

@@ -149,7 +149,12 @@ impl Engine {
             artifacts: d.join("artifacts"),
             caches: d.join("cache"),
         };
-        for p in [&paths.mirrors, &paths.workspaces, &paths.artifacts, &paths.caches] {
+        for p in [
+            &paths.mirrors,
+            &paths.workspaces,
+            &paths.artifacts,
+            &paths.caches,
+        ] {
             std::fs::create_dir_all(p)?;
         }
         let instance = instance_id(d)?;
@@ -190,10 +195,7 @@ impl Engine {
     }
 
     fn project_lock(&self, name: &str) -> Arc<Mutex<()>> {
-        let mut locks = self
-            .project_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut locks = self.project_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(name.to_string()).or_default().clone()
     }
 
@@ -246,7 +248,10 @@ impl Engine {
         let heads = sluice_git::ls_remote(&source).await.map_err(|e| {
             bad(
                 format!("cannot read repository `{source}`: {e}"),
-                Some("give a local path to a git repository or a git URL this server can reach".into()),
+                Some(
+                    "give a local path to a git repository or a git URL this server can reach"
+                        .into(),
+                ),
             )
         })?;
         if heads.is_empty() {
@@ -256,10 +261,7 @@ impl Engine {
             ));
         }
         // Find the project's name from sluice.yml on a default-looking branch.
-        let tmp_dir = self
-            .paths
-            .mirrors
-            .join(format!(".probe-{}", random_hex(6)));
+        let tmp_dir = self.paths.mirrors.join(format!(".probe-{}", random_hex(6)));
         let probe = Mirror::open(&tmp_dir, &source).await?;
         let result = async {
             probe.fetch().await?;
@@ -350,8 +352,8 @@ impl Engine {
             .map(|h| (h.branch, h.commit))
             .collect();
         if let Some(local) = localref::local_branch_heads(&project.source) {
-            let same = local.len() == stored.len()
-                && local.iter().all(|(b, c)| stored.get(b) == Some(c));
+            let same =
+                local.len() == stored.len() && local.iter().all(|(b, c)| stored.get(b) == Some(c));
             if same {
                 return Ok(Vec::new());
             }
@@ -393,7 +395,9 @@ impl Engine {
             match self.plan_run(&mirror, req, true).await {
                 Ok(Some(run)) => started.push(run),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(project = %name, %branch, error = %e, "could not plan a run"),
+                Err(e) => {
+                    tracing::warn!(project = %name, %branch, error = %e, "could not plan a run")
+                }
             }
         }
         for run in &started {
@@ -433,9 +437,13 @@ impl Engine {
             Ok(c) => c.clone(),
             Err(diag) => {
                 self.record(vec![
-                    NewEvent::new(EventKind::ConfigInvalid, &req.actor, format!("project/{project}"))
-                        .project(&project)
-                        .payload(json!({ "commit": commit, "branch": branch, "error": diag })),
+                    NewEvent::new(
+                        EventKind::ConfigInvalid,
+                        &req.actor,
+                        format!("project/{project}"),
+                    )
+                    .project(&project)
+                    .payload(json!({ "commit": commit, "branch": branch, "error": diag })),
                 ])
                 .await?;
                 return if from_push {
@@ -458,7 +466,12 @@ impl Engine {
                         format!("environment `{e}` is not defined in sluice.yml"),
                         Some(format!(
                             "defined: {}",
-                            config.environments.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                            config
+                                .environments
+                                .iter()
+                                .map(|x| x.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )),
                     )
                 })?,
@@ -480,7 +493,12 @@ impl Engine {
                         format!("service `{s}` is not defined in sluice.yml"),
                         Some(format!(
                             "defined: {}",
-                            config.services.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                            config
+                                .services
+                                .iter()
+                                .map(|x| x.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )),
                     ));
                 }
@@ -508,8 +526,7 @@ impl Engine {
                     continue;
                 }
                 if let Some(base) = self
-                    .store
-                    .last_release_in_env(&project, &svc.name, &env.name)
+                    .change_base(mirror, &project, &svc.name, &env.name, &commit)
                     .await?
                 {
                     let changed = match changed_cache.get(&base.commit) {
@@ -557,7 +574,11 @@ impl Engine {
                 steps.push(NewStep {
                     name: format!("{}/{}", svc.name, st.name),
                     service: svc.name.clone(),
-                    needs: st.needs.iter().map(|n| format!("{}/{n}", svc.name)).collect(),
+                    needs: st
+                        .needs
+                        .iter()
+                        .map(|n| format!("{}/{n}", svc.name))
+                        .collect(),
                     gate: st.gate,
                 });
             }
@@ -592,6 +613,41 @@ impl Engine {
             .await?;
         self.hub.bump();
         Ok(Some(run))
+    }
+
+    /// The release a service's changes are measured against in an environment: its last
+    /// release there or, for an environment that never released it (e.g. a branch just cut),
+    /// its newest release from any environment whose commit is an ancestor of `commit`.
+    /// None means "never built here": the service runs.
+    async fn change_base(
+        &self,
+        mirror: &Mirror,
+        project: &str,
+        service: &str,
+        env: &str,
+        commit: &str,
+    ) -> Result<Option<sluice_store::Release>, EngineError> {
+        if let Some(r) = self
+            .store
+            .last_release_in_env(project, service, env)
+            .await?
+        {
+            return Ok(Some(r));
+        }
+        let candidates = self
+            .store
+            .releases(&sluice_store::ReleaseFilter {
+                project: Some(project.to_string()),
+                service: Some(service.to_string()),
+                limit: 50,
+            })
+            .await?;
+        for r in candidates {
+            if mirror.is_ancestor(&r.commit, commit).await.unwrap_or(false) {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     async fn resolve_target(
@@ -742,9 +798,9 @@ impl Engine {
                 if p.poll_interval_s <= 0 {
                     continue;
                 }
-                let due = last
-                    .get(&p.name)
-                    .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(p.poll_interval_s as u64));
+                let due = last.get(&p.name).is_none_or(|t| {
+                    now.duration_since(*t) >= Duration::from_secs(p.poll_interval_s as u64)
+                });
                 if due {
                     last.insert(p.name.clone(), now);
                     if let Err(e) = self.sync_project(&p.name, "poll", "poller").await {
@@ -789,14 +845,23 @@ impl Engine {
     }
 }
 
-fn unchanged(req: &RunRequest, service: &str, commit: &str, mut payload: serde_json::Value) -> NewEvent {
+fn unchanged(
+    req: &RunRequest,
+    service: &str,
+    commit: &str,
+    mut payload: serde_json::Value,
+) -> NewEvent {
     if let Some(o) = payload.as_object_mut() {
         o.insert("service".into(), json!(service));
         o.insert("commit".into(), json!(commit));
     }
-    NewEvent::new(EventKind::ServiceUnchanged, &req.actor, format!("project/{}", req.project))
-        .project(&req.project)
-        .payload(payload)
+    NewEvent::new(
+        EventKind::ServiceUnchanged,
+        &req.actor,
+        format!("project/{}", req.project),
+    )
+    .project(&req.project)
+    .payload(payload)
 }
 
 /// The first 10 characters of a commit id.

@@ -54,8 +54,8 @@ impl Engine {
                         .await?;
                 }
             }
-            let rerun = self.config.interrupted_runs == InterruptedPolicy::Rerun
-                && run.trigger != "rerun";
+            let rerun =
+                self.config.interrupted_runs == InterruptedPolicy::Rerun && run.trigger != "rerun";
             self.store
                 .set_run_status(
                     run.id,
@@ -91,7 +91,9 @@ impl Engine {
                 match self.plan_run(&mirror, req, false).await {
                     Ok(Some(new_run)) => self.start_run(new_run),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(run = run.id, error = %e, "could not re-run an interrupted run"),
+                    Err(e) => {
+                        tracing::warn!(run = run.id, error = %e, "could not re-run an interrupted run")
+                    }
                 }
             }
         }

@@ -35,8 +35,12 @@ fn query<T>(r: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 fn run_id(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("run `{s}` not found"))
-            .hint("run ids are positive integers; list them with GET /api/v1/runs")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("run `{s}` not found"),
+        )
+        .hint("run ids are positive integers; list them with GET /api/v1/runs")
     })
 }
 
@@ -59,15 +63,25 @@ pub(super) async fn add_project(
 ) -> Api {
     let req = body(req)?;
     if req.source.trim().is_empty() {
-        return Err(ApiError::bad_request("`source` is empty").hint("give a local path or a git URL"));
+        return Err(
+            ApiError::bad_request("`source` is empty").hint("give a local path or a git URL")
+        );
     }
     if let Some(p) = req.poll_interval_s {
         if !(0..=86_400).contains(&p) {
-            return Err(ApiError::bad_request("`poll_interval_s` must be between 0 (off) and 86400"));
+            return Err(ApiError::bad_request(
+                "`poll_interval_s` must be between 0 (off) and 86400",
+            ));
         }
     }
     let p = e
-        .add_project(&req.source, req.name, req.poll_interval_s, req.webhook_secret, "api")
+        .add_project(
+            &req.source,
+            req.name,
+            req.poll_interval_s,
+            req.webhook_secret,
+            "api",
+        )
         .await?;
     let base = e.config.base_url();
     let body = json!({
@@ -93,7 +107,8 @@ pub(super) async fn remove_project(State(e): State<Arc<Engine>>, Path(name): Pat
     e.store
         .remove_project(
             &name,
-            NewEvent::new(EventKind::ProjectRemoved, "api", format!("project/{name}")).project(&name),
+            NewEvent::new(EventKind::ProjectRemoved, "api", format!("project/{name}"))
+                .project(&name),
         )
         .await?;
     e.hub.bump();
@@ -140,8 +155,11 @@ pub(super) async fn create_run(
         })
         .await?;
     let run = if req.wait {
-        e.wait_run(run.id, Duration::from_secs(req.timeout_s.unwrap_or(3600).min(86_400)))
-            .await?
+        e.wait_run(
+            run.id,
+            Duration::from_secs(req.timeout_s.unwrap_or(3600).min(86_400)),
+        )
+        .await?
     } else {
         run
     };
@@ -167,7 +185,11 @@ pub(super) async fn list_runs(
         None => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
             ApiError::bad_request(format!("unknown status `{s}`")).hint(
-                RunStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                RunStatus::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )
         })?),
     };
@@ -300,7 +322,13 @@ pub(super) struct EventsQuery {
 impl EventsQuery {
     pub(super) fn filter(self) -> Result<EventFilter, ApiError> {
         let mut kinds = Vec::new();
-        for k in self.kind.as_deref().unwrap_or("").split(',').filter(|s| !s.is_empty()) {
+        for k in self
+            .kind
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
             kinds.push(EventKind::parse(k).ok_or_else(|| {
                 ApiError::bad_request(format!("unknown event kind `{k}`"))
                     .hint("see the event kinds in docs/events.md")

@@ -40,11 +40,15 @@ pub(super) async fn receive(
         async move {
             let _ = e
                 .record(vec![
-                    NewEvent::new(EventKind::WebhookRejected, format!("webhook:{}", p.as_str()), format!("project/{project}"))
-                        .payload(json!({
-                            "provider": p.as_str(), "project": project, "reason": code,
-                            "detail": reason, "remote": remote.to_string(),
-                        })),
+                    NewEvent::new(
+                        EventKind::WebhookRejected,
+                        format!("webhook:{}", p.as_str()),
+                        format!("project/{project}"),
+                    )
+                    .payload(json!({
+                        "provider": p.as_str(), "project": project, "reason": code,
+                        "detail": reason, "remote": remote.to_string(),
+                    })),
                 ])
                 .await;
             ApiError::new(status, code, reason)
@@ -95,23 +99,34 @@ pub(super) async fn receive(
         .record_delivery(
             p.as_str(),
             &verified.delivery_id,
-            NewEvent::new(EventKind::WebhookAccepted, format!("webhook:{}", p.as_str()), format!("project/{project}"))
-                .project(&project)
-                .payload(json!({
-                    "provider": p.as_str(), "delivery": verified.delivery_id,
-                    "event": event_name(&verified.event), "remote": remote.to_string(),
-                })),
+            NewEvent::new(
+                EventKind::WebhookAccepted,
+                format!("webhook:{}", p.as_str()),
+                format!("project/{project}"),
+            )
+            .project(&project)
+            .payload(json!({
+                "provider": p.as_str(), "delivery": verified.delivery_id,
+                "event": event_name(&verified.event), "remote": remote.to_string(),
+            })),
         )
         .await?;
     e.hub.bump();
     if !fresh {
         e.record(vec![
-            NewEvent::new(EventKind::WebhookDuplicate, format!("webhook:{}", p.as_str()), format!("project/{project}"))
-                .project(&project)
-                .payload(json!({ "provider": p.as_str(), "delivery": verified.delivery_id })),
+            NewEvent::new(
+                EventKind::WebhookDuplicate,
+                format!("webhook:{}", p.as_str()),
+                format!("project/{project}"),
+            )
+            .project(&project)
+            .payload(json!({ "provider": p.as_str(), "delivery": verified.delivery_id })),
         ])
         .await?;
-        return Ok(Json(json!({ "status": "duplicate", "delivery": verified.delivery_id })).into_response());
+        return Ok(
+            Json(json!({ "status": "duplicate", "delivery": verified.delivery_id }))
+                .into_response(),
+        );
     }
     match verified.event {
         WebhookEvent::Push(_) => {
@@ -124,7 +139,11 @@ pub(super) async fn receive(
                     tracing::warn!(%project, error = %err, "sync after webhook failed");
                 }
             });
-            Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted", "delivery": verified.delivery_id }))).into_response())
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "accepted", "delivery": verified.delivery_id })),
+            )
+                .into_response())
         }
         WebhookEvent::Ping => Ok(Json(json!({ "status": "pong" })).into_response()),
         WebhookEvent::Other(name) => Ok((

@@ -31,7 +31,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/projects", get(api::list_projects).post(api::add_project))
+        .route(
+            "/api/v1/projects",
+            get(api::list_projects).post(api::add_project),
+        )
         .route(
             "/api/v1/projects/{name}",
             get(api::get_project).delete(api::remove_project),
@@ -102,24 +105,34 @@ impl ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::NotFound(what) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
-            }
+            EngineError::NotFound(what) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            ),
             EngineError::BadRequest { message, hint } => ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_request",
                 message,
                 hint,
             },
-            EngineError::Conflict(what) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))
-            }
+            EngineError::Conflict(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
             EngineError::State(s) => ApiError::new(StatusCode::CONFLICT, "conflict", s),
-            EngineError::Git(g) => ApiError::new(StatusCode::BAD_GATEWAY, "git_error", g.to_string())
-                .hint("check that the repository is reachable from the server"),
+            EngineError::Git(g) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "git_error", g.to_string())
+                    .hint("check that the repository is reachable from the server")
+            }
             EngineError::Store(s) => {
                 tracing::error!(error = %s, "store error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", s.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_error",
+                    s.to_string(),
+                )
             }
             EngineError::Internal(s) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", s)

@@ -109,7 +109,11 @@ pub(super) async fn log_stream(
         .map(|Query(q)| q)
         .map_err(|e| ApiError::bad_request(format!("query string: {}", e.body_text())))?;
     let id: i64 = id.parse().map_err(|_| {
-        ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", format!("run `{id}` not found"))
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!("run `{id}` not found"),
+        )
     })?;
     e.store.run(id).await?;
     let filter = LogFilter {
@@ -120,48 +124,51 @@ pub(super) async fn log_stream(
     };
     let rx = e.hub.subscribe();
     let state = (e, filter, rx, Vec::<Event>::new(), false);
-    let s = stream::unfold(state, |(e, mut filter, mut rx, mut queue, ended)| async move {
-        if ended {
-            return None;
-        }
-        loop {
-            if let Some(ev) = queue.pop() {
-                return Some((Ok(ev), (e, filter, rx, queue, false)));
+    let s = stream::unfold(
+        state,
+        |(e, mut filter, mut rx, mut queue, ended)| async move {
+            if ended {
+                return None;
             }
-            rx.borrow_and_update();
-            // Read the status before the lines: if the run was finished before this read,
-            // every one of its lines is already committed and the read below gets them all.
-            let status = e.store.run(filter.run_id).await.ok().map(|r| r.status);
-            match e.store.logs(&filter).await {
-                Ok(lines) if !lines.is_empty() => {
-                    filter.after = lines.last().map(|l| l.id).unwrap_or(filter.after);
-                    queue = lines
-                        .iter()
-                        .rev()
-                        .map(|l| {
-                            Event::default()
-                                .id(l.id.to_string())
-                                .event("log")
-                                .data(serde_json::to_string(l).unwrap_or_default())
-                        })
-                        .collect();
-                    continue;
+            loop {
+                if let Some(ev) = queue.pop() {
+                    return Some((Ok(ev), (e, filter, rx, queue, false)));
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "log stream read failed"),
-            }
-            match status {
-                Some(s) if s.is_terminal() => {
-                    let end = Event::default()
-                        .event("end")
-                        .data(json!({ "status": s }).to_string());
-                    return Some((Ok(end), (e, filter, rx, queue, true)));
+                rx.borrow_and_update();
+                // Read the status before the lines: if the run was finished before this read,
+                // every one of its lines is already committed and the read below gets them all.
+                let status = e.store.run(filter.run_id).await.ok().map(|r| r.status);
+                match e.store.logs(&filter).await {
+                    Ok(lines) if !lines.is_empty() => {
+                        filter.after = lines.last().map(|l| l.id).unwrap_or(filter.after);
+                        queue = lines
+                            .iter()
+                            .rev()
+                            .map(|l| {
+                                Event::default()
+                                    .id(l.id.to_string())
+                                    .event("log")
+                                    .data(serde_json::to_string(l).unwrap_or_default())
+                            })
+                            .collect();
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "log stream read failed"),
                 }
-                None => return None,
-                _ => {}
+                match status {
+                    Some(s) if s.is_terminal() => {
+                        let end = Event::default()
+                            .event("end")
+                            .data(json!({ "status": s }).to_string());
+                        return Some((Ok(end), (e, filter, rx, queue, true)));
+                    }
+                    None => return None,
+                    _ => {}
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
-        }
-    });
+        },
+    );
     Ok(sse(s))
 }

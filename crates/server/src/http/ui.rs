@@ -53,7 +53,14 @@ a{color:var(--run)}code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,
 "#;
 
 async fn style() -> Response {
-    ([("content-type", "text/css"), ("cache-control", "max-age=300")], CSS).into_response()
+    (
+        [
+            ("content-type", "text/css"),
+            ("cache-control", "max-age=300"),
+        ],
+        CSS,
+    )
+        .into_response()
 }
 
 fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
@@ -200,11 +207,18 @@ fn releases_table(rels: &[Release]) -> Markup {
 type Page = Result<Html<String>, Response>;
 
 fn error_page(status: StatusCode, msg: String) -> Response {
-    (status, layout("Error", "", html! { h1 { "Not here" } p { (msg) } })).into_response()
+    (
+        status,
+        layout("Error", "", html! { h1 { "Not here" } p { (msg) } }),
+    )
+        .into_response()
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
-    error_page(StatusCode::INTERNAL_SERVER_ERROR, format!("the server failed: {e}"))
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the server failed: {e}"),
+    )
 }
 
 /// Reloads the page when the event log moves (debounced), for list pages.
@@ -216,105 +230,173 @@ es.addEventListener(k,function(){if(t)return;t=setTimeout(function(){location.re
 
 async fn overview(State(e): State<Arc<Engine>>) -> Page {
     let projects = e.store.projects().await.map_err(internal)?;
-    let runs = e.store.runs(&RunFilter { limit: 15, ..Default::default() }).await.map_err(internal)?;
-    Ok(layout("Overview", "/", html! {
-        h1 { "Overview" }
-        h2 { "Projects" }
-        table {
-            thead { tr { th { "Project" } th { "Source" } th { "Polling" } th { "Added" } } }
-            tbody {
-                @for p in &projects {
-                    tr {
-                        td { a href={"/projects/" (p.name)} { (p.name) } }
-                        td.mono { (p.source) }
-                        td { @if p.poll_interval_s > 0 { "every " (p.poll_interval_s) " s" } @else { "off" } }
-                        td.meta { (when(p.created_ms)) }
+    let runs = e
+        .store
+        .runs(&RunFilter {
+            limit: 15,
+            ..Default::default()
+        })
+        .await
+        .map_err(internal)?;
+    Ok(layout(
+        "Overview",
+        "/",
+        html! {
+            h1 { "Overview" }
+            h2 { "Projects" }
+            table {
+                thead { tr { th { "Project" } th { "Source" } th { "Polling" } th { "Added" } } }
+                tbody {
+                    @for p in &projects {
+                        tr {
+                            td { a href={"/projects/" (p.name)} { (p.name) } }
+                            td.mono { (p.source) }
+                            td { @if p.poll_interval_s > 0 { "every " (p.poll_interval_s) " s" } @else { "off" } }
+                            td.meta { (when(p.created_ms)) }
+                        }
                     }
+                    @if projects.is_empty() { tr { td colspan="4" .meta { "No projects yet. Add one with `sluice project add PATH_OR_URL`." } } }
                 }
-                @if projects.is_empty() { tr { td colspan="4" .meta { "No projects yet. Add one with `sluice project add PATH_OR_URL`." } } }
             }
-        }
-        h2 { "Recent runs" }
-        (runs_table(&runs))
-        (PreEscaped(LIVE_RELOAD))
-    }))
+            h2 { "Recent runs" }
+            (runs_table(&runs))
+            (PreEscaped(LIVE_RELOAD))
+        },
+    ))
 }
 
 async fn project_page(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> Page {
     let p = match e.store.project(&name).await {
         Ok(p) => p,
         Err(sluice_store::StoreError::NotFound(_)) => {
-            return Err(error_page(StatusCode::NOT_FOUND, format!("project `{name}` is not registered")));
+            return Err(error_page(
+                StatusCode::NOT_FOUND,
+                format!("project `{name}` is not registered"),
+            ));
         }
         Err(err) => return Err(internal(err)),
     };
     let heads = e.store.branch_heads(&name).await.map_err(internal)?;
-    let runs = e.store.runs(&RunFilter { project: Some(name.clone()), limit: 20, ..Default::default() }).await.map_err(internal)?;
-    let rels = e.store.releases(&ReleaseFilter { project: Some(name.clone()), service: None, limit: 20 }).await.map_err(internal)?;
+    let runs = e
+        .store
+        .runs(&RunFilter {
+            project: Some(name.clone()),
+            limit: 20,
+            ..Default::default()
+        })
+        .await
+        .map_err(internal)?;
+    let rels = e
+        .store
+        .releases(&ReleaseFilter {
+            project: Some(name.clone()),
+            service: None,
+            limit: 20,
+        })
+        .await
+        .map_err(internal)?;
     let base = e.config.base_url();
-    Ok(layout(&p.name, "/", html! {
-        h1 { "Project " (p.name) }
-        div.card.kv {
-            span.meta { "Source" } span.mono { (p.source) }
-            span.meta { "Polling" } span { @if p.poll_interval_s > 0 { "every " (p.poll_interval_s) " s" } @else { "off" } }
-            span.meta { "Webhooks" } span.mono { (base) "/hooks/{github|gitlab|bitbucket|generic}/" (p.name) }
-        }
-        h2 { "Branches" }
-        table {
-            thead { tr { th { "Branch" } th { "Head" } th { "Seen" } } }
-            tbody { @for h in &heads { tr { td { (h.branch) } td.mono { (short(&h.commit)) } td.meta { (when(h.updated_ms)) } } } }
-        }
-        h2 { "Runs" }
-        (runs_table(&runs))
-        h2 { "Releases" }
-        (releases_table(&rels))
-        (PreEscaped(LIVE_RELOAD))
-    }))
+    Ok(layout(
+        &p.name,
+        "/",
+        html! {
+            h1 { "Project " (p.name) }
+            div.card.kv {
+                span.meta { "Source" } span.mono { (p.source) }
+                span.meta { "Polling" } span { @if p.poll_interval_s > 0 { "every " (p.poll_interval_s) " s" } @else { "off" } }
+                span.meta { "Webhooks" } span.mono { (base) "/hooks/{github|gitlab|bitbucket|generic}/" (p.name) }
+            }
+            h2 { "Branches" }
+            table {
+                thead { tr { th { "Branch" } th { "Head" } th { "Seen" } } }
+                tbody { @for h in &heads { tr { td { (h.branch) } td.mono { (short(&h.commit)) } td.meta { (when(h.updated_ms)) } } } }
+            }
+            h2 { "Runs" }
+            (runs_table(&runs))
+            h2 { "Releases" }
+            (releases_table(&rels))
+            (PreEscaped(LIVE_RELOAD))
+        },
+    ))
 }
 
 async fn runs_page(State(e): State<Arc<Engine>>) -> Page {
-    let runs = e.store.runs(&RunFilter { limit: 100, ..Default::default() }).await.map_err(internal)?;
-    Ok(layout("Runs", "/runs", html! { h1 { "Runs" } (runs_table(&runs)) (PreEscaped(LIVE_RELOAD)) }))
+    let runs = e
+        .store
+        .runs(&RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .map_err(internal)?;
+    Ok(layout(
+        "Runs",
+        "/runs",
+        html! { h1 { "Runs" } (runs_table(&runs)) (PreEscaped(LIVE_RELOAD)) },
+    ))
 }
 
 async fn releases_page(State(e): State<Arc<Engine>>) -> Page {
-    let rels = e.store.releases(&ReleaseFilter { limit: 200, ..Default::default() }).await.map_err(internal)?;
-    Ok(layout("Releases", "/releases", html! { h1 { "Releases" } (releases_table(&rels)) (PreEscaped(LIVE_RELOAD)) }))
+    let rels = e
+        .store
+        .releases(&ReleaseFilter {
+            limit: 200,
+            ..Default::default()
+        })
+        .await
+        .map_err(internal)?;
+    Ok(layout(
+        "Releases",
+        "/releases",
+        html! { h1 { "Releases" } (releases_table(&rels)) (PreEscaped(LIVE_RELOAD)) },
+    ))
 }
 
 async fn events_page(State(e): State<Arc<Engine>>) -> Page {
     let last = e.store.last_event_seq().await.map_err(internal)?;
     let events = e
         .store
-        .events(&EventFilter { after: (last - 200).max(0), limit: 200, ..Default::default() })
+        .events(&EventFilter {
+            after: (last - 200).max(0),
+            limit: 200,
+            ..Default::default()
+        })
         .await
         .map_err(internal)?;
-    Ok(layout("Events", "/events", html! {
-        h1 { "Event log" }
-        p.meta { "Every state change, newest first. This page follows the log live." }
-        table {
-            thead { tr { th { "#" } th { "Time" } th { "Kind" } th { "Actor" } th { "Subject" } th { "Details" } } }
-            tbody id="events" {
-                @for ev in events.iter().rev() {
-                    tr {
-                        td.mono { (ev.seq) } td.meta { (when(ev.time_ms)) } td { code { (ev.kind.as_str()) } }
-                        td { (ev.actor) } td.mono { (ev.subject) } td.mono { (ev.payload.to_string()) }
+    Ok(layout(
+        "Events",
+        "/events",
+        html! {
+            h1 { "Event log" }
+            p.meta { "Every state change, newest first. This page follows the log live." }
+            table {
+                thead { tr { th { "#" } th { "Time" } th { "Kind" } th { "Actor" } th { "Subject" } th { "Details" } } }
+                tbody id="events" {
+                    @for ev in events.iter().rev() {
+                        tr {
+                            td.mono { (ev.seq) } td.meta { (when(ev.time_ms)) } td { code { (ev.kind.as_str()) } }
+                            td { (ev.actor) } td.mono { (ev.subject) } td.mono { (ev.payload.to_string()) }
+                        }
                     }
                 }
             }
-        }
-        (PreEscaped(format!(r#"<script>
+            (PreEscaped(format!(r#"<script>
 (function(){{var tb=document.getElementById('events');var es=new EventSource('/api/v1/events/stream?after={last}');
 es.onmessage=null;function add(m){{var e=JSON.parse(m.data);var tr=document.createElement('tr');
 [e.seq,new Date(e.time_ms).toISOString(),e.kind,e.actor,e.subject,JSON.stringify(e.payload)].forEach(function(v,i){{var td=document.createElement('td');td.textContent=v;if(i==0||i>3)td.className='mono';tr.appendChild(td);}});
 tb.insertBefore(tr,tb.firstChild);}}
 {kinds}}})();</script>"#, kinds = sluice_core::EventKind::ALL.iter().map(|k| format!("es.addEventListener('{}',add);", k.as_str())).collect::<String>())))
-    }))
+        },
+    ))
 }
 
 /// Lays steps out by depth (longest chain of needs before them) for the DAG drawing.
 fn layout_dag(steps: &[Step]) -> (Vec<(usize, usize)>, usize, usize) {
-    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     let mut depth = vec![0usize; steps.len()];
     // Steps are stored in definition order and needs are acyclic: relax until stable.
     for _ in 0..steps.len() {
@@ -353,7 +435,11 @@ fn dag_svg(steps: &[Step]) -> Markup {
     const GX: usize = 60;
     const GY: usize = 14;
     let (pos, cols, rows) = layout_dag(steps);
-    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     let xy = |i: usize| (8 + pos[i].0 * (W + GX), 8 + pos[i].1 * (H + GY));
     let width = 16 + cols * (W + GX) - GX;
     let height = 16 + rows * (H + GY) - GY;
@@ -393,13 +479,22 @@ async fn run_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Page 
     let steps = e.store.steps(rid).await.map_err(internal)?;
     let lines = e
         .store
-        .logs(&LogFilter { run_id: rid, step: None, after: 0, limit: 20_000 })
+        .logs(&LogFilter {
+            run_id: rid,
+            step: None,
+            after: 0,
+            limit: 20_000,
+        })
         .await
         .map_err(internal)?;
     let last_line = lines.last().map(|l| l.id).unwrap_or(0);
     let rels: Vec<Release> = e
         .store
-        .releases(&ReleaseFilter { project: Some(run.project.clone()), service: None, limit: 500 })
+        .releases(&ReleaseFilter {
+            project: Some(run.project.clone()),
+            service: None,
+            limit: 500,
+        })
         .await
         .map_err(internal)?
         .into_iter()
@@ -417,56 +512,59 @@ async fn run_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Page 
     }
     let live = !run.status.is_terminal();
     let step_of = |name: &str| steps.iter().find(|s| s.name == name);
-    Ok(layout(&format!("Run #{}", run.id), "/runs", html! {
-        h1 { "Run #" (run.id) " " span #run-status { (badge(run.status.as_str())) } }
-        div.card.kv {
-            span.meta { "Project" } a href={"/projects/" (run.project)} { (run.project) }
-            span.meta { "Environment" } span { (run.env) }
-            span.meta { "Commit" } span.mono { (run.commit) " on " (run.branch) }
-            span.meta { "Trigger" } span { (run.trigger) " by " (run.actor) @if let Some(o) = run.rerun_of { " (re-run of " a href={"/runs/" (o)} { "#" (o) } ")" } }
-            span.meta { "Created" } span { (when(run.created_ms)) }
-            span.meta { "Duration" } span { (dur(run.started_ms, run.finished_ms)) }
-        }
-        h2 { "Steps" }
-        div.dag { (dag_svg(&steps)) }
-        @if steps.iter().any(|s| s.tests.is_some()) {
-            h2 { "Tests" }
-            table {
-                thead { tr { th { "Step" } th { "Passed" } th { "Failed" } th { "Skipped" } th { "Failing tests" } } }
-                tbody {
-                    @for s in &steps {
-                        @if let Some(t) = &s.tests {
-                            tr { td { (s.name) } td { (t.passed) } td class=@if t.failed > 0 { "fail" } { (t.failed) } td { (t.skipped) }
-                                 td.mono { @for f in &t.failing { div.fail { (f) } } } }
+    Ok(layout(
+        &format!("Run #{}", run.id),
+        "/runs",
+        html! {
+            h1 { "Run #" (run.id) " " span #run-status { (badge(run.status.as_str())) } }
+            div.card.kv {
+                span.meta { "Project" } a href={"/projects/" (run.project)} { (run.project) }
+                span.meta { "Environment" } span { (run.env) }
+                span.meta { "Commit" } span.mono { (run.commit) " on " (run.branch) }
+                span.meta { "Trigger" } span { (run.trigger) " by " (run.actor) @if let Some(o) = run.rerun_of { " (re-run of " a href={"/runs/" (o)} { "#" (o) } ")" } }
+                span.meta { "Created" } span { (when(run.created_ms)) }
+                span.meta { "Duration" } span { (dur(run.started_ms, run.finished_ms)) }
+            }
+            h2 { "Steps" }
+            div.dag { (dag_svg(&steps)) }
+            @if steps.iter().any(|s| s.tests.is_some()) {
+                h2 { "Tests" }
+                table {
+                    thead { tr { th { "Step" } th { "Passed" } th { "Failed" } th { "Skipped" } th { "Failing tests" } } }
+                    tbody {
+                        @for s in &steps {
+                            @if let Some(t) = &s.tests {
+                                tr { td { (s.name) } td { (t.passed) } td class=@if t.failed > 0 { "fail" } { (t.failed) } td { (t.skipped) }
+                                     td.mono { @for f in &t.failing { div.fail { (f) } } } }
+                            }
                         }
                     }
                 }
             }
-        }
-        @if !rels.is_empty() {
-            h2 { "Releases" }
-            (releases_table(&rels))
-        }
-        h2 { "Logs" }
-        @for name in &log_sections {
-            @let st = step_of(name);
-            div.card id={"log-" (name.replace('/', "-"))} {
-                b { (name) } " "
-                @if let Some(s) = st {
-                    span.step-status data-step=(s.name) { (badge(s.status.as_str())) }
-                    @if s.gate { " " span.meta { "gate" } }
-                    @if s.attempt > 1 { " " span.meta { "attempt " (s.attempt) } }
-                    @if let Some(c) = s.exit_code { " " span.meta { "exit " (c) } }
-                }
-                pre.log data-step=(name) {
-                    @if let Some(ls) = by_step.get(name.as_str()) {
-                        @for l in ls { span class=(l.stream) { (l.line) "\n" } }
+            @if !rels.is_empty() {
+                h2 { "Releases" }
+                (releases_table(&rels))
+            }
+            h2 { "Logs" }
+            @for name in &log_sections {
+                @let st = step_of(name);
+                div.card id={"log-" (name.replace('/', "-"))} {
+                    b { (name) } " "
+                    @if let Some(s) = st {
+                        span.step-status data-step=(s.name) { (badge(s.status.as_str())) }
+                        @if s.gate { " " span.meta { "gate" } }
+                        @if s.attempt > 1 { " " span.meta { "attempt " (s.attempt) } }
+                        @if let Some(c) = s.exit_code { " " span.meta { "exit " (c) } }
+                    }
+                    pre.log data-step=(name) {
+                        @if let Some(ls) = by_step.get(name.as_str()) {
+                            @for l in ls { span class=(l.stream) { (l.line) "\n" } }
+                        }
                     }
                 }
             }
-        }
-        @if live {
-            (PreEscaped(format!(r#"<script>
+            @if live {
+                (PreEscaped(format!(r#"<script>
 (function(){{
 var es=new EventSource('/api/v1/runs/{rid}/logs/stream?after={last_line}');
 function pre(step){{var p=document.querySelector('pre.log[data-step="'+CSS.escape(step)+'"]');return p;}}
@@ -482,8 +580,9 @@ document.querySelectorAll('g.node[data-step="'+CSS.escape(s.name)+'"] text.sub')
 ['step.started','step.finished','step.skipped','step.retrying','run.started','run.finished'].forEach(function(k){{ev.addEventListener(k,function(){{if(!t)t=setTimeout(refresh,100);}});}});
 }})();
 </script>"#)))
-        }
-    }))
+            }
+        },
+    ))
 }
 
 #[allow(dead_code)]

@@ -144,8 +144,10 @@ def main():
             sys.exit(1)
         evs = api.get_json(f"/api/v1/events?limit=10000&project={q_proj}&after={last_seq}")
         last_seq = max([e["seq"] for e in evs], default=last_seq)
-        started = [e for e in evs if e["kind"] == "step.started" and e["payload"].get("run") == run["id"]]
-        finished = [e for e in evs if e["kind"] == "run.finished" and e["payload"].get("run") == run["id"]]
+        def kind(e):  # the API answers `step_started`; the query parameter takes `step.started`
+            return e["kind"].replace("_", ".")
+        started = [e for e in evs if kind(e) == "step.started" and e["payload"].get("run") == run["id"]]
+        finished = [e for e in evs if kind(e) == "run.finished" and e["payload"].get("run") == run["id"]]
         lat = (stamp - t0) / 1e6
         tag = "warm-up" if i < a.warmup else "measured"
         print(f"{tag} {i}: run #{run['id']} first step after {lat:.2f} ms (ack {(t_ack - t0) / 1e6:.2f} ms)", file=sys.stderr)

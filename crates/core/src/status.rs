@@ -6,9 +6,24 @@ use serde::{Deserialize, Serialize};
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident => $s:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name { $($(#[$vm])* $var),+ }
+
+        // Serialised as the stable string form, so JSON, SQL and SSE all agree.
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown {} `{}`", stringify!($name), s))
+                })
+            }
+        }
 
         impl $name {
             /// Every value, in declaration order.
@@ -106,5 +121,10 @@ mod tests {
             assert_eq!(StepStatus::parse(s.as_str()), Some(*s));
         }
         assert_eq!(RunStatus::parse("bogus"), None);
+        let json = serde_json::to_string(&crate::EventKind::RunFinished).unwrap();
+        assert_eq!(json, "\"run.finished\"");
+        let back: crate::EventKind = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, crate::EventKind::RunFinished);
+        assert!(serde_json::from_str::<RunStatus>("\"nope\"").is_err());
     }
 }

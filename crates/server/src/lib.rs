@@ -78,6 +78,7 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
+        engine.set_bound(addr);
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(engine.clone().poll_loop());
         let app = http::router(engine.clone()).into_make_service_with_connect_info::<SocketAddr>();

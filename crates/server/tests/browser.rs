@@ -450,6 +450,20 @@ async fn live_log(cx: &Ctx<'_>, base: &str, run_id: i64) -> TestResult {
             .await;
         }
     }
+    let sub = js(
+        c,
+        "var t=document.querySelector('g.node[data-step=\"'+CSS.escape(arguments[0])+'\"] text.sub');\
+         return t?t.textContent.trim():null;",
+        vec![json!(STEP)],
+    )
+    .await?;
+    if sub.as_str() != Some("running") {
+        return fail(
+            c,
+            format!("the DAG node of {STEP} should say `running`, says {sub}"),
+        )
+        .await;
+    }
     screenshot(c, cx.tmp, "run-live-before.png").await?;
 
     // Let the step go on: it prints the late line and waits for the second gate.
@@ -490,18 +504,10 @@ async fn live_log(cx: &Ctx<'_>, base: &str, run_id: i64) -> TestResult {
     }
     screenshot(c, cx.tmp, "run-live-after.png").await?;
 
-    // Let the run finish; the page updates its badges live, then reloads itself.
+    // Let the run finish. The page updates its badges live and reloads itself at the end;
+    // either way it must come to show the final state (a script error while it reloads
+    // counts as "not yet").
     std::fs::write(cx.gate2, b"go").map_err(|e| format!("cannot create the gate file: {e}"))?;
-    wait_until(
-        c,
-        &format!("the {STEP} badge to read `succeeded` and `done` in its log"),
-        || async {
-            let badge = step_badge(c, STEP).await?;
-            let log = log_text(c, STEP).await?.unwrap_or_default();
-            Ok((badge.as_deref() == Some("succeeded") && log.contains("done")).then_some(()))
-        },
-    )
-    .await?;
     let run = cx
         .server
         .engine
@@ -515,50 +521,42 @@ async fn live_log(cx: &Ctx<'_>, base: &str, run_id: i64) -> TestResult {
         )
         .await;
     }
-    // After the end-of-run reload the server-rendered page must agree.
-    wait_until(c, "the run badge to read `succeeded`", || async {
+    wait_until(c, "the page to show the finished run", || async {
         let v = js(
             c,
-            "var b=document.querySelector('#run-status .badge');return b?b.textContent.trim():null;",
-            vec![],
+            "var q=function(s){return document.querySelector(s)};var st=CSS.escape(arguments[0]);\
+             var rb=q('#run-status .badge'),sb=q('.step-status[data-step=\"'+st+'\"] .badge'),\
+             p=q('pre.log[data-step=\"'+st+'\"]'),r=q('g.node[data-step=\"'+st+'\"] rect');\
+             return {run:rb?rb.className+'|'+rb.textContent.trim():null,\
+                     step:sb?sb.className+'|'+sb.textContent.trim():null,\
+                     log:p?p.textContent:null,\
+                     node:r?r.getAttribute('class'):null,\
+                     width:r?r.getBoundingClientRect().width:0,\
+                     body:document.body?document.body.innerText:''};",
+            vec![json!(STEP)],
         )
         .await?;
-        Ok((v.as_str() == Some("succeeded")).then_some(()))
-    })
-    .await?;
-    wait_until(c, "the end-of-run reload to settle", || async {
-        let v = js(
-            c,
-            "return document.readyState === 'complete' && !window.__sluiceNoReload;",
-            vec![],
-        )
-        .await?;
-        Ok((v.as_bool() == Some(true)).then_some(()))
-    })
-    .await?;
-    let log = log_text(c, STEP).await?.unwrap_or_default();
-    for want in ["first-line", LATE_LINE, "done"] {
-        if log.matches(want).count() != 1 {
-            return fail(
-                c,
-                format!("after the reload the log should show `{want}` once: {log:?}"),
-            )
-            .await;
+        let log = v["log"].as_str().unwrap_or_default();
+        let once = ["first-line", LATE_LINE, "done"]
+            .iter()
+            .all(|w| log.matches(w).count() == 1);
+        // Nodes are 190 units wide and drawn 1:1; a smaller box means the SVG is squeezed.
+        let width = v["width"].as_f64().unwrap_or(0.0);
+        let done = v["run"].as_str() == Some("badge s-succeeded|succeeded")
+            && v["step"].as_str() == Some("badge s-succeeded|succeeded")
+            && v["node"].as_str() == Some("f-succeeded")
+            && (185.0..=195.0).contains(&width)
+            && once
+            && v["body"].as_str().unwrap_or_default().contains("app v1");
+        if done {
+            Ok(Some(()))
+        } else {
+            let mut v = v;
+            v["body"] = json!("…");
+            Err(format!("not final yet: {v}"))
         }
-    }
-    let dag = js(
-        c,
-        "var r=document.querySelector('g.node[data-step=\"app/slow\"] rect');return r?r.getAttribute('class'):null;",
-        vec![],
-    )
+    })
     .await?;
-    if dag.as_str() != Some("f-succeeded") {
-        return fail(
-            c,
-            format!("the DAG node of {STEP} has class {dag}, not f-succeeded"),
-        )
-        .await;
-    }
     let shot = screenshot(c, cx.tmp, "run-finished.png").await?;
     eprintln!("browser test: screenshot {}", shot.display());
     Ok(())
@@ -589,6 +587,11 @@ async fn other_pages(cx: &Ctx<'_>, base: &str, run_id: i64) -> TestResult {
                 return fail(c, format!("{path} does not show `{w}`")).await;
             }
         }
+        let name = match path.trim_matches('/').replace('/', "-") {
+            n if n.is_empty() => "overview".to_string(),
+            n => n,
+        };
+        screenshot(c, cx.tmp, &format!("page-{name}.png")).await?;
     }
     let (status, text) = open(c, base, "/runs/999999").await?;
     if status != 404 {

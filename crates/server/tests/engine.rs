@@ -3,6 +3,8 @@
 //! detection (including a new branch and a force-push), webhooks with real signatures,
 //! gates and JUnit, retries and timeouts, cancellation, masking, releases and bad input.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -74,6 +74,8 @@ impl Engine {
 
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<StepDone>();
         let mut cancelled = false;
+        let mut settled: std::collections::HashSet<String> = Default::default();
+        let mut releases = Vec::new();
         loop {
             for action in planner.next_actions() {
                 match action {
@@ -134,6 +136,31 @@ impl Engine {
                 done = done_rx.recv() => {
                     if let Some(d) = done {
                         planner.set(d.index, d.status);
+                        // A service is released as soon as its own steps are done, not when
+                        // the whole run is: other services' steps may take much longer.
+                        let svc_name = planner.names()[d.index].split('/').next().unwrap_or("").to_string();
+                        if !cancelled && !settled.contains(&svc_name) {
+                            let mine: Vec<StepStatus> = planner
+                                .names()
+                                .iter()
+                                .zip(planner.statuses())
+                                .filter(|(n, _)| n.split('/').next() == Some(svc_name.as_str()))
+                                .map(|(_, s)| *s)
+                                .collect();
+                            if mine.iter().all(|s| s.is_terminal()) {
+                                settled.insert(svc_name.clone());
+                                if mine.iter().all(|s| s.is_success())
+                                    && let Some(svc) = config.services.iter().find(|s| s.name == svc_name) {
+                                        match self.release(&run, svc, &ws).await {
+                                            Ok(Some(v)) => releases.push(json!({ "service": svc_name, "version": v })),
+                                            Ok(None) => {}
+                                            Err(e) => {
+                                                self.sys_log(&run, &format!("{svc_name}/release"), &AtomicI64::new(0), &format!("release failed: {e}")).await;
+                                            }
+                                        }
+                                    }
+                            }
+                        }
                     }
                 }
                 changed = cancel.changed(), if !cancelled => {
@@ -156,35 +183,6 @@ impl Engine {
             }
         }
 
-        let mut releases = Vec::new();
-        if !cancelled {
-            for svc_name in &run.services {
-                let Some(svc) = config.services.iter().find(|s| &s.name == svc_name) else {
-                    continue;
-                };
-                let ok = planner
-                    .names()
-                    .iter()
-                    .zip(planner.statuses())
-                    .filter(|(n, _)| n.split('/').next() == Some(svc_name.as_str()))
-                    .all(|(_, s)| s.is_success());
-                if ok {
-                    match self.release(&run, svc, &ws).await {
-                        Ok(Some(v)) => releases.push(json!({ "service": svc_name, "version": v })),
-                        Ok(None) => {}
-                        Err(e) => {
-                            self.sys_log(
-                                &run,
-                                &format!("{svc_name}/release"),
-                                &Arc::new(AtomicI64::new(0)),
-                                &format!("release failed: {e}"),
-                            )
-                            .await;
-                        }
-                    }
-                }
-            }
-        }
         let mut status = planner.outcome();
         if cancelled {
             status = RunStatus::Cancelled;
@@ -226,8 +224,7 @@ impl Engine {
 
     /// Fails a run before any step could start (bad config, checkout failure).
     async fn fail_early(&self, run: &Run, reason: &str) -> Result<(), EngineError> {
-        self.sys_log(run, "run", &Arc::new(AtomicI64::new(0)), reason)
-            .await;
+        self.sys_log(run, "run", &AtomicI64::new(0), reason).await;
         let steps = self.store.steps(run.id).await?;
         for s in steps {
             self.store
@@ -650,10 +647,11 @@ impl Engine {
             .await
             .map_err(|e| e.to_string())?;
         self.hub.bump();
-        if rel.is_some() && self.config.keep_artifacts > 0 {
-            if let Err(e) = self.prune_artifacts(&run.project, &svc.name).await {
-                tracing::warn!(error = %e, "artifact retention failed");
-            }
+        if rel.is_some()
+            && self.config.keep_artifacts > 0
+            && let Err(e) = self.prune_artifacts(&run.project, &svc.name).await
+        {
+            tracing::warn!(error = %e, "artifact retention failed");
         }
         Ok(rel.map(|r| r.version))
     }

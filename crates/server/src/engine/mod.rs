@@ -83,6 +83,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A parsed `sluice.yml`, or its positioned diagnostics.
+pub type ParsedConfig = Arc<Result<Config, String>>;
+
 /// A request to run a project's pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
@@ -132,7 +135,8 @@ pub struct Engine {
     masker: Arc<Masker>,
     token_prefix: String,
     mirrors: Mutex<HashMap<String, Mirror>>,
-    configs: std::sync::Mutex<HashMap<(String, String), Arc<Result<Config, String>>>>,
+    configs: std::sync::Mutex<HashMap<(String, String), ParsedConfig>>,
+    bound: std::sync::OnceLock<std::net::SocketAddr>,
     project_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     cancels: std::sync::Mutex<HashMap<i64, watch::Sender<bool>>>,
     step_slots: Arc<Semaphore>,
@@ -169,6 +173,7 @@ impl Engine {
             token_prefix: format!("sluice-{instance}-"),
             mirrors: Mutex::new(HashMap::new()),
             configs: std::sync::Mutex::new(HashMap::new()),
+            bound: std::sync::OnceLock::new(),
             project_locks: std::sync::Mutex::new(HashMap::new()),
             cancels: std::sync::Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
@@ -206,7 +211,7 @@ impl Engine {
         mirror: &Mirror,
         project: &str,
         commit: &str,
-    ) -> Result<(String, Arc<Result<Config, String>>), EngineError> {
+    ) -> Result<(String, ParsedConfig), EngineError> {
         let text = mirror.read_file(commit, "sluice.yml").await?;
         let key = (project.to_string(), commit.to_string());
         if let Some(c) = self
@@ -269,14 +274,13 @@ impl Engine {
             branches.sort_by_key(|(b, _)| !matches!(b.as_str(), "main" | "master"));
             let mut first_error = None;
             for (_, sha) in &branches {
-                match probe.read_file(sha, "sluice.yml").await? {
-                    Some(text) => match sluice_spec::parse(&text, "sluice.yml") {
+                if let Some(text) = probe.read_file(sha, "sluice.yml").await? {
+                    match sluice_spec::parse(&text, "sluice.yml") {
                         Ok(c) => return Ok(c.project),
                         Err(d) => {
                             first_error.get_or_insert(d.to_string());
                         }
-                    },
-                    None => {}
+                    }
                 }
             }
             Err(bad(
@@ -508,10 +512,10 @@ impl Engine {
         let mut events = Vec::new();
         let mut changed_cache: HashMap<String, Option<Vec<String>>> = HashMap::new();
         for svc in &config.services {
-            if let Some(wanted) = &req.services {
-                if !wanted.contains(&svc.name) {
-                    continue;
-                }
+            if let Some(wanted) = &req.services
+                && !wanted.contains(&svc.name)
+            {
+                continue;
             }
             if !req.force {
                 if let Some(rel) = self
@@ -542,14 +546,14 @@ impl Engine {
                         }
                     };
                     // Unknown base (history rewritten and collected): run rather than skip.
-                    if let Some(files) = changed {
-                        if !files.iter().any(|f| svc.matches(f)) {
-                            events.push(unchanged(&req, &svc.name, &commit, json!({
+                    if let Some(files) = changed
+                        && !files.iter().any(|f| svc.matches(f))
+                    {
+                        events.push(unchanged(&req, &svc.name, &commit, json!({
                                 "reason": "no file under its paths changed since its last release in this environment",
                                 "base": base.commit, "base_release": base.version,
                             })));
-                            continue;
-                        }
+                        continue;
                     }
                 }
             }
@@ -677,11 +681,11 @@ impl Engine {
                 let mut found = None;
                 for (_, sha) in &ordered {
                     let (_, cfg) = self.config_at(mirror, &req.project, sha).await?;
-                    if let Ok(cfg) = cfg.as_ref() {
-                        if let Some(e) = cfg.environments.iter().find(|e| &e.name == env) {
-                            found = Some(e.branch.clone());
-                            break;
-                        }
+                    if let Ok(cfg) = cfg.as_ref()
+                        && let Some(e) = cfg.environments.iter().find(|e| &e.name == env)
+                    {
+                        found = Some(e.branch.clone());
+                        break;
                     }
                 }
                 found.ok_or_else(|| {
@@ -834,6 +838,21 @@ impl Engine {
         }
     }
 
+    /// Records the address the server actually bound (port 0 becomes a real port).
+    pub fn set_bound(&self, addr: std::net::SocketAddr) {
+        let _ = self.bound.set(addr);
+    }
+
+    /// The URL people and webhooks reach this server at: `public_url` if configured, else
+    /// the bound address.
+    pub fn base_url(&self) -> String {
+        match (&self.config.public_url, self.bound.get()) {
+            (Some(u), _) => u.trim_end_matches('/').to_string(),
+            (None, Some(a)) => format!("http://{a}"),
+            (None, None) => self.config.base_url(),
+        }
+    }
+
     /// Step processes running now.
     pub fn steps_running(&self) -> usize {
         self.config.max_parallel_steps - self.step_slots.available_permits()
@@ -879,10 +898,12 @@ fn valid_name(s: &str) -> bool {
 
 fn normalise_source(s: &str) -> String {
     let p = std::path::Path::new(s);
-    if !s.contains("://") && !s.contains('@') && p.exists() {
-        if let Ok(abs) = p.canonicalize() {
-            return abs.display().to_string();
-        }
+    if !s.contains("://")
+        && !s.contains('@')
+        && p.exists()
+        && let Ok(abs) = p.canonicalize()
+    {
+        return abs.display().to_string();
     }
     s.to_string()
 }

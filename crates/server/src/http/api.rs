@@ -67,12 +67,12 @@ pub(super) async fn add_project(
             ApiError::bad_request("`source` is empty").hint("give a local path or a git URL")
         );
     }
-    if let Some(p) = req.poll_interval_s {
-        if !(0..=86_400).contains(&p) {
-            return Err(ApiError::bad_request(
-                "`poll_interval_s` must be between 0 (off) and 86400",
-            ));
-        }
+    if let Some(p) = req.poll_interval_s
+        && !(0..=86_400).contains(&p)
+    {
+        return Err(ApiError::bad_request(
+            "`poll_interval_s` must be between 0 (off) and 86400",
+        ));
     }
     let p = e
         .add_project(
@@ -83,7 +83,7 @@ pub(super) async fn add_project(
             "api",
         )
         .await?;
-    let base = e.config.base_url();
+    let base = e.base_url();
     let body = json!({
         "project": p,
         "webhook_secret": p.webhook_secret,

@@ -44,12 +44,13 @@ a{color:var(--run)}code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,
 .s-skipped{background:#b7bec8}.s-cancelled,.s-interrupted{background:var(--warn)}
 .card{background:var(--card);border:1px solid var(--line);padding:12px 16px;margin-bottom:16px}
 .meta{color:var(--mut)}.kv{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px}
-.dag{overflow-x:auto;background:var(--card);border:1px solid var(--line);padding:8px}
+div.dag{overflow-x:auto;background:var(--card);border:1px solid var(--line);padding:8px}
 .dag rect{rx:6;stroke:#0002}.dag text{font:12px system-ui;fill:#fff}.dag .edge{stroke:#9aa3ae;fill:none;stroke-width:1.5}
 .dag .f-succeeded{fill:var(--ok)}.dag .f-failed,.dag .f-timed_out{fill:var(--bad)}.dag .f-running{fill:var(--run)}.dag .f-pending{fill:#8a94a3}.dag .f-skipped{fill:#b7bec8}.dag .f-cancelled,.dag .f-interrupted{fill:var(--warn)}
 .log{background:#0f131a;color:#d7dde5;padding:10px 12px;max-height:520px;overflow:auto;white-space:pre-wrap;word-break:break-all;margin:0}
 .log .err{color:#ff9b93}.log .sys{color:#7fb3ff}.log .st{color:#7c8796}
-.tests{font-size:12px;color:var(--mut)}.fail{color:var(--bad)}
+.tests{font-size:12px;color:var(--mut)}
+td.mono{overflow-wrap:anywhere}td.meta{white-space:nowrap}nav a{margin-right:14px}.fail{color:var(--bad)}
 "#;
 
 async fn style() -> Response {
@@ -295,7 +296,7 @@ async fn project_page(State(e): State<Arc<Engine>>, Path(name): Path<String>) ->
         })
         .await
         .map_err(internal)?;
-    let base = e.config.base_url();
+    let base = e.base_url();
     Ok(layout(
         &p.name,
         "/",
@@ -403,11 +404,11 @@ fn layout_dag(steps: &[Step]) -> (Vec<(usize, usize)>, usize, usize) {
         let mut changed = false;
         for (i, s) in steps.iter().enumerate() {
             for n in &s.needs {
-                if let Some(&j) = index.get(n.as_str()) {
-                    if depth[i] < depth[j] + 1 {
-                        depth[i] = depth[j] + 1;
-                        changed = true;
-                    }
+                if let Some(&j) = index.get(n.as_str())
+                    && depth[i] < depth[j] + 1
+                {
+                    depth[i] = depth[j] + 1;
+                    changed = true;
                 }
             }
         }
@@ -460,7 +461,7 @@ fn dag_svg(steps: &[Step]) -> Markup {
                     a href={"#log-" (s.name.replace('/', "-"))} {
                         rect class={"f-" (s.status.as_str())} x=(x) y=(y) width=(W) height=(H) {}
                         text x=(x + 10) y=(y + 18) { (s.name) @if s.gate { " ◆" } }
-                        text.sub x=(x + 10) y=(y + 35) { (s.status.as_str().replace('_', " ")) " " (dur(s.started_ms, s.finished_ms)) }
+                        text.sub x=(x + 10) y=(y + 35) { (s.status.as_str().replace('_', " ")) @if s.finished_ms.is_some() { " " (dur(s.started_ms, s.finished_ms)) } }
                     }
                 }
             }
@@ -573,7 +574,7 @@ var s=document.createElement('span');s.className=l.stream;s.textContent=l.line+'
 es.addEventListener('end',function(){{es.close();setTimeout(function(){{location.reload()}},300);}});
 var ev=new EventSource('/api/v1/events/stream?subject=run/{rid}');var t=null;
 function refresh(){{t=null;fetch('/api/v1/runs/{rid}').then(function(r){{return r.json()}}).then(function(run){{
-document.querySelector('#run-status .badge').textContent=run.status;
+var rb=document.querySelector('#run-status .badge');rb.className='badge s-'+run.status;rb.textContent=run.status.replace('_',' ');
 run.steps.forEach(function(s){{document.querySelectorAll('[data-step="'+CSS.escape(s.name)+'"] rect').forEach(function(r){{r.setAttribute('class','f-'+s.status)}});
 document.querySelectorAll('.step-status[data-step="'+CSS.escape(s.name)+'"] .badge').forEach(function(b){{b.className='badge s-'+s.status;b.textContent=s.status.replace('_',' ')}});
 document.querySelectorAll('g.node[data-step="'+CSS.escape(s.name)+'"] text.sub').forEach(function(x){{x.textContent=s.status.replace('_',' ')}});}});}});}}

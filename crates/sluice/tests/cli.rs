@@ -1,0 +1,522 @@
+//! Tests of the `sluice` binary as users run it: a real server process, the client
+//! commands with their exit codes and JSON output, local validation, and crash safety:
+//! `kill -9` of the server in the middle of a run, then a restart that recovers.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn repo_with(root: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let dir = root.join("repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    for (p, text) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "first"]);
+    dir
+}
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SLUICE_SERVER")
+        .output()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `sluice server` child process; killed (SIGKILL) on drop.
+struct ServerProc {
+    child: Child,
+    url: String,
+}
+
+impl ServerProc {
+    fn start(data: &Path, port: u16) -> ServerProc {
+        let child = Command::new(BIN)
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut s = ServerProc { child, url };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return s;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                let mut err = String::new();
+                s.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("server exited with {status}: {err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let out = Command::new("python3")
+            .args(["-c", "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())"])
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "GET {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Pids of live processes carrying a step token of this data directory.
+fn step_processes(data: &Path) -> Vec<i32> {
+    let id = std::fs::read_to_string(data.join("instance-id")).unwrap();
+    let needle = format!("SLUICE_STEP_TOKEN=sluice-{}-", id.trim());
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        // Zombies keep no environment; only live processes count.
+        if env
+            .split(|b| *b == 0)
+            .any(|v| v.starts_with(needle.as_bytes()))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn kill_9_during_a_run_recovers_without_orphans_lost_events_or_duplicate_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flag = tmp.path().join("second-time");
+    let pidfile = tmp.path().join("grandchild.pid");
+    let yml = format!(
+        r#"
+project: crashy
+environments: {{ staging: {{ branch: main }} }}
+services:
+  quick:
+    steps:
+      build:
+        run: echo quick
+  slow:
+    steps:
+      build:
+        run: |
+          echo starting
+          if [ -f {flag} ]; then echo "second attempt, finishing"; exit 0; fi
+          sleep 600 &
+          echo $! > {pidfile}
+          sleep 600
+"#,
+        flag = flag.display(),
+        pidfile = pidfile.display()
+    );
+    let repo = repo_with(tmp.path(), &[("sluice.yml", &yml)]);
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let mut server = ServerProc::start(&data, port);
+    let out = sluice(&[
+        "project",
+        "add",
+        &repo.display().to_string(),
+        "--poll-interval",
+        "0",
+        "--server",
+        &server.url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Wait until the quick service is released and the slow step (with a grandchild) runs.
+    wait_for("quick's release", 30, || {
+        server.get("/api/v1/releases").as_array().unwrap().len() == 1
+    });
+    wait_for("the slow step to start its grandchild", 30, || {
+        pidfile.exists()
+            && std::fs::read_to_string(&pidfile)
+                .map(|s| !s.trim().is_empty())
+                .unwrap_or(false)
+    });
+    let grandchild: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let events_before = server.get("/api/v1/events?limit=10000");
+    server.kill9();
+
+    // The step processes outlived the server: they are what recovery must clean up.
+    assert!(
+        alive(grandchild),
+        "the grandchild should still be running after kill -9"
+    );
+    assert!(!step_processes(&data).is_empty());
+
+    std::fs::write(&flag, "x").unwrap();
+    let server = ServerProc::start(&data, port);
+    wait_for("the orphans to be killed", 10, || {
+        step_processes(&data).is_empty() && !alive(grandchild)
+    });
+
+    // The interrupted run is marked so and re-run once; the re-run succeeds.
+    let runs = server.get("/api/v1/runs");
+    let first = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == 1)
+        .unwrap()
+        .clone();
+    assert_eq!(first["status"], "interrupted");
+    wait_for("the re-run to finish", 30, || {
+        let r = server.get("/api/v1/runs/2");
+        r["status"] == "succeeded"
+    });
+    let rerun = server.get("/api/v1/runs/2");
+    assert_eq!(rerun["rerun_of"], 1);
+    assert_eq!(rerun["trigger"], "rerun");
+
+    // No duplicate release: quick keeps its one release, slow gets exactly one.
+    let releases = server.get("/api/v1/releases");
+    let mut names: Vec<String> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} v{}", r["service"].as_str().unwrap(), r["version"]))
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["quick v1", "slow v1"]);
+
+    // No event lost: everything seen before the crash is still there, and the log is gap-free.
+    let events = server.get("/api/v1/events?limit=10000");
+    let seqs: Vec<i64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    for e in events_before.as_array().unwrap() {
+        assert!(
+            events.as_array().unwrap().contains(e),
+            "event lost across the crash: {e}"
+        );
+    }
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"orphans.killed") && kinds.contains(&"run.interrupted"),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn repeated_kill_9_at_different_moments_converges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        &[(
+            "sluice.yml",
+            "project: early\nenvironments: { staging: { branch: main } }\nservices:\n  a:\n    steps:\n      s:\n        run: sleep 0.2; echo done\n",
+        )],
+    );
+    let data = tmp.path().join("data");
+    let port = free_port();
+    for delay_ms in [0, 120, 260] {
+        let mut server = ServerProc::start(&data, port);
+        // The first iteration registers the project; later ones find it registered (409).
+        let _ = sluice(&[
+            "project",
+            "add",
+            &repo.display().to_string(),
+            "--poll-interval",
+            "0",
+            "--server",
+            &server.url,
+        ]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        server.kill9();
+    }
+    let server = ServerProc::start(&data, port);
+    let settled = || {
+        server
+            .get("/api/v1/runs")
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] != "running" && r["status"] != "queued")
+    };
+    wait_for("all runs to settle", 30, settled);
+    assert!(step_processes(&data).is_empty(), "no orphan survives");
+    // Every interrupted run was recorded, and each re-run links to what it re-ran.
+    let runs = server.get("/api/v1/runs");
+    let events = server.get("/api/v1/events?kind=run.interrupted");
+    let interrupted: Vec<&Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "interrupted")
+        .collect();
+    assert_eq!(interrupted.len(), events.as_array().unwrap().len());
+    for r in runs.as_array().unwrap() {
+        if r["trigger"] == "rerun" {
+            assert!(r["rerun_of"].is_i64());
+        }
+    }
+    // A manual run converges: it succeeds, and however often it crashed there is one release.
+    let out = sluice(&["run", "early", "--server", &server.url]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.get("/api/v1/releases").as_array().unwrap().len(), 1);
+    let all = server.get("/api/v1/events?limit=10000");
+    let seqs: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "the event log has no gap"
+    );
+}
+
+#[test]
+fn client_commands_work_against_a_real_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        &[(
+            "sluice.yml",
+            "project: cli\nenvironments: { staging: { branch: main } }\nservices:\n  app:\n    steps:\n      hello:\n        run: echo hello from the step\n      fail:\n        run: echo about to fail; exit 7\n        needs: [hello]\n",
+        )],
+    );
+    let server = ServerProc::start(&tmp.path().join("data"), free_port());
+    let url = server.url.as_str();
+    let out = sluice(&[
+        "project",
+        "add",
+        &repo.display().to_string(),
+        "--poll-interval",
+        "0",
+        "--server",
+        url,
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["project"]["name"], "cli");
+    assert!(
+        added["webhooks"]["github"]
+            .as_str()
+            .unwrap()
+            .ends_with("/hooks/github/cli")
+    );
+
+    let out = sluice(&["project", "list", "--server", url]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli"));
+
+    // A manual run that fails exits 1 and says why.
+    let out = sluice(&["run", "cli", "--server", url]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
+    let out = sluice(&["runs", "--server", url, "--output", "json"]);
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = runs[0]["id"].as_i64().unwrap();
+    let out = sluice(&["logs", &id.to_string(), "--server", url]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("hello from the step") && text.contains("about to fail"),
+        "{text}"
+    );
+    let out = sluice(&["logs", &id.to_string(), "-f", "--server", url]);
+    assert_eq!(out.status.code(), Some(1), "-f exits with the run's result");
+    let out = sluice(&["releases", "--server", url, "--output", "json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let out = sluice(&[
+        "events",
+        "--server",
+        url,
+        "--kind",
+        "run.finished",
+        "--output",
+        "json",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"failed\""));
+
+    // Not found, bad usage, unreachable server: distinct exit codes and a hint.
+    let out = sluice(&["logs", "424242", "--server", url]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = sluice(&["run", "nope", "--server", url]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = sluice(&["runs", "--server", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint:"));
+    let out = sluice(&["runs", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn validate_schema_and_help() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good.yml");
+    std::fs::write(&good, "project: p\nenvironments: { staging: { branch: main } }\nservices:\n  a:\n    steps:\n      s:\n        run: 'true'\n").unwrap();
+    let out = sluice(&["validate", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+
+    let bad = tmp.path().join("bad.yml");
+    std::fs::write(&bad, "project: p\nenvironments: { staging: { branch: main } }\nservices:\n  a:\n    steps:\n      s:\n        run: 'true'\n        nedds: [x]\n").unwrap();
+    let out = sluice(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yml:8:9") && err.contains("did you mean `needs`"),
+        "{err}"
+    );
+
+    let out = sluice(&["validate", "/no/such/sluice.yml"]);
+    assert_eq!(out.status.code(), Some(3));
+
+    let out = sluice(&["schema"]);
+    let schema: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(schema["properties"]["services"].is_object());
+
+    for sub in [
+        "server", "demo", "validate", "schema", "project", "run", "runs", "logs", "releases",
+        "events", "cancel",
+    ] {
+        let out = sluice(&[sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{sub} --help");
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn demo_once_runs_end_to_end() {
+    let out = sluice(&["demo", "--once"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("sluice demo: ok"), "{stdout}");
+    assert!(stdout.contains("api v2"), "{stdout}");
+}

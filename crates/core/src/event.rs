@@ -101,3 +101,20 @@ impl NewEvent {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_documented() {
+        let doc = include_str!("../../../docs/events.md");
+        for k in EventKind::ALL {
+            assert!(
+                doc.contains(&format!("| `{}` |", k.as_str())),
+                "docs/events.md does not document `{}`",
+                k.as_str()
+            );
+        }
+    }
+}

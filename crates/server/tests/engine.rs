@@ -963,3 +963,72 @@ async fn api_metrics_health_and_openapi() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifact_retention_prunes_old_files_but_keeps_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = mono_repo(tmp.path());
+    repo.commit("first");
+    let s = server(tmp.path(), |c| c.keep_artifacts = 1).await;
+    let project = add(&s, &repo, None).await;
+    finish_all(&s, &project).await;
+    for i in 2..=3 {
+        repo.write("api/code.txt", &format!("api v{i}"));
+        repo.commit(&format!("api v{i}"));
+        sync(&s, &project).await;
+    }
+    let api = s
+        .engine
+        .store
+        .releases(&sluice_store::ReleaseFilter {
+            project: Some(project.clone()),
+            service: Some("api".into()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        api.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    let file = |sha: &str| s.engine.paths.artifacts.join(format!("{sha}.tar"));
+    assert!(!api[0].artifact_pruned && file(&api[0].artifact_sha256).is_file());
+    for old in &api[1..] {
+        assert!(old.artifact_pruned, "v{} should be pruned", old.version);
+        assert!(!file(&old.artifact_sha256).exists());
+    }
+    assert_eq!(events(&s, EventKind::ArtifactsPruned).await.len(), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_filter_that_matches_nothing_is_refused_at_registration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path());
+    repo.write("services/api/main.py", "print('hi')");
+    repo.write(
+        "sluice.yml",
+        "project: typo\nenvironments: { staging: { branch: main } }\nservices:\n  api:\n    paths: [\"servces/api/**\"]\n    steps:\n      t:\n        run: 'true'\n",
+    );
+    repo.commit("typo in paths");
+    let s = server(tmp.path(), |_| {}).await;
+    let err = s
+        .engine
+        .add_project(&repo.path(), None, Some(0), None, "test")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sluice.yml:5:13")
+            && msg.contains("servces/api/**")
+            && msg.contains("matches no file"),
+        "{msg}"
+    );
+    assert!(s.engine.store.projects().await.unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(&s.engine.paths.mirrors).unwrap().count(),
+        0,
+        "no probe left behind"
+    );
+    s.stop().await;
+}

@@ -274,12 +274,22 @@ impl Engine {
             branches.sort_by_key(|(b, _)| !matches!(b.as_str(), "main" | "master"));
             let mut first_error = None;
             for (_, sha) in &branches {
-                if let Some(text) = probe.read_file(sha, "sluice.yml").await? {
-                    match sluice_spec::parse(&text, "sluice.yml") {
-                        Ok(c) => return Ok(c.project),
-                        Err(d) => {
-                            first_error.get_or_insert(d.to_string());
+                let Some(text) = probe.read_file(sha, "sluice.yml").await? else {
+                    continue;
+                };
+                match sluice_spec::parse(&text, "sluice.yml") {
+                    Ok(c) => {
+                        // A path filter that matches no file is almost always a typo that
+                        // would silently keep a service from ever running.
+                        let files = probe.list_files(sha).await?;
+                        let dead = sluice_spec::check_paths(&text, "sluice.yml", &c, &files);
+                        if dead.is_empty() {
+                            return Ok(c.project);
                         }
+                        first_error.get_or_insert(sluice_spec::Diagnostics(dead).to_string());
+                    }
+                    Err(d) => {
+                        first_error.get_or_insert(d.to_string());
                     }
                 }
             }
@@ -291,14 +301,31 @@ impl Engine {
             ))
         }
         .await;
-        let _ = tokio::fs::remove_dir_all(&tmp_dir).await;
-        let yml_name = result?;
+        let yml_name = match result {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&tmp_dir).await;
+                return Err(e);
+            }
+        };
         let name = name.unwrap_or(yml_name);
         if !valid_name(&name) {
+            let _ = tokio::fs::remove_dir_all(&tmp_dir).await;
             return Err(bad(
                 format!("`{name}` is not a valid project name"),
                 Some("use lower-case letters, digits and `-`".into()),
             ));
+        }
+        // Keep what the probe fetched as the project's mirror rather than fetching twice.
+        if self.store.project(&name).await.is_err() {
+            let dir = self.paths.mirrors.join(format!("{name}.git"));
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            self.mirrors.lock().await.remove(&name);
+            if tokio::fs::rename(&tmp_dir, &dir).await.is_err() {
+                let _ = tokio::fs::remove_dir_all(&tmp_dir).await;
+            }
+        } else {
+            let _ = tokio::fs::remove_dir_all(&tmp_dir).await;
         }
         let secret = match webhook_secret {
             Some(s) if s.len() >= 8 => s,

@@ -135,7 +135,7 @@ pub struct Engine {
     masker: Arc<Masker>,
     token_prefix: String,
     mirrors: Mutex<HashMap<String, Mirror>>,
-    configs: std::sync::Mutex<HashMap<(String, String), ParsedConfig>>,
+    configs: std::sync::Mutex<HashMap<(String, String), (String, ParsedConfig)>>,
     bound: std::sync::OnceLock<std::net::SocketAddr>,
     project_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     cancels: std::sync::Mutex<HashMap<i64, watch::Sender<bool>>>,
@@ -212,7 +212,6 @@ impl Engine {
         project: &str,
         commit: &str,
     ) -> Result<(String, ParsedConfig), EngineError> {
-        let text = mirror.read_file(commit, "sluice.yml").await?;
         let key = (project.to_string(), commit.to_string());
         if let Some(c) = self
             .configs
@@ -220,8 +219,9 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
-            return Ok((text.unwrap_or_default(), c.clone()));
+            return Ok(c.clone());
         }
+        let text = mirror.read_file(commit, "sluice.yml").await?;
         let parsed = match &text {
             None => Err(format!(
                 "sluice.yml: not found at the root of commit {}; add one (see `sluice schema` and docs/sluice-yml.md)",
@@ -229,13 +229,13 @@ impl Engine {
             )),
             Some(t) => sluice_spec::parse(t, "sluice.yml").map_err(|d| d.to_string()),
         };
-        let parsed = Arc::new(parsed);
+        let entry = (text.unwrap_or_default(), Arc::new(parsed));
         let mut cache = self.configs.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 256 {
             cache.clear();
         }
-        cache.insert(key, parsed.clone());
-        Ok((text.unwrap_or_default(), parsed))
+        cache.insert(key, entry.clone());
+        Ok(entry)
     }
 
     /// Registers a project: checks that the source is reachable and carries a valid
@@ -697,7 +697,15 @@ impl Engine {
             let branch = req.branch.clone().unwrap_or_default();
             return Ok((commit, branch));
         }
-        let branches = mirror.branches().await?;
+        // The heads the store last saw are the mirror's heads after a sync; reading them
+        // costs no git process.
+        let branches: Vec<(String, String)> = self
+            .store
+            .branch_heads(&req.project)
+            .await?
+            .into_iter()
+            .map(|h| (h.branch, h.commit))
+            .collect();
         let branch = match (&req.branch, &req.env) {
             (Some(b), _) => b.clone(),
             (None, Some(env)) => {

@@ -50,8 +50,16 @@ pub struct Server {
 
 impl Server {
     /// Validates, opens, recovers, binds and serves in the background.
-    pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
+    pub async fn start(mut config: ServerConfig) -> Result<Server, StartError> {
         config.validate()?;
+        // Steps run in workspaces under the data directory with their own working
+        // directory, so every path derived from it must be absolute.
+        config.data_dir = std::path::absolute(&config.data_dir).map_err(|e| {
+            StartError::Io(format!(
+                "cannot resolve data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Io(format!(
                 "cannot create data directory {}: {e}",

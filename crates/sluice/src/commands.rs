@@ -363,7 +363,8 @@ pub async fn run(a: RunArgs) -> Result<i32, CliError> {
         );
         follow_progress(&client, id, a.timeout).await?
     } else {
-        client.get::<Value>(&format!("/runs/{id}")).await?
+        // The request waited for the run and answered with its steps and releases.
+        run
     };
     report_run(&run, a.c.output)
 }

@@ -687,6 +687,14 @@ impl Engine {
         req: &RunRequest,
     ) -> Result<(String, String), EngineError> {
         if let Some(c) = &req.commit {
+            let full = (c.len() == 40 || c.len() == 64) && c.bytes().all(|b| b.is_ascii_hexdigit());
+            if full && req.trigger != "manual" {
+                // Ids that came from the mirror itself need no resolving (no git process).
+                return Ok((
+                    c.to_ascii_lowercase(),
+                    req.branch.clone().unwrap_or_default(),
+                ));
+            }
             let commit = mirror.resolve(c).await.map_err(|e| match e {
                 GitError::UnknownCommit(_) => bad(
                     format!("commit `{c}` is not in the repository"),

@@ -154,15 +154,14 @@ pub(super) async fn create_run(
             rerun_of: None,
         })
         .await?;
-    let run = if req.wait {
+    if req.wait {
         e.wait_run(
             run.id,
             Duration::from_secs(req.timeout_s.unwrap_or(3600).min(86_400)),
         )
-        .await?
-    } else {
-        run
-    };
+        .await?;
+        return Ok((StatusCode::CREATED, Json(run_view(&e, run.id).await?)).into_response());
+    }
     Ok((StatusCode::CREATED, Json(run)).into_response())
 }
 

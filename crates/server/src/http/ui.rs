@@ -50,7 +50,7 @@ div.dag{overflow-x:auto;background:var(--card);border:1px solid var(--line);padd
 .log{background:#0f131a;color:#d7dde5;padding:10px 12px;max-height:520px;overflow:auto;white-space:pre-wrap;word-break:break-all;margin:0}
 .log .err{color:#ff9b93}.log .sys{color:#7fb3ff}.log .st{color:#7c8796}
 .tests{font-size:12px;color:var(--mut)}
-td.mono{overflow-wrap:anywhere}td.meta{white-space:nowrap}nav a{margin-right:14px}.fail{color:var(--bad)}
+td.mono{overflow-wrap:anywhere}td.meta{white-space:nowrap}nav a,nav span{margin-right:14px}.fail{color:var(--bad)}
 "#;
 
 async fn style() -> Response {

@@ -20,6 +20,7 @@
 # Environment: FUZZ_SECONDS (default 60), FUZZ_TARGET_DIR (cargo target dir for the fuzz
 # builds, default /tmp/fuzz-target, never the workspace's own target/), FUZZ_LOG_DIR
 # (libFuzzer logs, default /tmp/fuzz-logs).
+# shellcheck disable=SC2317  # the seed_* functions are called indirectly, as "seed_$target".
 set -uo pipefail
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
@@ -34,6 +35,7 @@ TARGETS=(
 )
 
 log() { printf '%s\n' "fuzz.sh: $*" >&2; }
+count_files() { find "$1" -maxdepth 1 -type f | wc -l; }
 
 if ! [[ "$FUZZ_SECONDS" =~ ^[0-9]+$ ]] || [ "$FUZZ_SECONDS" -lt 1 ]; then
   log "FUZZ_SECONDS must be a positive integer, got '$FUZZ_SECONDS'"
@@ -54,6 +56,7 @@ mkdir -p "$FUZZ_LOG_DIR"
 webhook_seed() { # out selector blob body_file
   local out="$1" selector="$2" blob="$3" body="$4" len
   len=$(printf '%s' "$blob" | wc -c)
+  # shellcheck disable=SC2059  # the format is built from hex digits only.
   {
     printf "\\x$(printf '%02x' "$selector")"
     printf "\\x$(printf '%02x' $((len >> 8)))\\x$(printf '%02x' $((len & 255)))"
@@ -85,7 +88,7 @@ PY
 }
 
 seed_webhook_parse() { # corpus_dir
-  local dir="$1" fx="$ROOT/crates/webhook/tests/fixtures" entry prov ev file idx delivery evh blob hi
+  local dir="$1" fx="$ROOT/crates/webhook/tests/fixtures" entry ev file idx delivery evh blob hi
   # provider index (Provider::ALL order) : event : fixture
   for entry in \
     "0:push:github_push.json" "0:push:github_push_tag.json" "0:push:github_push_delete.json" \
@@ -125,9 +128,9 @@ for entry in "${TARGETS[@]}"; do
   logfile="$FUZZ_LOG_DIR/$target.log"
   mkdir -p "$corpus" "$artifacts"
 
-  if [ -z "$(ls -A "$corpus")" ]; then
+  if [ "$(count_files "$corpus")" -eq 0 ]; then
     "seed_$target" "$corpus"
-    log "$target: seeded corpus with $(ls -A "$corpus" | wc -l) files"
+    log "$target: seeded corpus with $(count_files "$corpus") files"
   fi
 
   marker="$(mktemp)"
@@ -150,14 +153,16 @@ for entry in "${TARGETS[@]}"; do
   echo "fuzz.$target.executions ${execs:-0} runs"
   echo "fuzz.$target.crashes $crashes crashes"
   echo "fuzz.$target.exec_per_sec ${rate:-0} exec/s"
-  echo "fuzz.$target.corpus $(ls -A "$corpus" | wc -l) files"
+  echo "fuzz.$target.corpus $(count_files "$corpus") files"
 
   if [ "$crashes" -gt 0 ]; then
     status=1
     log "$target: found $crashes failing input(s):"
     printf '%s\n' "$found" >&2
-    log "$target: tail of $logfile:"
-    tail -n 40 "$logfile" >&2
+    log "$target: panic / libFuzzer error from $logfile:"
+    grep -E -A2 "panicked at|ERROR: libFuzzer|^SUMMARY: " "$logfile" | head -n 20 >&2
+    log "$target: reproduce and minimise (from $ROOT/$crate):"
+    grep -E "^\s*cargo fuzz (run|tmin) " "$logfile" | sed 's/^\s*/  /' >&2
   elif [ "$rc" -ne 0 ] || [ -z "$execs" ]; then
     status=1
     log "$target: cargo fuzz exited $rc without an artifact; tail of $logfile:"

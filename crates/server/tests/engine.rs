@@ -1032,3 +1032,80 @@ async fn a_path_filter_that_matches_nothing_is_refused_at_registration() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_are_restored_by_key_and_renewed_when_key_files_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path());
+    repo.write(
+        "sluice.yml",
+        r#"
+project: cached
+environments: { staging: { branch: main } }
+services:
+  app:
+    steps:
+      deps:
+        run: |
+          if [ -f deps/installed ]; then echo "deps from cache: $(cat deps/installed)"
+          else mkdir -p deps && echo "run $SLUICE_RUN_ID" > deps/installed && echo "deps installed"; fi
+        cache:
+          - paths: [deps]
+            key_files: [lock.txt]
+"#,
+    );
+    repo.write("lock.txt", "v1");
+    repo.commit("first");
+    let s = server(tmp.path(), |_| {}).await;
+    let project = add(&s, &repo, None).await;
+    let log_of = |run: i64| {
+        let s = &s;
+        async move {
+            s.engine
+                .store
+                .logs(&LogFilter {
+                    run_id: run,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.line)
+                .collect::<Vec<_>>()
+        }
+    };
+    let r1 = finish_all(&s, &project).await.pop().unwrap();
+    assert!(log_of(r1.id).await.contains(&"deps installed".to_string()));
+
+    let manual = || sluice_server::engine::RunRequest {
+        project: project.clone(),
+        trigger: "manual".into(),
+        actor: "test".into(),
+        force: true,
+        ..Default::default()
+    };
+    let r2 = finish(&s, &s.engine.request_run(manual()).await.unwrap()).await;
+    let l2 = log_of(r2.id).await;
+    assert!(
+        l2.contains(&format!("deps from cache: run {}", r1.id)),
+        "{l2:?}"
+    );
+    assert!(
+        l2.iter()
+            .any(|l| l.starts_with("cache ") && l.ends_with("restored")),
+        "{l2:?}"
+    );
+
+    // A changed key file means a new key: a miss, and a fresh install.
+    repo.write("lock.txt", "v2");
+    repo.commit("bump lock");
+    let r3 = sync(&s, &project).await.pop().unwrap();
+    let l3 = log_of(r3.id).await;
+    assert!(l3.contains(&"deps installed".to_string()), "{l3:?}");
+    assert!(
+        l3.iter()
+            .any(|l| l.starts_with("cache ") && l.ends_with("miss")),
+        "{l3:?}"
+    );
+    s.stop().await;
+}

@@ -526,23 +526,51 @@ fn a_relative_data_dir_works() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = repo_with(
         tmp.path(),
-        &[("sluice.yml", "project: rel\nenvironments: { staging: { branch: main } }\nservices:\n  a:\n    steps:\n      s:\n        run: pwd\n")],
+        &[(
+            "sluice.yml",
+            "project: rel\nenvironments: { staging: { branch: main } }\nservices:\n  a:\n    steps:\n      s:\n        run: pwd\n",
+        )],
     );
     let port = free_port();
     let mut child = Command::new(BIN)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", "rel-data"])
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            "rel-data",
+        ])
         .current_dir(tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    wait_for("the server to listen", 30, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    let out = sluice(&["project", "add", &repo.display().to_string(), "--poll-interval", "0", "--server", &url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the server to listen", 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let out = sluice(&[
+        "project",
+        "add",
+        &repo.display().to_string(),
+        "--poll-interval",
+        "0",
+        "--server",
+        &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = sluice(&["run", "rel", "--server", &url]);
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(tmp.path().join("rel-data/sluice.db").is_file());
 }

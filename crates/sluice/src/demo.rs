@@ -7,7 +7,7 @@
 //! to the API only and shows that only the API runs again. `--once` prints a one-line summary,
 //! cleans up and exits 0 on success.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -330,5 +330,3 @@ async fn wait_for_runs(server: &Server, n: usize, once: bool) -> Result<Run, Cli
     }
 }
 
-#[allow(dead_code)]
-fn _p(_: PathBuf) {}

@@ -2,8 +2,8 @@
 //! retries and timeouts, live logs, gates, JUnit results, caches, and finally one release per
 //! service whose steps all succeeded.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -34,8 +34,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let run = Arc::new(run);
         let started = now_ms();
-        let config = match sluice_spec::parse(&run.config, "sluice.yml") {
-            Ok(c) => Arc::new(c),
+        let cached = self.cached_config(&run.project, &run.commit);
+        let config = match cached.map(Ok).unwrap_or_else(|| sluice_spec::parse(&run.config, "sluice.yml").map(Arc::new)) {
+            Ok(c) => c,
             Err(d) => {
                 return self
                     .fail_early(&run, &format!("sluice.yml is invalid: {d}"))
@@ -199,7 +200,7 @@ impl Engine {
                 )],
             )
             .await?;
-        self.hub.bump();
+        self.notify_finished(run.id);
         let ws2 = ws.clone();
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(ws2)).await;
         Ok(())
@@ -252,7 +253,7 @@ impl Engine {
                 )],
             )
             .await?;
-        self.hub.bump();
+        self.notify_finished(run.id);
         Ok(())
     }
 
@@ -598,6 +599,17 @@ impl Engine {
 
     /// Packs a service's artifacts and records its release; None if the commit already has one.
     async fn release(&self, run: &Run, svc: &Service, ws: &Path) -> Result<Option<i64>, String> {
+        // A re-run of a released commit makes no second release: skip the packing (and its
+        // fsync) early. The store's UNIQUE constraint still guards against a race.
+        if self
+            .store
+            .release_for_commit(&run.project, &svc.name, &run.commit)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(None);
+        }
         let mut patterns: Vec<String> =
             svc.steps.iter().flat_map(|s| s.artifacts.clone()).collect();
         patterns.dedup();
@@ -607,11 +619,7 @@ impl Engine {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-        let gates: serde_json::Map<String, serde_json::Value> =
-            HashMap::<String, serde_json::Value>::new()
-                .into_iter()
-                .collect();
-        let mut gates = gates;
+        let mut gates = serde_json::Map::new();
         for s in self.store.steps(run.id).await.map_err(|e| e.to_string())? {
             if s.gate && s.service == svc.name {
                 gates.insert(
@@ -721,5 +729,3 @@ pub(super) fn ev(kind: EventKind, run: &Run, mut payload: serde_json::Value) -> 
         .payload(payload)
 }
 
-#[allow(dead_code)]
-fn _paths(_: PathBuf) {}

@@ -141,6 +141,8 @@ pub struct Engine {
     cancels: std::sync::Mutex<HashMap<i64, watch::Sender<bool>>>,
     step_slots: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
+    /// Ids of runs that just reached a terminal status, for `wait_run`.
+    finished: tokio::sync::broadcast::Sender<i64>,
 }
 
 impl Engine {
@@ -177,6 +179,7 @@ impl Engine {
             project_locks: std::sync::Mutex::new(HashMap::new()),
             cancels: std::sync::Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
+            finished: tokio::sync::broadcast::Sender::new(256),
         }))
     }
 
@@ -236,6 +239,13 @@ impl Engine {
         }
         cache.insert(key, entry.clone());
         Ok(entry)
+    }
+
+    /// The parsed configuration of a commit if it is cached and valid.
+    pub(crate) fn cached_config(&self, project: &str, commit: &str) -> Option<Arc<Config>> {
+        let cache = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, parsed) = cache.get(&(project.to_string(), commit.to_string()))?;
+        parsed.as_ref().as_ref().ok().map(|c| Arc::new(c.clone()))
     }
 
     /// Registers a project: checks that the source is reachable and carries a valid
@@ -813,19 +823,31 @@ impl Engine {
     /// Waits until a run is terminal or `timeout` passes; returns it as it is then.
     pub async fn wait_run(&self, id: i64, timeout: Duration) -> Result<Run, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut rx = self.hub.subscribe();
+        // Subscribe before reading, so a finish between the read and the wait is not missed.
+        let mut rx = self.finished.subscribe();
         loop {
-            rx.borrow_and_update();
             let run = self.store.run(id).await?;
             if run.status.is_terminal() {
                 return Ok(run);
             }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return Ok(run);
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(run);
+                }
+                match tokio::time::timeout(left.min(Duration::from_secs(1)), rx.recv()).await {
+                    Ok(Ok(done)) if done != id => continue,
+                    // Our run, a lagged receiver or a periodic re-check: read the store again.
+                    _ => break,
+                }
             }
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(500)), rx.changed()).await;
         }
+    }
+
+    /// Tells `wait_run` callers that a run reached a terminal status.
+    pub(crate) fn notify_finished(&self, id: i64) {
+        let _ = self.finished.send(id);
+        self.hub.bump();
     }
 
     /// Polls every project at its interval until shutdown.

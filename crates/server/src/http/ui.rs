@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use sluice_core::{RunStatus, StepStatus};
 use sluice_store::{EventFilter, LogFilter, Release, ReleaseFilter, Run, RunFilter, Step};
 
 use crate::engine::{Engine, short};
@@ -586,5 +585,3 @@ document.querySelectorAll('g.node[data-step="'+CSS.escape(s.name)+'"] text.sub')
     ))
 }
 
-#[allow(dead_code)]
-fn _uses(_: RunStatus, _: StepStatus) {}

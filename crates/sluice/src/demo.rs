@@ -329,4 +329,3 @@ async fn wait_for_runs(server: &Server, n: usize, once: bool) -> Result<Run, Cli
         let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
     }
 }
-

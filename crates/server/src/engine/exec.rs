@@ -35,7 +35,10 @@ impl Engine {
         let run = Arc::new(run);
         let started = now_ms();
         let cached = self.cached_config(&run.project, &run.commit);
-        let config = match cached.map(Ok).unwrap_or_else(|| sluice_spec::parse(&run.config, "sluice.yml").map(Arc::new)) {
+        let config = match cached
+            .map(Ok)
+            .unwrap_or_else(|| sluice_spec::parse(&run.config, "sluice.yml").map(Arc::new))
+        {
             Ok(c) => c,
             Err(d) => {
                 return self
@@ -211,12 +214,10 @@ impl Engine {
             let w = ws.to_path_buf();
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(w)).await;
         }
-        let project = self
-            .store
-            .project(&run.project)
+        let mirror = self
+            .mirror_of(&run.project)
             .await
-            .map_err(|e| format!("project is gone: {e}"))?;
-        let mirror = self.mirror(&project).await.map_err(|e| e.to_string())?;
+            .map_err(|e| format!("cannot open the project's repository: {e}"))?;
         mirror
             .checkout(&run.commit, ws)
             .await
@@ -728,4 +729,3 @@ pub(super) fn ev(kind: EventKind, run: &Run, mut payload: serde_json::Value) -> 
         .project(&run.project)
         .payload(payload)
 }
-

@@ -190,6 +190,15 @@ impl Engine {
         Ok(())
     }
 
+    /// The mirror of a project by name (no store read when it is already open).
+    pub async fn mirror_of(&self, name: &str) -> Result<Mirror, EngineError> {
+        if let Some(m) = self.mirrors.lock().await.get(name) {
+            return Ok(m.clone());
+        }
+        let project = self.store.project(name).await?;
+        self.mirror(&project).await
+    }
+
     /// The mirror of a project, opened on first use.
     pub async fn mirror(&self, project: &Project) -> Result<Mirror, EngineError> {
         let mut mirrors = self.mirrors.lock().await;
@@ -450,11 +459,14 @@ impl Engine {
     /// A manual run: syncs the project first (so the newest commit is known), then plans
     /// and starts a run of every (or the chosen) service, changed or not.
     pub async fn request_run(self: &Arc<Self>, req: RunRequest) -> Result<Run, EngineError> {
-        let project = self.store.project(&req.project).await?;
-        if let Err(e) = self.sync_project(&req.project, "poll", "system").await {
-            tracing::debug!(error = %e, "sync before manual run failed; using the mirror as it is");
+        match self.sync_project(&req.project, "poll", "system").await {
+            Err(EngineError::NotFound(what)) => return Err(EngineError::NotFound(what)),
+            Err(e) => {
+                tracing::debug!(error = %e, "sync before manual run failed; using the mirror as it is");
+            }
+            Ok(_) => {}
         }
-        let mirror = self.mirror(&project).await?;
+        let mirror = self.mirror_of(&req.project).await?;
         let run = self
             .plan_run(&mirror, req, false)
             .await?

@@ -584,4 +584,3 @@ document.querySelectorAll('g.node[data-step="'+CSS.escape(s.name)+'"] text.sub')
         },
     ))
 }
-

@@ -271,6 +271,10 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     // WAL lets readers run beside the one writer; a few connections suffice.
                     .max_connections(4)
+                    .min_connections(1)
+                    // A local file connection cannot go stale; pinging it before every
+                    // query would double the round trips to SQLite's worker thread.
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {

@@ -59,6 +59,24 @@ string_enum! {
         ArtifactsPruned => "artifacts.pruned",
         /// Orphaned step processes from before a restart were killed (payload: pids).
         OrphansKilled => "orphans.killed",
+        /// The desired release of a service in an environment changed (payload: service, env, version, from).
+        TargetDesired => "target.desired",
+        /// A deployment started (payload: service, env, version, from_version, strategy).
+        DeployStarted => "deploy.started",
+        /// A deployment strategy decided something, with the figures behind it (payload: deployment, what, figures).
+        DeployDecision => "deploy.decision",
+        /// A deployment ended (payload: deployment, status, reason, duration_ms).
+        DeployFinished => "deploy.finished",
+        /// An instance was started (payload: instance, service, env, version, port).
+        InstanceStarted => "instance.started",
+        /// An instance was stopped (payload: instance, reason).
+        InstanceStopped => "instance.stopped",
+        /// An instance failed its health check, crashed or crash-loops (payload: instance, state, restarts, error).
+        InstanceUnhealthy => "instance.unhealthy",
+        /// Instances of a previous control plane were re-adopted at start-up (payload: adopted, lost).
+        InstancesAdopted => "instances.adopted",
+        /// The runtime drifted from the desired state and was healed (payload: service, env, what).
+        DriftHealed => "drift.healed",
     }
 }
 

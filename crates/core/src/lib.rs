@@ -11,4 +11,4 @@ pub mod plan;
 pub mod status;
 
 pub use event::{EventKind, NewEvent};
-pub use status::{RunStatus, StepStatus};
+pub use status::{DeployStatus, RunStatus, StepStatus};

@@ -108,6 +108,29 @@ impl StepStatus {
     }
 }
 
+string_enum! {
+    /// Where a deployment is in its life.
+    DeployStatus {
+        /// Progressing, paused or analysing.
+        Running => "running",
+        /// The new release serves all traffic.
+        Succeeded => "succeeded",
+        /// Stopped and the previous release serves all traffic again.
+        RolledBack => "rolled_back",
+        /// Stopped with nothing to roll back to (a first deploy).
+        Failed => "failed",
+        /// Replaced by a newer deployment of the same target before it finished.
+        Superseded => "superseded",
+    }
+}
+
+impl DeployStatus {
+    /// True once the deployment can change no more.
+    pub fn is_terminal(self) -> bool {
+        self != DeployStatus::Running
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

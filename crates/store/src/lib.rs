@@ -9,6 +9,7 @@
 //! Architecture invariant: this crate knows SQL and the model types, nothing of HTTP, git or
 //! processes. The same conformance suite (`tests/conformance.rs`) runs against both backends.
 
+mod deploys;
 mod migrate;
 mod model;
 mod rows;
@@ -108,15 +109,15 @@ fn limit_or(limit: i64, default: i64) -> i64 {
 
 /// Where a URL points.
 #[derive(Debug, PartialEq, Eq)]
-enum Target {
+enum DbTarget {
     SqliteFile(PathBuf),
     Postgres(String),
 }
 
-fn parse_url(url: &str) -> Result<Target> {
+fn parse_url(url: &str) -> Result<DbTarget> {
     let bad = || StoreError::BadUrl(url.to_owned());
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Target::Postgres(url.to_owned()));
+        return Ok(DbTarget::Postgres(url.to_owned()));
     }
     let path = if let Some(rest) = url.strip_prefix("sqlite://") {
         rest
@@ -130,7 +131,7 @@ fn parse_url(url: &str) -> Result<Target> {
     if path.is_empty() || path.ends_with('/') || path.contains('?') {
         return Err(bad());
     }
-    Ok(Target::SqliteFile(PathBuf::from(path)))
+    Ok(DbTarget::SqliteFile(PathBuf::from(path)))
 }
 
 /// Bytes kept as they are in a `sqlite://` URL; everything else is percent-encoded so that
@@ -258,7 +259,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let (backend, pool) = match parse_url(url)? {
-            Target::Postgres(pg) => {
+            DbTarget::Postgres(pg) => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
@@ -266,7 +267,7 @@ impl Store {
                     .await?;
                 (Backend::Postgres, pool)
             }
-            Target::SqliteFile(path) => {
+            DbTarget::SqliteFile(path) => {
                 let file_url = sqlite_url(url, &path).await?;
                 let pool = AnyPoolOptions::new()
                     // WAL lets readers run beside the one writer; a few connections suffice.
@@ -1062,19 +1063,19 @@ mod tests {
     fn urls_pick_the_backend() {
         assert_eq!(
             parse_url("postgres://u@h/db").ok(),
-            Some(Target::Postgres("postgres://u@h/db".into()))
+            Some(DbTarget::Postgres("postgres://u@h/db".into()))
         );
         assert_eq!(
             parse_url("postgresql://u@h/db").ok(),
-            Some(Target::Postgres("postgresql://u@h/db".into()))
+            Some(DbTarget::Postgres("postgresql://u@h/db".into()))
         );
         assert_eq!(
             parse_url("sqlite:///var/lib/sluice/sluice.db").ok(),
-            Some(Target::SqliteFile("/var/lib/sluice/sluice.db".into()))
+            Some(DbTarget::SqliteFile("/var/lib/sluice/sluice.db".into()))
         );
         assert_eq!(
             parse_url("data/sluice.db").ok(),
-            Some(Target::SqliteFile("data/sluice.db".into()))
+            Some(DbTarget::SqliteFile("data/sluice.db".into()))
         );
         for bad in [
             "mysql://x/y",

@@ -337,3 +337,118 @@ pub struct ReleaseFilter {
     /// At most this many (0 means 100).
     pub limit: i64,
 }
+
+/// The desired and the serving release of one service in one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    /// Project.
+    pub project: String,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub env: String,
+    /// The release version the controller converges to; None before the first deploy.
+    pub desired_version: Option<i64>,
+    /// The release version that serves all traffic after the last finished deployment.
+    pub stable_version: Option<i64>,
+    /// Last change.
+    pub updated_ms: i64,
+}
+
+/// A deployment to create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewDeployment {
+    /// Project.
+    pub project: String,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub env: String,
+    /// The release being deployed.
+    pub version: i64,
+    /// The release serving when it started, if any.
+    pub from_version: Option<i64>,
+    /// Strategy name: `rolling`, `blue_green`, `canary`.
+    pub strategy: String,
+    /// Phase name for display.
+    pub phase: String,
+    /// The strategy machine's state (opaque JSON), persisted so a restarted server resumes.
+    pub state: serde_json::Value,
+    /// What started it: `pipeline`, `manual`, `rollback`, `promote`, `heal`.
+    pub trigger: String,
+    /// Who.
+    pub actor: String,
+    /// When.
+    pub created_ms: i64,
+}
+
+/// A deployment as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Id, increasing.
+    pub id: i64,
+    /// Project.
+    pub project: String,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub env: String,
+    /// The release being deployed.
+    pub version: i64,
+    /// The release serving when it started.
+    pub from_version: Option<i64>,
+    /// Strategy name.
+    pub strategy: String,
+    /// Status.
+    pub status: sluice_core::DeployStatus,
+    /// Phase name for display.
+    pub phase: String,
+    /// Why it ended as it did (rollback or failure reason).
+    pub reason: Option<String>,
+    /// The strategy machine's state.
+    pub state: serde_json::Value,
+    /// What started it.
+    pub trigger: String,
+    /// Who.
+    pub actor: String,
+    /// Created.
+    pub created_ms: i64,
+    /// Last change.
+    pub updated_ms: i64,
+    /// Ended.
+    pub finished_ms: Option<i64>,
+}
+
+/// A change to a deployment; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeploymentUpdate {
+    /// Deployment id.
+    pub id: i64,
+    /// New status; a terminal one sets `finished_ms`.
+    pub status: Option<sluice_core::DeployStatus>,
+    /// New phase.
+    pub phase: Option<String>,
+    /// Reason.
+    pub reason: Option<String>,
+    /// New machine state.
+    pub state: Option<serde_json::Value>,
+    /// Set the target's stable version (e.g. to `version` on success).
+    pub stable_version: Option<Option<i64>>,
+    /// Now.
+    pub now_ms: i64,
+}
+
+/// Which deployments to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentFilter {
+    /// Only this project.
+    pub project: Option<String>,
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only this environment.
+    pub env: Option<String>,
+    /// Only running ones.
+    pub running: bool,
+    /// At most this many (0 means 50), newest first.
+    pub limit: i64,
+}

@@ -187,6 +187,7 @@ conformance!(
     mark_artifact_pruned,
     state_change_and_events_are_atomic,
     reopening_keeps_data,
+    deploy_targets_and_deployments,
 );
 
 // ---- helpers ----
@@ -287,14 +288,14 @@ async fn placeholders_bind_by_number(cx: &Ctx) {
 }
 
 async fn migrations_are_idempotent(cx: &Ctx) {
-    assert_eq!(cx.store.schema_version().await.unwrap(), 1);
+    assert_eq!(cx.store.schema_version().await.unwrap(), 2);
     cx.store
         .add_project(project("shop"), ev(EventKind::ProjectAdded, "project/shop"))
         .await
         .unwrap();
     for _ in 0..2 {
         let again = cx.reopen().await;
-        assert_eq!(again.schema_version().await.unwrap(), 1);
+        assert_eq!(again.schema_version().await.unwrap(), 2);
         assert_eq!(again.projects().await.unwrap().len(), 1);
         again.close().await;
     }
@@ -303,7 +304,7 @@ async fn migrations_are_idempotent(cx: &Ctx) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(rows, 1, "each migration is recorded once");
+    assert_eq!(rows, 2, "each migration is recorded once");
     if cx.store.backend() == Backend::Sqlite {
         // WAL is a property of the file, so a plain connection sees what open set.
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -1220,4 +1221,153 @@ async fn reopening_keeps_data(cx: &Ctx) {
         .unwrap();
     assert_eq!(next[0].seq, events.len() as i64 + 1);
     again.close().await;
+}
+
+async fn deploy_targets_and_deployments(cx: &Ctx) {
+    use sluice_core::DeployStatus;
+    use sluice_store::{DeploymentFilter, DeploymentUpdate, NewDeployment};
+    let s = &cx.store;
+    assert!(s.target("shop", "api", "staging").await.unwrap().is_none());
+    let t = s
+        .set_desired(
+            "shop",
+            "api",
+            "staging",
+            3,
+            10,
+            ev(EventKind::TargetDesired, "target/shop/api/staging"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((t.desired_version, t.stable_version), (Some(3), None));
+    let new = |version: i64| NewDeployment {
+        project: "shop".into(),
+        service: "api".into(),
+        env: "staging".into(),
+        version,
+        from_version: None,
+        strategy: "blue_green".into(),
+        phase: "starting".into(),
+        state: json!({"machine": {"step": 0}}),
+        trigger: "pipeline".into(),
+        actor: "system".into(),
+        created_ms: 20,
+    };
+    let d = s
+        .create_deployment(
+            new(3),
+            vec![ev(EventKind::DeployStarted, "deployment/{id}").project("shop")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.status, DeployStatus::Running);
+    assert_eq!(d.state["machine"]["step"], 0);
+    // One running deployment per target: a second is refused and writes nothing.
+    let before = all_events(s).await.len();
+    let err = s
+        .create_deployment(
+            new(4),
+            vec![ev(EventKind::DeployStarted, "deployment/{id}")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(all_events(s).await.len(), before);
+    let started = all_events(s)
+        .await
+        .into_iter()
+        .find(|e| e.kind == EventKind::DeployStarted)
+        .unwrap();
+    assert_eq!(started.subject, format!("deployment/{}", d.id));
+    assert_eq!(started.payload["deployment"], d.id);
+
+    // Progress, then success moves the target's stable version.
+    s.update_deployment(
+        DeploymentUpdate {
+            id: d.id,
+            phase: Some("switching".into()),
+            state: Some(json!({"machine": {"step": 2}})),
+            now_ms: 30,
+            ..Default::default()
+        },
+        vec![ev(
+            EventKind::DeployDecision,
+            &format!("deployment/{}", d.id),
+        )],
+    )
+    .await
+    .unwrap();
+    let mid = s.deployment(d.id).await.unwrap();
+    assert_eq!(
+        (
+            mid.phase.as_str(),
+            mid.state["machine"]["step"].as_i64(),
+            mid.finished_ms
+        ),
+        ("switching", Some(2), None)
+    );
+    s.update_deployment(
+        DeploymentUpdate {
+            id: d.id,
+            status: Some(DeployStatus::Succeeded),
+            phase: Some("done".into()),
+            stable_version: Some(Some(3)),
+            now_ms: 40,
+            ..Default::default()
+        },
+        vec![ev(
+            EventKind::DeployFinished,
+            &format!("deployment/{}", d.id),
+        )],
+    )
+    .await
+    .unwrap();
+    let done = s.deployment(d.id).await.unwrap();
+    assert_eq!(
+        (done.status, done.finished_ms),
+        (DeployStatus::Succeeded, Some(40))
+    );
+    let t = s.target("shop", "api", "staging").await.unwrap().unwrap();
+    assert_eq!((t.desired_version, t.stable_version), (Some(3), Some(3)));
+
+    // Now a new one may start; listing and filters.
+    let d2 = s.create_deployment(new(4), vec![]).await.unwrap();
+    s.update_deployment(
+        DeploymentUpdate {
+            id: d2.id,
+            status: Some(DeployStatus::RolledBack),
+            reason: Some("error rate 0.2 > 0.05".into()),
+            now_ms: 50,
+            ..Default::default()
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    let all = s
+        .deployments(&DeploymentFilter {
+            project: Some("shop".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.version).collect::<Vec<_>>(),
+        vec![4, 3]
+    );
+    assert_eq!(all[0].reason.as_deref(), Some("error rate 0.2 > 0.05"));
+    assert!(
+        s.deployments(&DeploymentFilter {
+            running: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    assert_eq!(s.targets(Some("shop")).await.unwrap().len(), 1);
+    assert!(matches!(
+        s.deployment(999).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

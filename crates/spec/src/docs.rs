@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use crate::schema::{
-    CACHE_FIELDS, CONFIG_FIELDS, ENVIRONMENT_FIELDS, RETRY_FIELDS, SERVICE_FIELDS, STEP_FIELDS,
+    ANALYSIS_FIELDS, BLUE_GREEN_FIELDS, CACHE_FIELDS, CANARY_FIELDS, CANARY_STEP_FIELDS,
+    CONFIG_FIELDS, DEPLOY_ENVIRONMENT_FIELDS, DEPLOY_FIELDS, ENVIRONMENT_FIELDS, HEALTH_FIELDS,
+    RETRY_FIELDS, ROLLING_FIELDS, SERVICE_FIELDS, STEP_FIELDS, STICKY_FIELDS,
 };
 
 /// A complete, valid `sluice.yml` using every field; shown in the reference and parsed by
@@ -49,11 +51,60 @@ services:
           - paths: [services/api/node_modules]
             key_files: [services/api/package-lock.json]
         secrets: [NPM_TOKEN]
+    deploy:
+      start: python3 app.py
+      workdir: services/api
+      replicas: 2
+      env: { LOG_LEVEL: info, WORKERS: 4 }
+      health:
+        http: /healthz
+        expect: 200
+        timeout: 2s
+        interval: 1s
+        success_threshold: 1
+        failure_threshold: 3
+        initial_delay: 0s
+      stop_grace: 10s
+      progress_deadline: 60s
+      max_restarts: 3
+      strategy: { rolling: { max_surge: 1, max_unavailable: 0 } }
+      environments:
+        staging:
+          expose: 127.0.0.1:8081
+        production:
+          expose: 127.0.0.1:8080
+          replicas: 4
+          env: { LOG_LEVEL: warn }
+          strategy:
+            canary:
+              steps: [{ weight: 10, pause: 30s }, { weight: 50, pause: 1m }, { weight: 100 }]
+              analysis:
+                max_error_rate: 0.02
+                max_latency: 500ms
+                quantile: 0.99
+                min_requests: 50
+                insufficient_traffic: wait
+                max_wait: 5m
+                interval: 5s
+              sticky: { header: X-Canary, value: "1" }
   web:
     paths: [services/web]
     steps:
       build:
         run: make -C services/web
+        artifacts: ["services/web/dist/**"]
+    deploy:
+      start: python3 -m http.server "$PORT" --directory services/web/dist
+      health: { command: "curl -fsS http://127.0.0.1:$PORT/ >/dev/null", timeout: 3s }
+      environments:
+        staging:
+          expose: 127.0.0.1:8091
+          strategy: blue_green
+        production:
+          expose: 127.0.0.1:8090
+          preview: 127.0.0.1:9090
+          health: { tcp: true }
+          strategy: { blue_green: { keep_warm: 10m, preview: true, auto_promote: false } }
 "#;
 
 /// Order of the sections after the top level; any other definition follows alphabetically.
@@ -66,6 +117,19 @@ const SECTION_ORDER: &[&str] = &[
     "RetryOn",
     "Cache",
     "EnvValue",
+    "Deploy",
+    "DeployEnvironment",
+    "Health",
+    "StrategyForm",
+    "StrategyName",
+    "Strategy",
+    "Rolling",
+    "BlueGreen",
+    "Canary",
+    "CanaryStep",
+    "Analysis",
+    "InsufficientTraffic",
+    "Sticky",
 ];
 
 /// The schema, pretty-printed.
@@ -126,6 +190,15 @@ pub(crate) fn reference_markdown() -> String {
                 "Step" => STEP_FIELDS,
                 "Retry" => RETRY_FIELDS,
                 "Cache" => CACHE_FIELDS,
+                "Deploy" => DEPLOY_FIELDS,
+                "DeployEnvironment" => DEPLOY_ENVIRONMENT_FIELDS,
+                "Health" => HEALTH_FIELDS,
+                "Rolling" => ROLLING_FIELDS,
+                "BlueGreen" => BLUE_GREEN_FIELDS,
+                "Canary" => CANARY_FIELDS,
+                "CanaryStep" => CANARY_STEP_FIELDS,
+                "Analysis" => ANALYSIS_FIELDS,
+                "Sticky" => STICKY_FIELDS,
                 _ => &[],
             };
             object_section(&mut out, def, order);
@@ -139,10 +212,12 @@ pub(crate) fn reference_markdown() -> String {
 /// Conventions that apply across fields.
 const CONVENTIONS: &str = "## Conventions
 
-- **Maps keep file order.** `environments`, `services` and `steps` are maps from a name to its definition; the order in the file is the order sluice shows and promotes them in. Names of environments, services and steps are lower-case letters, digits, `_` and `-` (starting with a letter or digit, at most 63 characters). A key given twice is an error.
+- **Maps keep file order.** `environments`, `services`, `steps` and a service's `deploy.environments` are maps from a name to its definition; the order in the file is the order sluice shows and promotes them in. Names of environments, services and steps are lower-case letters, digits, `_` and `-` (starting with a letter or digit, at most 63 characters). A key given twice is an error.
 - **Durations** are one or more numbers with a unit: `ms`, `s`, `m` or `h`, e.g. `250ms`, `90s`, `10m`, `1h30m`.
 - **Paths and globs** are relative to the repository root and use `/`. They must not be absolute or leave the repository with `..`. In globs `*` and `?` stay within one directory, `**` crosses directories, `{a,b}` is either and `[ab]` a character class.
 - **Environment variables** are strings; numbers and booleans are accepted and passed on as written.
+- **Addresses** (`expose`, `preview`) are an IP address and a port, e.g. `127.0.0.1:8080`; host names are not accepted. Quote IPv6 addresses: `\"[::1]:8080\"`. Every address in the file must be different, and `0.0.0.0:P` or `[::]:P` takes port P on every address.
+- **Deploy overrides.** `replicas`, `health` and `strategy` under an environment in `deploy.environments` replace the service-level ones (a `health` or `strategy` as a whole); `env` is merged over the service-level `env`.
 ";
 
 /// A table of the fields of an object schema, in `order` (declaration order; the schema's
@@ -200,9 +275,10 @@ fn alternatives_section(out: &mut String, schema: &Value) {
         .or_else(|| schema.get("oneOf"))
         .and_then(Value::as_array);
     for alt in alternatives.into_iter().flatten() {
-        let what = match alt.get("const") {
-            Some(c) => format!("`{}`", short_json(c)),
-            None => type_name(alt),
+        let what = match (alt.get("const"), single_key(alt)) {
+            (Some(c), _) => format!("`{}`", short_json(c)),
+            (None, Some((key, value))) => format!("`{key}:` {}", type_name(value)),
+            (None, None) => type_name(alt),
         };
         let mut text = paragraph(description(alt));
         let constraints = constraints(alt);
@@ -210,6 +286,24 @@ fn alternatives_section(out: &mut String, schema: &Value) {
             let _ = write!(text, " {constraints}");
         }
         let _ = writeln!(out, "- {what}: {text}");
+    }
+}
+
+/// The key and value schema of an object that has exactly one property, which is
+/// required (how serde's externally tagged enum variants look, e.g. `{rolling: ...}`).
+fn single_key(schema: &Value) -> Option<(&str, &Value)> {
+    let props = schema.get("properties")?.as_object()?;
+    let (key, value) = props.iter().next().filter(|_| props.len() == 1)?;
+    let required = schema.get("required")?.as_array()?;
+    (required.len() == 1 && required[0].as_str() == Some(key)).then_some((key.as_str(), value))
+}
+
+/// `text` as a Markdown code span, also when it contains a backtick.
+fn code(text: &str) -> String {
+    if text.contains('`') {
+        format!("`` {text} ``")
+    } else {
+        format!("`{text}`")
     }
 }
 
@@ -246,17 +340,17 @@ fn constraints(schema: &Value) -> String {
     let mut parts = Vec::new();
     let get = |k: &str| schema.get(k);
     if let Some(p) = get("pattern").and_then(Value::as_str) {
-        parts.push(format!("Pattern `{p}`."));
+        parts.push(format!("Pattern {}.", code(p)));
     }
     if let Some(Value::Object(names)) = get("propertyNames")
         && let Some(p) = names.get("pattern").and_then(Value::as_str)
     {
-        parts.push(format!("Names match `{p}`."));
+        parts.push(format!("Names match {}.", code(p)));
     }
     if let Some(Value::Object(items)) = get("items")
         && let Some(p) = items.get("pattern").and_then(Value::as_str)
     {
-        parts.push(format!("Items match `{p}`."));
+        parts.push(format!("Items match {}.", code(p)));
     }
     parts.join(" ")
 }

@@ -42,7 +42,11 @@ pub struct Service {
 impl Config {
     /// The deploy settings of `service` in environment `env`, if the service exists, has a
     /// `deploy` section and is deployed to that environment.
-    pub fn deploy_target(&self, service: &str, env: &str) -> Option<(&Service, &Deploy, &DeployTarget)> {
+    pub fn deploy_target(
+        &self,
+        service: &str,
+        env: &str,
+    ) -> Option<(&Service, &Deploy, &DeployTarget)> {
         let service = self.services.iter().find(|s| s.name == service)?;
         let deploy = service.deploy.as_ref()?;
         let target = deploy.targets.iter().find(|t| t.env == env)?;

@@ -19,7 +19,7 @@ pub(crate) const CONFIG_FIELDS: &[&str] = &["project", "environments", "services
 /// Fields of an environment.
 pub(crate) const ENVIRONMENT_FIELDS: &[&str] = &["branch"];
 /// Fields of a service.
-pub(crate) const SERVICE_FIELDS: &[&str] = &["paths", "env", "steps"];
+pub(crate) const SERVICE_FIELDS: &[&str] = &["paths", "env", "steps", "deploy"];
 /// Fields of a step.
 pub(crate) const STEP_FIELDS: &[&str] = &[
     "run",
@@ -40,6 +40,60 @@ pub(crate) const RETRY_FIELDS: &[&str] = &["max", "on", "delay"];
 pub(crate) const CACHE_FIELDS: &[&str] = &["paths", "key_files"];
 /// Values of `retry.on`.
 pub(crate) const RETRY_ON_VALUES: &[&str] = &["failure", "timeout"];
+/// Fields of a service's `deploy`.
+pub(crate) const DEPLOY_FIELDS: &[&str] = &[
+    "start",
+    "workdir",
+    "replicas",
+    "env",
+    "health",
+    "stop_grace",
+    "progress_deadline",
+    "max_restarts",
+    "strategy",
+    "environments",
+];
+/// Fields of one environment under `deploy.environments`.
+pub(crate) const DEPLOY_ENVIRONMENT_FIELDS: &[&str] =
+    &["expose", "preview", "replicas", "env", "health", "strategy"];
+/// Fields of `health`.
+pub(crate) const HEALTH_FIELDS: &[&str] = &[
+    "http",
+    "tcp",
+    "command",
+    "expect",
+    "timeout",
+    "interval",
+    "success_threshold",
+    "failure_threshold",
+    "initial_delay",
+];
+/// The kinds of health check; exactly one is given.
+pub(crate) const HEALTH_KINDS: &[&str] = &["http", "tcp", "command"];
+/// Names of the strategies.
+pub(crate) const STRATEGY_NAMES: &[&str] = &["rolling", "blue_green", "canary"];
+/// Fields of the `rolling` strategy.
+pub(crate) const ROLLING_FIELDS: &[&str] = &["max_surge", "max_unavailable"];
+/// Fields of the `blue_green` strategy.
+pub(crate) const BLUE_GREEN_FIELDS: &[&str] = &["keep_warm", "preview", "auto_promote"];
+/// Fields of the `canary` strategy.
+pub(crate) const CANARY_FIELDS: &[&str] = &["steps", "analysis", "sticky"];
+/// Fields of one canary step.
+pub(crate) const CANARY_STEP_FIELDS: &[&str] = &["weight", "pause"];
+/// Fields of the canary `analysis`.
+pub(crate) const ANALYSIS_FIELDS: &[&str] = &[
+    "max_error_rate",
+    "max_latency",
+    "quantile",
+    "min_requests",
+    "insufficient_traffic",
+    "max_wait",
+    "interval",
+];
+/// Values of `analysis.insufficient_traffic`.
+pub(crate) const INSUFFICIENT_TRAFFIC_VALUES: &[&str] = &["wait", "pass", "fail"];
+/// Fields of the canary `sticky` rule.
+pub(crate) const STICKY_FIELDS: &[&str] = &["header", "cookie", "value"];
 
 /// Names of projects.
 pub(crate) const PROJECT_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]*$";
@@ -51,10 +105,15 @@ pub(crate) const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 pub(crate) const SECRET_NAME_PATTERN: &str = "^[A-Z_][A-Z0-9_]*$";
 /// Durations such as `90s`, `10m`, `1h30m` or `250ms`.
 pub(crate) const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
+/// Socket addresses: an IPv4 address or a bracketed IPv6 address, then `:port`.
+pub(crate) const ADDRESS_PATTERN: &str = "^([0-9.]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$";
+/// HTTP header and cookie names (RFC 9110 tokens).
+pub(crate) const TOKEN_PATTERN: &str = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 
-/// The desired state of one repository: which branches feed which environments, and how
-/// each service of the repository is built, tested and packed into a release. The file
-/// is called `sluice.yml` and lives in the repository root.
+/// The desired state of one repository: which branches feed which environments, how each
+/// service of the repository is built, tested and packed into a release, and how its
+/// releases are deployed to each environment. The file is called `sluice.yml` and lives in
+/// the repository root.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "sluice.yml")]
@@ -83,7 +142,8 @@ pub(crate) struct Environment {
     pub branch: String,
 }
 
-/// One deployable unit of the repository and the pipeline that builds it.
+/// One deployable unit of the repository, the pipeline that builds it and, optionally, how
+/// its releases run.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Service {
@@ -102,6 +162,11 @@ pub(crate) struct Service {
     /// run in parallel unless ordered with `needs`. At least one.
     #[schemars(extend("minProperties" = 1, "propertyNames" = {"pattern": NAME_PATTERN, "maxLength": 63}))]
     pub steps: BTreeMap<String, Step>,
+    /// How the service's releases are deployed. A service without `deploy` is built and
+    /// released but never deployed.
+    #[serde(default)]
+    #[schemars(with = "Deploy")]
+    pub deploy: Option<Deploy>,
 }
 
 /// A value of an environment variable. Numbers and booleans are accepted and passed on as
@@ -232,6 +297,332 @@ pub(crate) struct Cache {
     pub key_files: Vec<String>,
 }
 
+/// How a service's releases run. Each instance is the release artifact unpacked into its
+/// own directory and started with `start`; sluice assigns it a port (passed as `PORT`) and
+/// its traffic proxy listens on each environment's `expose` address, forwarding to the
+/// ready instances. `replicas`, `env`, `health` and `strategy` set here apply to every
+/// environment unless the environment overrides them.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Deploy {
+    /// The start command, run with `sh -c` inside the unpacked release artifact (in
+    /// `workdir`). It must listen on the port given in the `PORT` environment variable and
+    /// stop cleanly on SIGTERM. Must not be empty.
+    #[schemars(length(min = 1))]
+    pub start: String,
+    /// Directory inside the artifact to start in, relative; must not be absolute or leave
+    /// the artifact with `..`. Absent means the artifact's root.
+    #[serde(default, skip_serializing_if = "no_default")]
+    pub workdir: String,
+    /// Number of instances, 1 to 64.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 64), extend("default" = 1))]
+    pub replicas: u32,
+    /// Environment variables of every instance. Names are letters, digits and `_`, not
+    /// starting with a digit; `PORT` is set by sluice and cannot be given.
+    #[serde(default)]
+    #[schemars(extend("default" = {}, "propertyNames" = {"pattern": ENV_NAME_PATTERN}))]
+    pub env: BTreeMap<String, EnvValue>,
+    /// How instances are checked. Absent means `{tcp: true}` with the defaults of
+    /// [Health](#health).
+    #[serde(default)]
+    #[schemars(with = "Health", extend("default" = {"tcp": true}))]
+    pub health: Option<Health>,
+    /// How long a stopping instance gets between SIGTERM and SIGKILL (to its whole process
+    /// group), at most `24h`; `0s` kills at once.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "10s"))]
+    pub stop_grace: String,
+    /// New instances must be ready within this time, or the deployment fails and rolls
+    /// back. More than zero, at most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "60s"))]
+    pub progress_deadline: String,
+    /// How many times a new instance may exit during a deployment before it counts as
+    /// crash-looping and the deployment rolls back, 0 to 100. Outside deployments, exited
+    /// instances are restarted with backoff.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100), extend("default" = 3))]
+    pub max_restarts: u32,
+    /// How a new release replaces the running one.
+    #[serde(default)]
+    #[schemars(with = "StrategyForm", extend("default" = "rolling"))]
+    pub strategy: Option<StrategyForm>,
+    /// The environments the service is deployed to, by name; each must be defined in the
+    /// top-level `environments`. A successful pipeline on an environment's branch deploys
+    /// its release there. At least one.
+    #[schemars(extend("minProperties" = 1))]
+    pub environments: BTreeMap<String, DeployEnvironment>,
+}
+
+/// The deployment of a service in one environment. `replicas`, `health` and `strategy`
+/// given here replace the service-level ones (a `health` or `strategy` here replaces the
+/// service's as a whole); `env` is merged over the service-level `env`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeployEnvironment {
+    /// The address the traffic proxy listens on for this service in this environment: an IP
+    /// address and a port 1 to 65535, e.g. `127.0.0.1:8080` (IPv6 in brackets and quotes:
+    /// `"[::1]:8080"`). No two services or environments may share an address, and
+    /// `0.0.0.0:P` takes port P on every address.
+    #[schemars(pattern(ADDRESS_PATTERN))]
+    pub expose: String,
+    /// A second address where a `blue_green` deployment with `preview: true` serves the new
+    /// release before the switch. Same format as `expose`, and it must differ from every
+    /// other address.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(pattern(ADDRESS_PATTERN))]
+    pub preview: String,
+    /// Number of instances in this environment, 1 to 64. Absent means the service's
+    /// `replicas`.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(range(min = 1, max = 64))]
+    pub replicas: u32,
+    /// Environment variables of the instances in this environment, merged over the
+    /// service-level `env` (these win).
+    #[serde(default)]
+    #[schemars(extend("default" = {}, "propertyNames" = {"pattern": ENV_NAME_PATTERN}))]
+    pub env: BTreeMap<String, EnvValue>,
+    /// Health checking in this environment, replacing the service's `health` as a whole.
+    #[serde(default)]
+    #[schemars(with = "Health")]
+    pub health: Option<Health>,
+    /// The strategy in this environment, replacing the service's `strategy`.
+    #[serde(default)]
+    #[schemars(with = "StrategyForm")]
+    pub strategy: Option<StrategyForm>,
+}
+
+/// Health checks of instances. Give exactly one of `http`, `tcp: true` and `command`. An
+/// instance is ready (gets traffic) after `success_threshold` consecutive passes, and a
+/// ready instance is restarted after `failure_threshold` consecutive failures.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["http"]}, {"required": ["tcp"]}, {"required": ["command"]}]))]
+pub(crate) struct Health {
+    /// An HTTP check: `GET` of this path (starting with `/`, e.g. `/healthz`) on the
+    /// instance's port passes when the response status is `expect`.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(pattern("^/[^\\s]*$"))]
+    pub http: String,
+    /// A TCP check: connecting to the instance's port passes. Only `true` is allowed.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(extend("const" = true))]
+    pub tcp: bool,
+    /// A command check: `sh -c` of this command in the instance's directory (with the same
+    /// environment, including `PORT`) passes when it exits 0. Must not be empty.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(length(min = 1))]
+    pub command: String,
+    /// The status code an `http` check expects, 100 to 599. Only for `http` checks.
+    #[serde(default)]
+    #[schemars(range(min = 100, max = 599), extend("default" = 200))]
+    pub expect: u16,
+    /// Time limit of one check; longer counts as a failure. More than zero, at most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "2s"))]
+    pub timeout: String,
+    /// Time between checks. More than zero, at most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "1s"))]
+    pub interval: String,
+    /// Readiness: consecutive passes before an instance gets traffic, 1 to 100.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 100), extend("default" = 1))]
+    pub success_threshold: u32,
+    /// Liveness: consecutive failures before a ready instance is restarted, 1 to 100.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 100), extend("default" = 3))]
+    pub failure_threshold: u32,
+    /// Wait after an instance starts before its first check, at most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "0s"))]
+    pub initial_delay: String,
+}
+
+/// A deployment strategy: a name for the defaults, or a mapping with exactly one strategy
+/// name as key and its parameters as value, e.g. `{rolling: {max_surge: 2}}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum StrategyForm {
+    /// Short form: `rolling` or `blue_green` with default parameters. (`canary` needs its
+    /// `steps`, so it only has the long form.)
+    Name(StrategyName),
+    /// Long form: one strategy with parameters.
+    Params(Strategy),
+}
+
+/// A strategy that can be named without parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StrategyName {
+    /// Rolling with `max_surge: 1`, `max_unavailable: 0`.
+    Rolling,
+    /// Blue-green with `keep_warm: 5m`, `preview: false`, `auto_promote: true`.
+    BlueGreen,
+}
+
+/// One strategy with its parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Strategy {
+    /// Replace instances a few at a time.
+    Rolling(Rolling),
+    /// Start a complete new set next to the old one and switch all traffic at once.
+    BlueGreen(BlueGreen),
+    /// Shift traffic to the new release in weighted steps, judging it at each step.
+    Canary(Canary),
+}
+
+/// Rolling: new instances are started and old ones stopped a few at a time, each new one
+/// getting traffic once ready. `max_surge` and `max_unavailable` cannot both be 0 (no
+/// instance could ever be replaced).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Rolling {
+    /// How many instances may run above `replicas` during the deployment, 0 to 64.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 64), extend("default" = 1))]
+    pub max_surge: u32,
+    /// How many of `replicas` may be unready at once during the deployment, 0 to 64.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 64), extend("default" = 0))]
+    pub max_unavailable: u32,
+}
+
+/// Blue-green: the new release (green) is started in full next to the running one (blue);
+/// once every green instance is ready, all new requests switch to green at once and blue
+/// is drained.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BlueGreen {
+    /// How long blue keeps running after the switch, so a rollback is instant; at most
+    /// `24h`, `0s` stops it once drained.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "5m"))]
+    pub keep_warm: String,
+    /// Serve green on the environment's `preview` address before the switch (which then
+    /// must be set).
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub preview: bool,
+    /// Switch as soon as green is ready; `false` waits for `sluice promote` or the UI.
+    #[serde(default)]
+    #[schemars(extend("default" = true))]
+    pub auto_promote: bool,
+}
+
+/// Canary: traffic moves to the new release in steps; at each step the proxy's counts for
+/// the new release are judged against `analysis`, and a failed judgement returns all
+/// traffic to the running release (rollback).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Canary {
+    /// The steps, at least one. Weights strictly increase from step to step, within 1 to
+    /// 100. When the last weight is below 100, the new release gets 100% after the last
+    /// step passes (the final promotion is implicit).
+    #[schemars(length(min = 1))]
+    pub steps: Vec<CanaryStep>,
+    /// The thresholds the new release is judged by.
+    #[serde(default)]
+    #[schemars(with = "Analysis")]
+    pub analysis: Option<Analysis>,
+    /// Requests that always go to the new release (for "release to a small group first"),
+    /// whatever the step's weight.
+    #[serde(default)]
+    #[schemars(with = "Sticky")]
+    pub sticky: Option<Sticky>,
+}
+
+/// One canary step.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CanaryStep {
+    /// Percentage of requests sent to the new release, 1 to 100.
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: u32,
+    /// How long to stay at this weight, judging the new release, before the next step; at
+    /// most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "0s"))]
+    pub pause: String,
+}
+
+/// Canary analysis: every `interval`, the new release's requests since the step began are
+/// judged; a failed judgement rolls back.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Analysis {
+    /// Highest acceptable share of 5xx responses (and failed connections), 0 to 1.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1), extend("default" = 0.05))]
+    pub max_error_rate: f64,
+    /// Highest acceptable response latency at `quantile`, more than zero, at most `24h`.
+    /// Absent means latency is not judged.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub max_latency: String,
+    /// The latency quantile judged against `max_latency`, strictly between 0 and 1 (0.99
+    /// is p99).
+    #[serde(default)]
+    #[schemars(extend("default" = 0.99, "exclusiveMinimum" = 0, "exclusiveMaximum" = 1))]
+    pub quantile: f64,
+    /// The fewest requests to the new release needed to judge it.
+    #[serde(default)]
+    #[schemars(extend("default" = 20))]
+    pub min_requests: u64,
+    /// What happens while there are fewer than `min_requests`.
+    #[serde(default)]
+    #[schemars(extend("default" = "wait"))]
+    pub insufficient_traffic: InsufficientTraffic,
+    /// With `insufficient_traffic: wait`: the longest a step is extended waiting for
+    /// traffic before the canary fails. More than zero, at most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "5m"))]
+    pub max_wait: String,
+    /// Time between judgements. More than zero, at most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "5s"))]
+    pub interval: String,
+}
+
+/// The policy when a canary gets too little traffic to judge.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum InsufficientTraffic {
+    /// Hold the step until `min_requests` arrive, at most `max_wait`; then fail.
+    #[default]
+    Wait,
+    /// Judge the window as passed.
+    Pass,
+    /// Judge the window as failed (roll back).
+    Fail,
+}
+
+/// Requests carrying this header or cookie value always go to the new release. Give
+/// exactly one of `header` and `cookie`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Sticky {
+    /// Name of a request header, e.g. `X-Canary`.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(pattern(TOKEN_PATTERN))]
+    pub header: String,
+    /// Name of a cookie, e.g. `canary`.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(pattern(TOKEN_PATTERN))]
+    pub cookie: String,
+    /// The value that selects the new release (not empty); numbers and booleans are taken
+    /// as written.
+    pub value: EnvValue,
+}
+
+/// Marks a `#[serde(default)]` field whose absence means "not set" or "inherited" rather
+/// than a value, so the schema and the reference show no default for it.
+fn no_default<T>(_: &T) -> bool {
+    true
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -269,6 +660,41 @@ mod tests {
             .map(|a| a.iter().filter_map(|v| v["const"].as_str()).collect())
             .unwrap_or_default();
         assert_eq!(on, RETRY_ON_VALUES);
+        assert_eq!(properties(&defs["Deploy"]), sorted(DEPLOY_FIELDS));
+        assert_eq!(
+            properties(&defs["DeployEnvironment"]),
+            sorted(DEPLOY_ENVIRONMENT_FIELDS)
+        );
+        assert_eq!(properties(&defs["Health"]), sorted(HEALTH_FIELDS));
+        assert_eq!(properties(&defs["Rolling"]), sorted(ROLLING_FIELDS));
+        assert_eq!(properties(&defs["BlueGreen"]), sorted(BLUE_GREEN_FIELDS));
+        assert_eq!(properties(&defs["Canary"]), sorted(CANARY_FIELDS));
+        assert_eq!(properties(&defs["CanaryStep"]), sorted(CANARY_STEP_FIELDS));
+        assert_eq!(properties(&defs["Analysis"]), sorted(ANALYSIS_FIELDS));
+        assert_eq!(properties(&defs["Sticky"]), sorted(STICKY_FIELDS));
+        let consts = |def: &Value| -> Vec<String> {
+            def["oneOf"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v["const"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            consts(&defs["InsufficientTraffic"]),
+            INSUFFICIENT_TRAFFIC_VALUES
+        );
+        let mut long: Vec<String> = defs["Strategy"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(properties)
+            .collect();
+        long.sort();
+        assert_eq!(long, sorted(STRATEGY_NAMES));
+        assert_eq!(consts(&defs["StrategyName"]), ["rolling", "blue_green"]);
     }
 
     /// What the parser accepts, the typed schema structs accept too (and the reverse for

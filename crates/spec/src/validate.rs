@@ -3,6 +3,9 @@
 //! Each check reports a [`Diagnostic`] with the position of the offending token and keeps
 //! going, so one run shows all mistakes. The model is only built when nothing is wrong.
 //! Architecture invariant: no IO and no knowledge of what the engine does with the model.
+//! A service's `deploy` section is checked in the [`deploy`] submodule.
+
+mod deploy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -28,6 +31,11 @@ pub(crate) struct Validator<'a> {
     source: &'a str,
     file: &'a str,
     diags: Vec<Diagnostic>,
+    /// Names of the top-level environments, once read; `None` when that section is missing
+    /// or broken (then deploy environments are not checked against it).
+    env_names: Option<Vec<String>>,
+    /// Every `expose` and `preview` address seen so far, to report reuse.
+    addresses: Vec<deploy::UsedAddress>,
 }
 
 /// The fields of one object, by name, with the key and value nodes of the first occurrence.
@@ -38,6 +46,11 @@ struct Fields<'n> {
 impl<'n> Fields<'n> {
     fn get(&self, name: &str) -> Option<&'n Node> {
         self.map.get(name).map(|(_, v)| *v)
+    }
+
+    /// The key and value nodes of a field.
+    fn entry(&self, name: &str) -> Option<(&'n Node, &'n Node)> {
+        self.map.get(name).copied()
     }
 }
 
@@ -61,6 +74,8 @@ impl<'a> Validator<'a> {
             source,
             file,
             diags: Vec::new(),
+            env_names: None,
+            addresses: Vec::new(),
         }
     }
 
@@ -106,6 +121,18 @@ impl<'a> Validator<'a> {
         let environments = fields
             .get("environments")
             .and_then(|n| self.environments(n));
+        self.env_names = fields.get("environments").and_then(|n| match &n.value {
+            Value::Map(items) if !items.is_empty() => Some(
+                items
+                    .iter()
+                    .filter_map(|(k, _)| match &k.value {
+                        Value::Str(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        });
         let services = fields.get("services").and_then(|n| self.services(n));
         Some(Config {
             project: project?,
@@ -221,10 +248,17 @@ impl<'a> Validator<'a> {
         let steps = fields
             .get("steps")
             .and_then(|n| self.steps(n, &path, env.as_ref()));
+        let deploy = match fields.entry("deploy") {
+            Some((key, value)) => self
+                .deploy(value, key.pos, &format!("{path}.deploy"))
+                .map(Some),
+            None => Some(None),
+        };
         Some(Service {
             name: entry.name.clone(),
             paths: paths?,
             steps: steps?,
+            deploy: deploy?,
         })
     }
 
@@ -936,7 +970,7 @@ impl<'a> Validator<'a> {
                     anchor,
                     path,
                     format!("missing required field `{field}`"),
-                    Some(missing_hint(field)),
+                    Some(missing_hint(path, field)),
                 );
             }
         }
@@ -1001,10 +1035,20 @@ impl<'a> Validator<'a> {
     }
 }
 
-fn missing_hint(field: &str) -> String {
+fn missing_hint(path: &str, field: &str) -> String {
     match field {
         "project" => "add `project: <name>` at the top of the file".into(),
+        "environments" if path.ends_with(".deploy") => {
+            "add the environments to deploy to, e.g. `environments: {staging: {expose: 127.0.0.1:8080}}`".into()
+        }
         "environments" => "add e.g. `environments: {staging: {branch: main}}`".into(),
+        "start" => "add `start: <shell command>` that starts an instance listening on `$PORT`".into(),
+        "expose" => "add the address the proxy listens on, e.g. `expose: 127.0.0.1:8080`".into(),
+        "steps" if path.ends_with(".canary") => {
+            "add e.g. `steps: [{weight: 10, pause: 1m}, {weight: 100}]`".into()
+        }
+        "weight" => "add `weight: <percent of traffic, 1 to 100>`".into(),
+        "value" => "add the header or cookie value that selects the new release, e.g. `value: \"1\"`".into(),
         "services" => "add `services:` with at least one service and its steps".into(),
         "branch" => "add `branch: <branch name>`".into(),
         "steps" => "add `steps:` with at least one step".into(),

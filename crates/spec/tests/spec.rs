@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use sluice_spec::{
-    Cache, Config, Environment, Retry, Service, Step, check_paths, parse, path_matches,
+    AnalysisSpec, Cache, CanaryStepSpec, Config, Deploy, DeployTarget, Environment, Health,
+    HealthCheckSpec, InsufficientTraffic, Retry, Service, Step, StickySpec, StrategySpec,
+    check_paths, parse, path_matches,
 };
 
 /// Parses a file that must be invalid and returns all messages, one a line.
@@ -29,8 +31,64 @@ fn with_steps(steps: &str) -> String {
     )
 }
 
+/// A valid file with environments `staging` and `production` and one service `api`;
+/// `deploy` (indented by six spaces) is spliced in under `deploy:`.
+fn with_deploy(deploy: &str) -> String {
+    format!(
+        "project: shop\nenvironments:\n  staging:\n    branch: main\n  production:\n    branch: release\nservices:\n  api:\n    steps: {{lint: {{run: x}}}}\n    deploy:\n{deploy}"
+    )
+}
+
+/// Like [`with_deploy`], with `strategy` (indented by ten spaces) under the `staging`
+/// environment's `strategy:`.
+fn with_strategy(strategy: &str) -> String {
+    with_deploy(&format!(
+        "      start: ./server\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          strategy:\n{strategy}"
+    ))
+}
+
+/// Every invalid `deploy` case: (snapshot name, file).
+fn invalid_deploy_cases() -> Vec<(&'static str, String)> {
+    vec![
+        ("deploy_unknown_fields", with_deploy("      start: ./server\n      replica: 2\n      helth: {http: /}\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          exposed: 127.0.0.1:8081\n          healthcheck: {}\n")),
+        ("deploy_missing_start_and_environments", with_deploy("      replicas: 2\n")),
+        ("deploy_missing_expose", with_deploy("      start: ./server\n      environments:\n        staging:\n          replicas: 2\n        production:\n")),
+        ("deploy_empty_start_and_environments", with_deploy("      start: \"  \"\n      environments: {}\n")),
+        ("deploy_unknown_environment", with_deploy("      start: ./server\n      environments:\n        prod:\n          expose: 127.0.0.1:8080\n        stagin:\n          expose: 127.0.0.1:8081\n        qa:\n          expose: 127.0.0.1:8082\n")),
+        ("deploy_bad_addresses", with_deploy("      start: ./server\n      environments:\n        staging:\n          expose: localhost:8080\n          preview: 127.0.0.1\n        production:\n          expose: 8080\n          preview: 127.0.0.1:0\n")),
+        ("deploy_bad_addresses_more", with_deploy("      start: ./server\n      environments:\n        staging:\n          expose: 127.0.0.1:70000\n          preview: \"::1:8080\"\n        production:\n          expose: [127.0.0.1]\n          preview: \":9000\"\n")),
+        ("deploy_duplicate_addresses", "project: shop\nenvironments:\n  staging: {branch: main}\n  production: {branch: release}\nservices:\n  api:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./api\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n        production: {expose: 127.0.0.1:9000, preview: 127.0.0.1:9000}\n  web:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./web\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n        production: {expose: 0.0.0.0:9000}\n".into()),
+        ("deploy_counts_out_of_range", with_deploy("      start: ./server\n      replicas: 0\n      max_restarts: -1\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          replicas: 65\n        production:\n          expose: 127.0.0.1:8081\n          replicas: 1.5\n")),
+        ("deploy_env_errors", with_deploy("      start: ./server\n      env: {PORT: 80, 1X: y, OK: [a]}\n      workdir: ../other\n      stop_grace: soon\n      progress_deadline: 0s\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          env: {PORT: \"81\"}\n")),
+        ("health_both_kinds", with_deploy("      start: ./server\n      health:\n        http: /healthz\n        tcp: true\n        command: ./check\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n")),
+        ("health_no_kind", with_deploy("      start: ./server\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          health: {timeout: 5s}\n        production:\n          expose: 127.0.0.1:8081\n          health:\n")),
+        ("health_http_errors", with_deploy("      start: ./server\n      health: {http: healthz, expect: 700}\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          health: {http: \"/health check\", expect: \"200\"}\n")),
+        ("health_zero_durations_and_thresholds", with_deploy("      start: ./server\n      health:\n        tcp: false\n        timeout: 0s\n        interval: 0ms\n        success_threshold: 0\n        failure_threshold: 101\n        initial_delay: 1\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n")),
+        ("health_expect_without_http", with_deploy("      start: ./server\n      health: {tcp: true, expect: 200}\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          health: {command: \"\", expect: 204}\n")),
+        ("canary_weights", with_strategy("            canary:\n              steps:\n                - weight: 10\n                - weight: 50\n                  pause: 1m\n                - weight: 50\n                - weight: 30\n                - weight: 101\n                - {pause: 1m}\n                - {weight: 0}\n")),
+        ("canary_empty_steps", with_strategy("            canary: {steps: []}\n")),
+        ("canary_missing_steps", with_strategy("            canary:\n              analysis: {max_error_rate: 0.1}\n")),
+        ("canary_analysis_out_of_range", with_strategy("            canary:\n              steps: [{weight: 100}]\n              analysis:\n                max_error_rate: 1.5\n                max_latency: 0s\n                quantile: 1\n                min_requests: -1\n                insufficient_traffic: wiat\n                max_wait: 0s\n                interval: 0s\n                max_errors: 3\n")),
+        ("canary_quantile_zero_and_bad_policy", with_strategy("            canary:\n              steps: [{weight: 100}]\n              analysis: {quantile: 0, max_error_rate: -0.1, insufficient_traffic: skip}\n")),
+        ("sticky_header_and_cookie", with_strategy("            canary:\n              steps: [{weight: 100}]\n              sticky: {header: X-Canary, cookie: canary, value: \"1\"}\n")),
+        ("sticky_neither_and_bad_names", "project: shop\nenvironments:\n  staging: {branch: main}\n  production: {branch: release}\nservices:\n  api:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./server\n      strategy: {canary: {steps: [{weight: 100}], sticky: {value: \"1\"}}}\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          strategy: {canary: {steps: [{weight: 100}], sticky: {header: X Canary, value: \"\"}}}\n        production:\n          expose: 127.0.0.1:8081\n          strategy: {canary: {steps: [{weight: 100}], sticky: {cookie: \"a;b\"}}}\n".into()),
+        ("rolling_deadlock", "project: shop\nenvironments:\n  staging: {branch: main}\n  production: {branch: release}\nservices:\n  api:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./server\n      strategy: {rolling: {max_surge: 0}}\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          strategy: {rolling: {max_unavailable: 0, max_surge: 0}}\n        production:\n          expose: 127.0.0.1:8081\n          strategy: {rolling: {max_surge: 65, max_unavailable: x}}\n".into()),
+        ("unknown_strategy", "project: shop\nenvironments:\n  staging: {branch: main}\n  production: {branch: release}\nservices:\n  api:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./server\n      strategy: rollin\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          strategy: {blue-green: {preview: false}}\n        production:\n          expose: 127.0.0.1:8081\n          strategy: recreate\n".into()),
+        ("strategy_forms", "project: shop\nenvironments:\n  staging: {branch: main}\n  production: {branch: release}\nservices:\n  api:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./server\n      strategy: canary\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          strategy:\n            rolling: {max_surge: 2}\n            canary: {steps: [{weight: 100}]}\n        production:\n          expose: 127.0.0.1:8081\n          strategy: {}\n".into()),
+        ("strategy_wrong_types", with_deploy("      start: ./server\n      strategy: [rolling]\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          strategy: {blue_green: {keep_warm: 5, preview: yes, auto_promote: 1}}\n")),
+        ("blue_green_preview_without_address", with_deploy("      start: ./server\n      strategy: {blue_green: {preview: true}}\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n        production:\n          expose: 127.0.0.1:8081\n          preview: 127.0.0.1:9081\n")),
+    ]
+}
+
 /// Every invalid case: (snapshot name, file). The snapshot is the full positioned output.
 fn invalid_cases() -> Vec<(&'static str, String)> {
+    let mut cases = invalid_pipeline_cases();
+    cases.extend(invalid_deploy_cases());
+    cases
+}
+
+/// Invalid cases outside `deploy`.
+fn invalid_pipeline_cases() -> Vec<(&'static str, String)> {
     vec![
         ("malformed_yaml", "project: shop\nenvironments: [staging\nservices: {}\n".into()),
         ("malformed_yaml_indentation", "project: shop\nenvironments:\n  staging:\n    branch: main\n   oops: 1\n".into()),
@@ -86,6 +144,7 @@ fn invalid_cases() -> Vec<(&'static str, String)> {
 fn invalid_files_snapshots() {
     let cases = invalid_cases();
     assert!(cases.len() >= 20);
+    assert!(invalid_deploy_cases().len() >= 15);
     for (name, source) in cases {
         let output = errors(&source);
         insta::with_settings!({ description => source.clone(), omit_expression => true }, {
@@ -182,6 +241,7 @@ fn minimal_file_gets_defaults() {
                 name: "web".into(),
                 paths: vec![],
                 steps: vec![step("test", "make test"), step("build", "make")],
+                deploy: None,
             }],
         }
     );
@@ -290,6 +350,323 @@ fn step_env_wins_over_service_env() {
     let env = &config.services[0].steps[0].env;
     assert_eq!(env["A"], "service");
     assert_eq!(env["B"], "step");
+}
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn addr(text: &str) -> std::net::SocketAddr {
+    text.parse().unwrap()
+}
+
+/// The smallest deploy section: every default filled in.
+#[test]
+fn minimal_deploy_gets_defaults() {
+    let src = with_deploy(
+        "      start: ./server\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n",
+    );
+    let config = parse(&src, "sluice.yml").unwrap();
+    assert_eq!(
+        config.services[0].deploy,
+        Some(Deploy {
+            start: "./server".into(),
+            workdir: None,
+            stop_grace: SECS(10),
+            progress_deadline: SECS(60),
+            max_restarts: 3,
+            targets: vec![DeployTarget {
+                env: "staging".into(),
+                expose: addr("127.0.0.1:8080"),
+                preview: None,
+                replicas: 1,
+                env_vars: BTreeMap::new(),
+                health: Health {
+                    check: HealthCheckSpec::Tcp { timeout: SECS(2) },
+                    interval: SECS(1),
+                    success_threshold: 1,
+                    failure_threshold: 3,
+                    initial_delay: Duration::ZERO,
+                },
+                strategy: StrategySpec::Rolling {
+                    max_surge: 1,
+                    max_unavailable: 0,
+                },
+            }],
+        })
+    );
+    // Without `deploy` a service is built and released, never deployed.
+    let plain = parse(&with_steps("      lint:\n        run: x\n"), "f").unwrap();
+    assert_eq!(plain.services[0].deploy, None);
+}
+
+/// Service-level values with per-environment overrides: `env` merged, `replicas`,
+/// `health` and `strategy` replaced; defaults inside every long form.
+#[test]
+fn deploy_overrides_per_environment() {
+    let src = "project: shop
+environments:
+  staging: {branch: main}
+  production: {branch: release}
+  perf: {branch: perf}
+services:
+  api:
+    steps: {lint: {run: x}}
+    deploy:
+      start: python3 app.py
+      workdir: ./services/api/
+      replicas: 2
+      env: {A: service, B: 1.50, C: yes}
+      health: {http: /healthz, initial_delay: 250ms}
+      stop_grace: 0s
+      progress_deadline: 2m
+      max_restarts: 0
+      strategy: blue_green
+      environments:
+        staging:
+          expose: 127.0.0.1:8081
+        production:
+          expose: 0.0.0.0:8080
+          preview: \"[::1]:9080\"
+          replicas: 4
+          env: {B: production, D: true}
+          health: {command: ./check.sh, timeout: 5s, interval: 2s, success_threshold: 2, failure_threshold: 5}
+          strategy:
+            canary:
+              steps: [{weight: 5, pause: 1m}, {weight: 50}]
+              analysis: {max_latency: 300ms, insufficient_traffic: pass}
+              sticky: {cookie: canary, value: 1}
+        perf:
+          expose: 127.0.0.2:8082
+          health: {http: /ready?full=1, expect: 204, timeout: 500ms}
+          strategy: {rolling: }
+";
+    let config = parse(src, "sluice.yml").unwrap();
+    let deploy = config.services[0].deploy.clone().unwrap();
+    assert_eq!(deploy.start, "python3 app.py");
+    assert_eq!(deploy.workdir.as_deref(), Some("services/api"));
+    assert_eq!(deploy.stop_grace, Duration::ZERO);
+    assert_eq!(deploy.progress_deadline, SECS(120));
+    assert_eq!(deploy.max_restarts, 0);
+    let service_health = Health {
+        check: HealthCheckSpec::Http {
+            path: "/healthz".into(),
+            expect: 200,
+            timeout: SECS(2),
+        },
+        interval: SECS(1),
+        success_threshold: 1,
+        failure_threshold: 3,
+        initial_delay: Duration::from_millis(250),
+    };
+    let env = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        deploy.targets,
+        vec![
+            DeployTarget {
+                env: "staging".into(),
+                expose: addr("127.0.0.1:8081"),
+                preview: None,
+                replicas: 2,
+                env_vars: env(&[("A", "service"), ("B", "1.50"), ("C", "yes")]),
+                health: service_health.clone(),
+                strategy: StrategySpec::BlueGreen {
+                    keep_warm: SECS(300),
+                    preview: false,
+                    auto_promote: true,
+                },
+            },
+            DeployTarget {
+                env: "production".into(),
+                expose: addr("0.0.0.0:8080"),
+                preview: Some(addr("[::1]:9080")),
+                replicas: 4,
+                env_vars: env(&[
+                    ("A", "service"),
+                    ("B", "production"),
+                    ("C", "yes"),
+                    ("D", "true")
+                ]),
+                health: Health {
+                    check: HealthCheckSpec::Command {
+                        run: "./check.sh".into(),
+                        timeout: SECS(5),
+                    },
+                    interval: SECS(2),
+                    success_threshold: 2,
+                    failure_threshold: 5,
+                    initial_delay: Duration::ZERO,
+                },
+                strategy: StrategySpec::Canary {
+                    steps: vec![
+                        CanaryStepSpec {
+                            weight: 5,
+                            pause: SECS(60),
+                        },
+                        CanaryStepSpec {
+                            weight: 50,
+                            pause: Duration::ZERO,
+                        },
+                    ],
+                    analysis: AnalysisSpec {
+                        max_error_rate: 0.05,
+                        max_latency: Some(Duration::from_millis(300)),
+                        quantile: 0.99,
+                        min_requests: 20,
+                        insufficient_traffic: InsufficientTraffic::Pass,
+                        max_wait: SECS(300),
+                        interval: SECS(5),
+                    },
+                    sticky: Some(StickySpec {
+                        header: None,
+                        cookie: Some("canary".into()),
+                        value: "1".into(),
+                    }),
+                },
+            },
+            DeployTarget {
+                env: "perf".into(),
+                expose: addr("127.0.0.2:8082"),
+                preview: None,
+                replicas: 2,
+                env_vars: env(&[("A", "service"), ("B", "1.50"), ("C", "yes")]),
+                health: Health {
+                    check: HealthCheckSpec::Http {
+                        path: "/ready?full=1".into(),
+                        expect: 204,
+                        timeout: Duration::from_millis(500),
+                    },
+                    interval: SECS(1),
+                    success_threshold: 1,
+                    failure_threshold: 3,
+                    initial_delay: Duration::ZERO,
+                },
+                strategy: StrategySpec::Rolling {
+                    max_surge: 1,
+                    max_unavailable: 0,
+                },
+            },
+        ]
+    );
+}
+
+#[test]
+fn example_deploy_sections_parse_to_the_model() {
+    let config = parse(sluice_spec::example(), "sluice.yml").unwrap();
+    let api = config.services[0].deploy.as_ref().unwrap();
+    assert_eq!(api.start, "python3 app.py");
+    assert_eq!(api.workdir.as_deref(), Some("services/api"));
+    let envs: Vec<_> = api.targets.iter().map(|t| t.env.as_str()).collect();
+    assert_eq!(envs, ["staging", "production"]);
+    let (staging, production) = (&api.targets[0], &api.targets[1]);
+    assert_eq!(staging.replicas, 2);
+    assert_eq!(production.replicas, 4);
+    assert_eq!(production.env_vars["LOG_LEVEL"], "warn");
+    assert_eq!(production.env_vars["WORKERS"], "4");
+    assert_eq!(staging.env_vars["LOG_LEVEL"], "info");
+    assert_eq!(staging.health, production.health);
+    assert_eq!(
+        staging.strategy,
+        StrategySpec::Rolling {
+            max_surge: 1,
+            max_unavailable: 0
+        }
+    );
+    let StrategySpec::Canary {
+        steps,
+        analysis,
+        sticky,
+    } = &production.strategy
+    else {
+        panic!("production should be canary: {:?}", production.strategy)
+    };
+    let weights: Vec<u32> = steps.iter().map(|s| s.weight).collect();
+    assert_eq!(weights, [10, 50, 100]);
+    assert_eq!(analysis.max_error_rate, 0.02);
+    assert_eq!(analysis.min_requests, 50);
+    assert_eq!(sticky.as_ref().unwrap().header.as_deref(), Some("X-Canary"));
+
+    let web = config.services[1].deploy.as_ref().unwrap();
+    assert!(matches!(
+        web.targets[0].health.check,
+        HealthCheckSpec::Command { timeout, .. } if timeout == SECS(3)
+    ));
+    assert_eq!(
+        web.targets[1].health.check,
+        HealthCheckSpec::Tcp { timeout: SECS(2) }
+    );
+    assert_eq!(
+        web.targets[1].strategy,
+        StrategySpec::BlueGreen {
+            keep_warm: SECS(600),
+            preview: true,
+            auto_promote: false
+        }
+    );
+    assert_eq!(web.targets[1].preview, Some(addr("127.0.0.1:9090")));
+}
+
+#[test]
+fn deploy_target_looks_up_service_and_environment() {
+    let src = "project: shop\nenvironments: {staging: {branch: main}, production: {branch: release}}\nservices:\n  api:\n    steps: {lint: {run: x}}\n    deploy: {start: ./api, environments: {production: {expose: 127.0.0.1:8080}}}\n  worker:\n    steps: {lint: {run: x}}\n";
+    let config = parse(src, "f").unwrap();
+    let (service, deploy, target) = config.deploy_target("api", "production").unwrap();
+    assert_eq!(service.name, "api");
+    assert_eq!(deploy.start, "./api");
+    assert_eq!(target.expose, addr("127.0.0.1:8080"));
+    assert!(
+        config.deploy_target("api", "staging").is_none(),
+        "not deployed there"
+    );
+    assert!(
+        config.deploy_target("worker", "production").is_none(),
+        "no deploy"
+    );
+    assert!(config.deploy_target("nope", "production").is_none());
+    assert!(config.deploy_target("api", "nope").is_none());
+}
+
+/// A canary whose last weight is below 100 is valid (full promotion is implicit), and
+/// IPv6 addresses work when quoted.
+#[test]
+fn canary_last_weight_may_be_below_100_and_ipv6() {
+    let src =
+        with_strategy("            canary: {steps: [{weight: 1}, {weight: 2}, {weight: 99}]}\n")
+            .replace("127.0.0.1:8080", "\"[::1]:8080\"");
+    let config = parse(&src, "f").unwrap();
+    let (_, _, target) = config.deploy_target("api", "staging").unwrap();
+    assert_eq!(target.expose, addr("[::1]:8080"));
+    let StrategySpec::Canary { steps, .. } = &target.strategy else {
+        panic!()
+    };
+    assert_eq!(steps.last().unwrap().weight, 99);
+}
+
+#[test]
+fn deploy_positions_point_at_the_token() {
+    let first = |source: &str| {
+        let diags = parse(source, "f").unwrap_err().0;
+        let d = diags[0].clone();
+        let line = source.lines().nth(d.line - 1).unwrap();
+        (line[d.column - 1..].to_owned(), d)
+    };
+    let (at, _) = first(&with_deploy(
+        "      start: x\n      environments:\n        staging: {expose: \"localhost:80\"}\n",
+    ));
+    assert!(at.starts_with("\"localhost:80\""), "{at}");
+    let (at, d) = first(&with_strategy(
+        "            canary: {steps: [{weight: 50}, {weight: 20}]}\n",
+    ));
+    assert!(at.starts_with("20}"), "{at}");
+    assert_eq!(
+        d.field,
+        "services.api.deploy.environments.staging.strategy.canary.steps[1].weight"
+    );
+    let (at, _) = first(&with_strategy("            {rolling: {}, canary: {}}\n"));
+    assert!(at.starts_with("canary"), "{at}");
 }
 
 #[test]
@@ -413,6 +790,41 @@ fn reference_documents_every_field() {
         "on",
         "delay",
         "key_files",
+        "deploy",
+        "start",
+        "replicas",
+        "health",
+        "stop_grace",
+        "progress_deadline",
+        "max_restarts",
+        "strategy",
+        "expose",
+        "preview",
+        "http",
+        "tcp",
+        "command",
+        "expect",
+        "interval",
+        "success_threshold",
+        "failure_threshold",
+        "initial_delay",
+        "max_surge",
+        "max_unavailable",
+        "keep_warm",
+        "auto_promote",
+        "analysis",
+        "sticky",
+        "weight",
+        "pause",
+        "max_error_rate",
+        "max_latency",
+        "quantile",
+        "min_requests",
+        "insufficient_traffic",
+        "max_wait",
+        "header",
+        "cookie",
+        "value",
     ] {
         assert!(
             md.contains(&format!("| `{field}` |")),
@@ -420,6 +832,19 @@ fn reference_documents_every_field() {
         );
     }
     assert!(md.contains("default `30m`"));
+    for default in [
+        "default `10s`",
+        "default `60s`",
+        "default `rolling`",
+        "default `0.05`",
+        "default `0.99`",
+        "default `wait`",
+        "default `5m`",
+        "default `200`",
+    ] {
+        assert!(md.contains(default), "{default} is not documented");
+    }
+    assert!(md.contains("the final promotion is implicit"));
     let schema: serde_json::Value = serde_json::from_str(&sluice_spec::json_schema()).unwrap();
     assert_eq!(
         schema["$schema"],
@@ -464,8 +889,92 @@ fn mutate(source: &str, ops: &[(u8, usize, usize, char)]) -> String {
     text.into_iter().collect()
 }
 
+/// A second mutation seed: a deploy-heavy file in flow style, where a single edit lands
+/// in a strategy, a health check or an address more often than in the example.
+const DEPLOY_SEED: &str = "project: p
+environments: {staging: {branch: main}, production: {branch: release}}
+services:
+  api:
+    steps: {lint: {run: x}}
+    deploy:
+      start: ./s
+      env: {A: 1}
+      health: {http: /h, expect: 200, timeout: 2s}
+      strategy: {rolling: {max_surge: 1, max_unavailable: 0}}
+      environments:
+        staging: {expose: 127.0.0.1:8081, replicas: 2, strategy: blue_green}
+        production:
+          expose: 127.0.0.1:8080
+          preview: \"[::1]:9080\"
+          health: {tcp: true}
+          strategy: {canary: {steps: [{weight: 10, pause: 1s}, {weight: 60}], analysis: {max_error_rate: 0.1, quantile: 0.5, insufficient_traffic: fail}, sticky: {cookie: c, value: v}}}
+  web:
+    steps: {b: {run: y}}
+    deploy: {start: ./w, strategy: {blue_green: {preview: true}}, environments: {production: {expose: 0.0.0.0:80, preview: 127.0.0.1:81}}}
+";
+
+#[test]
+fn deploy_seed_is_valid() {
+    let config = parse(DEPLOY_SEED, "f").unwrap();
+    assert!(config.deploy_target("web", "production").is_some());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parse_never_panics_on_deploy_mutations(
+        ops in prop::collection::vec(
+            (any::<u8>(), any::<usize>(), any::<usize>(),
+             prop::sample::select(vec![':', '-', ' ', '\n', '[', ']', '{', '}', '"', ',', '0', '9', '.', '/', 'x'])),
+            1..6,
+        )
+    ) {
+        let source = mutate(DEPLOY_SEED, &ops);
+        match parse(&source, "f") {
+            Ok(config) => {
+                for service in &config.services {
+                    for target in service.deploy.iter().flat_map(|d| &d.targets) {
+                        prop_assert!(config.deploy_target(&service.name, &target.env).is_some());
+                        prop_assert!((1..=64).contains(&target.replicas));
+                    }
+                }
+            }
+            Err(diags) => {
+                prop_assert!(!diags.0.is_empty());
+                for d in &diags.0 {
+                    prop_assert!(d.line >= 1 && d.column >= 1, "{}", d);
+                }
+            }
+        }
+    }
+
+    /// Random values, good and bad, in every slot of a deploy section.
+    #[test]
+    fn parse_never_panics_on_deploy_values(
+        values in prop::collection::vec(
+            prop::sample::select(vec![
+                "0", "1", "-1", "65", "100", "101", "0.5", "1.5", "true", "false", "''", "~",
+                "0s", "5s", "25h", "x", "/h", "h", "[]", "{}", "[{weight: 10}]",
+                "127.0.0.1:8080", "127.0.0.1:8081", "0.0.0.0:8080", "'[::1]:80'", "localhost:1",
+                "rolling", "canary", "blue_green", "{canary: {steps: [{weight: 100}]}}",
+                "{rolling: {max_surge: 0}}", "{http: /}", "{tcp: true, http: /}", "wait", "nan",
+            ]),
+            12,
+        )
+    ) {
+        let v = |i: usize| values[i];
+        let source = format!(
+            "project: p\nenvironments: {{staging: {{branch: main}}}}\nservices:\n  api:\n    steps: {{l: {{run: x}}}}\n    deploy:\n      start: {}\n      replicas: {}\n      health: {}\n      strategy: {}\n      max_restarts: {}\n      environments:\n        staging:\n          expose: {}\n          preview: {}\n          replicas: {}\n          strategy: {{canary: {{steps: [{{weight: {}, pause: {}}}], analysis: {{quantile: {}, max_error_rate: {}}}}}}}\n",
+            v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7), v(8), v(9), v(10), v(11),
+        );
+        if let Err(diags) = parse(&source, "f") {
+            for d in &diags.0 {
+                prop_assert!(d.line >= 1 && d.column >= 1, "{}", d);
+                prop_assert!(!d.message.ends_with('.'), "{}", d);
+            }
+        }
+    }
 
     #[test]
     fn parse_never_panics_on_mutations(

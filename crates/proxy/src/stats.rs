@@ -14,8 +14,8 @@ pub const BUCKETS_MS: [f64; 12] = [
 const NBUCKETS: usize = BUCKETS_MS.len() + 1;
 /// Bucket bounds in microseconds, for the hot path (integer compare).
 const BUCKETS_US: [u64; 12] = [
-    1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000,
+    1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000,
 ];
 
 /// Live counters of one version. Shared by every table that names the version.
@@ -55,7 +55,10 @@ impl VersionCounters {
             c.fetch_add(1, Ordering::Relaxed);
         }
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let bucket = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(NBUCKETS - 1);
+        let bucket = BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(NBUCKETS - 1);
         if let Some(b) = self.buckets.get(bucket) {
             b.fetch_add(1, Ordering::Relaxed);
         }
@@ -153,13 +156,17 @@ impl VersionStats {
             responses_3xx: self.responses_3xx.saturating_sub(earlier.responses_3xx),
             responses_4xx: self.responses_4xx.saturating_sub(earlier.responses_4xx),
             responses_5xx: self.responses_5xx.saturating_sub(earlier.responses_5xx),
-            connect_failures: self.connect_failures.saturating_sub(earlier.connect_failures),
+            connect_failures: self
+                .connect_failures
+                .saturating_sub(earlier.connect_failures),
             retries: self.retries.saturating_sub(earlier.retries),
             latency_buckets: self
                 .latency_buckets
                 .iter()
                 .enumerate()
-                .map(|(i, c)| c.saturating_sub(earlier.latency_buckets.get(i).copied().unwrap_or(0)))
+                .map(|(i, c)| {
+                    c.saturating_sub(earlier.latency_buckets.get(i).copied().unwrap_or(0))
+                })
                 .collect(),
             latency_sum_ms: (self.latency_sum_ms - earlier.latency_sum_ms).max(0.0),
         }

@@ -96,7 +96,9 @@ impl RouteTable {
             match (&r.header, &r.cookie) {
                 (Some(h), None) => {
                     if HeaderName::from_bytes(h.as_bytes()).is_err() {
-                        return bad(format!("sticky[{i}].header `{h}` is not a valid header name"));
+                        return bad(format!(
+                            "sticky[{i}].header `{h}` is not a valid header name"
+                        ));
                     }
                 }
                 (None, Some(c)) if !c.is_empty() => {}
@@ -240,9 +242,10 @@ impl Compiled {
                     .get_all(name)
                     .iter()
                     .any(|v| v.as_bytes() == rule.value.as_bytes()),
-                StickyKey::Cookie(name) => headers.get_all(COOKIE).iter().any(|v| {
-                    cookie_matches(v.as_bytes(), name.as_bytes(), rule.value.as_bytes())
-                }),
+                StickyKey::Cookie(name) => headers
+                    .get_all(COOKIE)
+                    .iter()
+                    .any(|v| cookie_matches(v.as_bytes(), name.as_bytes(), rule.value.as_bytes())),
             };
             if hit
                 && self
@@ -278,7 +281,11 @@ fn cookie_matches(header: &[u8], name: &[u8], value: &[u8]) -> bool {
                     && pair
                         .get(eq + 1..)
                         .map(|v| v.trim_ascii().trim_ascii_start())
-                        .map(|v| v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v))
+                        .map(|v| {
+                            v.strip_prefix(b"\"")
+                                .and_then(|v| v.strip_suffix(b"\""))
+                                .unwrap_or(v)
+                        })
                         == Some(value)
             }
             None => false,
@@ -393,14 +400,29 @@ mod tests {
             value: "1".into(),
             version: "v1".into(),
         });
-        assert!(t.validate().unwrap_err().to_string().contains("exactly one"));
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one")
+        );
         t.sticky[0].cookie = None;
         assert!(t.validate().is_ok());
         t.sticky[0].version = "v9".into();
-        assert!(t.validate().unwrap_err().to_string().contains("has no group"));
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("has no group")
+        );
         t.sticky[0].version = "v1".into();
         t.sticky[0].header = Some("bad header".into());
-        assert!(t.validate().unwrap_err().to_string().contains("not a valid header"));
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid header")
+        );
     }
 
     #[test]

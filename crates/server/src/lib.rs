@@ -89,6 +89,7 @@ impl Server {
         engine.set_bound(addr);
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(engine.clone().poll_loop());
+        tokio::spawn(engine.clone().controller_loop());
         let app = http::router(engine.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -114,8 +115,16 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// Like [`Server::stop`], and also stops every service instance and proxy (tests, the
+    /// demo). A plain stop leaves instances running for the next server to adopt.
+    pub async fn stop_all(self) {
+        self.engine.stop_fleet().await;
+        self.stop().await;
+    }
+
     /// Stops serving, stops the poller, kills running steps (their runs are recovered as
-    /// interrupted at the next start) and closes the store.
+    /// interrupted at the next start) and closes the store. Service instances keep running;
+    /// the next server adopts them.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         self.engine.shutdown();

@@ -5,6 +5,7 @@
 mod client;
 mod commands;
 mod demo;
+mod deploys;
 mod exit;
 mod table;
 
@@ -80,6 +81,19 @@ enum Command {
     Events(commands::EventsArgs),
     /// Cancel a running run.
     Cancel(commands::CancelArgs),
+    /// Deploy a release of a service to an environment, or control a running deployment.
+    Deploy(deploys::DeployArgs),
+    /// Roll a service back in an environment (to the previous release, or --to any earlier one).
+    Rollback(deploys::RollbackArgs),
+    /// Deploy to one environment exactly the release serving in another.
+    Promote(deploys::PromoteArgs),
+    /// Show every service in every environment: serving release, health, instances, traffic.
+    Status {
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// List deployments, newest first.
+    Deploys(deploys::DeploysArgs),
     /// Print the CLI reference in Markdown (docs/cli.md is generated from it).
     #[command(hide = true)]
     CliDocs,
@@ -154,6 +168,11 @@ async fn dispatch(cmd: Command) -> Result<i32, CliError> {
         Command::Releases(a) => commands::releases(a).await,
         Command::Events(a) => commands::events(a).await,
         Command::Cancel(a) => commands::cancel(a).await,
+        Command::Deploy(a) => deploys::deploy(a).await,
+        Command::Rollback(a) => deploys::rollback(a).await,
+        Command::Promote(a) => deploys::promote(a).await,
+        Command::Status { c } => deploys::status(c).await,
+        Command::Deploys(a) => deploys::deploys(a).await,
         Command::CliDocs => {
             print!("{}", cli_markdown());
             Ok(0)

@@ -156,7 +156,10 @@ impl Engine {
                                 if mine.iter().all(|s| s.is_success())
                                     && let Some(svc) = config.services.iter().find(|s| s.name == svc_name) {
                                         match self.release(&run, svc, &ws).await {
-                                            Ok(Some(v)) => releases.push(json!({ "service": svc_name, "version": v })),
+                                            Ok(Some(v)) => {
+                                                releases.push(json!({ "service": svc_name, "version": v }));
+                                                self.deploy_after_release(&run, svc, v).await;
+                                            }
                                             Ok(None) => {}
                                             Err(e) => {
                                                 self.sys_log(&run, &format!("{svc_name}/release"), &AtomicI64::new(0), &format!("release failed: {e}")).await;
@@ -596,6 +599,30 @@ impl Engine {
             tracing::error!(run = run.id, error = %e, "could not store a log line");
         }
         self.hub.bump();
+    }
+
+    /// A successful pipeline on an environment's branch deploys its release to that
+    /// environment when the service is deployed there.
+    async fn deploy_after_release(&self, run: &Run, svc: &Service, version: i64) {
+        let deployed_here = svc
+            .deploy
+            .as_ref()
+            .is_some_and(|d| d.targets.iter().any(|t| t.env == run.env));
+        if !deployed_here {
+            return;
+        }
+        if let Err(e) = self
+            .request_deploy(&run.project, &svc.name, &run.env, Some(version), "pipeline", "system")
+            .await
+        {
+            self.sys_log(
+                run,
+                &format!("{}/deploy", svc.name),
+                &AtomicI64::new(0),
+                &format!("could not deploy release {version} to {}: {e}", run.env),
+            )
+            .await;
+        }
     }
 
     /// Packs a service's artifacts and records its release; None if the commit already has one.

@@ -7,6 +7,8 @@
 //! enforces that per call) and never holds a release decision in memory only: "does this
 //! service already have a release for this commit" is always asked of the store.
 
+pub mod controller;
+mod deploy;
 mod exec;
 pub mod localref;
 mod recover;
@@ -143,6 +145,10 @@ pub struct Engine {
     shutdown: watch::Sender<bool>,
     /// Ids of runs that just reached a terminal status, for `wait_run`.
     finished: tokio::sync::broadcast::Sender<i64>,
+    /// Wakes the deploy controller early.
+    pub(crate) controller_wake: tokio::sync::Notify,
+    /// Service instances and the data plane.
+    pub fleet: controller::Fleet,
 }
 
 impl Engine {
@@ -165,6 +171,8 @@ impl Engine {
         }
         let instance = instance_id(d)?;
         let masker = Arc::new(Masker::new(config.secrets.values().cloned()));
+        let fleet = controller::Fleet::new(d.join("runtime"), format!("sluice-{instance}-"))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Arc::new(Engine {
             store,
             step_slots: Arc::new(Semaphore::new(config.max_parallel_steps)),
@@ -180,6 +188,8 @@ impl Engine {
             cancels: std::sync::Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
             finished: tokio::sync::broadcast::Sender::new(256),
+            controller_wake: tokio::sync::Notify::new(),
+            fleet,
         }))
     }
 
@@ -928,6 +938,11 @@ impl Engine {
             (None, Some(a)) => format!("http://{a}"),
             (None, None) => self.config.base_url(),
         }
+    }
+
+    /// Asks the deploy controller to look at the targets now rather than at its next tick.
+    pub fn wake_controller(&self) {
+        self.controller_wake.notify_one();
     }
 
     /// Step processes running now.

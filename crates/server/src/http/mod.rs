@@ -6,6 +6,7 @@
 //! through [`ApiError`], whose JSON shape is the API's one error contract.
 
 mod api;
+mod deploys;
 mod hooks;
 mod metrics;
 mod sse;
@@ -50,6 +51,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/releases", get(api::list_releases))
         .route("/api/v1/events", get(api::list_events))
         .route("/api/v1/events/stream", get(sse::event_stream))
+        .route("/api/v1/deployments", get(deploys::list).post(deploys::deploy))
+        .route("/api/v1/deployments/{id}", get(deploys::show))
+        .route("/api/v1/deployments/{id}/{command}", post(deploys::command))
+        .route("/api/v1/rollbacks", post(deploys::rollback))
+        .route("/api/v1/promotions", post(deploys::promote))
+        .route("/api/v1/status", get(deploys::status))
         .route("/hooks/{provider}/{project}", post(hooks::receive))
         .merge(ui::routes())
         .fallback(not_found)

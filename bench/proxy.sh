@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# proxy.sh: sluice's reverse-proxy throughput and latency, beside nginx and HAProxy, from one run
+# of the shared peer harness $PEERS_DIR/proxy_overhead.sh (shared/bench/peers, see its README).
+#
+# Every target proxies to the same nginx upstream (`return 200 "ok"`, one worker) and gets a warm-up
+# (wrk -t1 -c64 -d2s) then `wrk -t2 -c64 -d10s --latency`; ROUNDS interleaves the targets and reports
+# medians. The candidate is `sluice_proxy serve` (crates/proxy/examples/sluice_proxy.rs, built here
+# with `cargo build --release -p sluice-proxy --example sluice_proxy`) on a runtime of $WORKERS
+# threads (a current-thread runtime for 1, the match for one nginx worker / one HAProxy thread).
+#
+# Knobs (env): ROUNDS=3 (the machine is noisy), PROXY_WORKERS=1, PEERS_DIR, SLUICE_PROXY_BIN (skip
+#   the build and use this binary), plus the harness's own (DURATION THREADS CONNS WARMUP TARGETS).
+# Output: `proxy.<system>.<figure> <value> <unit>` on stdout (system: direct nginx haproxy sluice);
+#   `#` lines are context; logs on stderr. Scratch: bench/.work/ only (the harness's too).
+set -euo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/tools/lib.sh"
+
+PEERS_DIR="${PEERS_DIR:-$(cd "$REPO_ROOT/.." && pwd)/shared/bench/peers}"
+[ -f "$PEERS_DIR/proxy_overhead.sh" ] || die "peer harness not found at $PEERS_DIR (set PEERS_DIR)"
+export ROUNDS="${ROUNDS:-3}"
+mkdir -p "$BENCH_WORK/bin"
+setup_traps
+
+# proxy_bin: sets SLUICE_PROXY_BIN to a private copy of the example binary, so that other work
+# rebuilding the shared target dir cannot swap it during the run.
+if [ -z "${SLUICE_PROXY_BIN:-}" ]; then
+  log "cargo build --release -p sluice-proxy --example sluice_proxy"
+  (cd "$REPO_ROOT" && cargo build --release -q -p sluice-proxy --example sluice_proxy) >&2 \
+    || die "build failed"
+  built="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/sluice_proxy"
+  cp "$built" "$BENCH_WORK/bin/sluice_proxy"
+  SLUICE_PROXY_BIN="$BENCH_WORK/bin/sluice_proxy"
+fi
+[ -x "$SLUICE_PROXY_BIN" ] || die "no proxy binary at $SLUICE_PROXY_BIN"
+export SLUICE_PROXY_BIN
+
+echo "# goal: sluice rps >= nginx rps with the same number of workers"
+echo "# candidate: $SLUICE_PROXY_BIN serve --workers \$WORKERS"
+export PEERS_WORK="$BENCH_WORK/peers"
+export CANDIDATE_NAME=sluice
+export PROXY_CANDIDATE_CMD='exec "$SLUICE_PROXY_BIN" serve --listen "$LISTEN" --upstream "$UPSTREAM" --workers "${WORKERS:-1}"'
+log "peer harness: $PEERS_DIR/proxy_overhead.sh (ROUNDS=$ROUNDS, scratch $PEERS_WORK)"
+run_fg bash "$PEERS_DIR/proxy_overhead.sh" || die "the peer harness failed"

@@ -1,0 +1,739 @@
+//! The deploy controller: a level-based loop that converges the runtime and the proxy to
+//! each target's desired release.
+//!
+//! On every tick (and when woken by a deploy request or a runtime change) it looks at each
+//! target: a running deployment is advanced by feeding its strategy machine
+//! (`sluice-deploy`) an observation of the instances and the proxy's figures and carrying out
+//! the desired state it returns; a desired release that differs from the serving one starts a
+//! deployment; a converged target is healed (missing instances restarted, strays stopped).
+//! The machine's state is persisted after every step, so a restarted server resumes each
+//! deployment where it was, re-adopting the instances that kept running.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_core::{DeployStatus, EventKind, NewEvent};
+use sluice_deploy::{
+    Analysis, BlueGreenParams, CanaryParams, CanaryStep, Command, DeploySpec, Deployment as Machine,
+    InsufficientPolicy, Observation, Outcome, PoolObs, RollingParams, StickyGroup, Strategy, Traffic,
+    VersionWindow, WindowStats,
+};
+use sluice_proxy::{Group, Proxy, RouteTable, Stats, StickyRule};
+use sluice_runtime::{
+    HealthCheck, HealthPolicy, InstanceSpec, InstanceState, InstanceStatus, ProcessRuntime,
+    RestartPolicy, Runtime,
+};
+use sluice_spec::{Deploy, DeployTarget, HealthCheckSpec, InsufficientTraffic, StrategySpec};
+use sluice_store::{Deployment, DeploymentFilter, DeploymentUpdate, NewDeployment, Release, Target};
+use tokio::sync::Mutex;
+
+use super::{Engine, EngineError, bad, now_ms};
+
+/// The runtime and data plane the controller drives, and its small in-memory bookkeeping.
+pub struct Fleet {
+    /// Service instances.
+    pub runtime: Arc<ProcessRuntime>,
+    proxies: Mutex<HashMap<String, Proxy>>,
+    /// Per deployment: the analysis window being counted and the proxy counters at its start.
+    windows: std::sync::Mutex<HashMap<i64, (u64, Stats)>>,
+    /// Operator commands waiting for the next step of a deployment.
+    commands: std::sync::Mutex<HashMap<i64, Command>>,
+    /// Instances seen ready at least once (a later exit is a restart, not a failed start).
+    seen_ready: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Fleet {
+    /// A fleet whose instances live under `root`.
+    pub fn new(root: PathBuf, token_prefix: String) -> Result<Fleet, EngineError> {
+        let runtime = ProcessRuntime::new(root, token_prefix)
+            .map_err(|e| EngineError::Internal(format!("cannot prepare the runtime: {e}")))?;
+        Ok(Fleet {
+            runtime: Arc::new(runtime),
+            proxies: Mutex::new(HashMap::new()),
+            windows: Default::default(),
+            commands: Default::default(),
+            seen_ready: Default::default(),
+        })
+    }
+}
+
+fn key(project: &str, service: &str, env: &str) -> String {
+    format!("{project}/{service}/{env}")
+}
+
+fn instance_prefix(project: &str, service: &str, env: &str, version: i64) -> String {
+    format!("{project}.{service}.{env}.v{version}.")
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Builds the strategy machine's spec from a `sluice.yml` deploy target.
+pub fn deploy_spec(deploy: &Deploy, t: &DeployTarget) -> DeploySpec {
+    let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
+    let strategy = match &t.strategy {
+        StrategySpec::Rolling { max_surge, max_unavailable } => Strategy::Rolling(RollingParams {
+            max_surge: *max_surge,
+            max_unavailable: *max_unavailable,
+        }),
+        StrategySpec::BlueGreen { keep_warm, preview, auto_promote } => Strategy::BlueGreen(BlueGreenParams {
+            keep_warm_ms: ms(*keep_warm),
+            preview: *preview,
+            auto_promote: *auto_promote,
+        }),
+        StrategySpec::Canary { steps, analysis, sticky } => Strategy::Canary(CanaryParams {
+            steps: steps
+                .iter()
+                .map(|s| CanaryStep { weight: s.weight.min(100) as u8, pause_ms: ms(s.pause) })
+                .collect(),
+            analysis: Analysis {
+                max_error_rate: analysis.max_error_rate,
+                max_latency_ms: analysis.max_latency.map(|d| d.as_secs_f64() * 1000.0),
+                latency_quantile: analysis.quantile,
+                min_requests: analysis.min_requests,
+                insufficient_traffic: match analysis.insufficient_traffic {
+                    // Waiting then failing is the safe reading of "wait": a release that
+                    // could not be judged is not promoted.
+                    InsufficientTraffic::Wait => InsufficientPolicy::WaitThenFail,
+                    InsufficientTraffic::Pass => InsufficientPolicy::Pass,
+                    InsufficientTraffic::Fail => InsufficientPolicy::Fail,
+                },
+                max_wait_ms: ms(analysis.max_wait),
+                interval_ms: ms(analysis.interval),
+            },
+            sticky: sticky.as_ref().map(|s| match (&s.header, &s.cookie) {
+                (Some(h), _) => StickyGroup::Header { name: h.clone(), value: s.value.clone() },
+                (None, c) => StickyGroup::Cookie { name: c.clone().unwrap_or_default(), value: s.value.clone() },
+            }),
+        }),
+    };
+    DeploySpec {
+        replicas: t.replicas,
+        strategy,
+        progress_deadline_ms: ms(deploy.progress_deadline),
+        max_restarts: deploy.max_restarts,
+    }
+}
+
+fn strategy_name(s: &StrategySpec) -> &'static str {
+    match s {
+        StrategySpec::Rolling { .. } => "rolling",
+        StrategySpec::BlueGreen { .. } => "blue_green",
+        StrategySpec::Canary { .. } => "canary",
+    }
+}
+
+fn health_policy(t: &DeployTarget) -> HealthPolicy {
+    let h = &t.health;
+    HealthPolicy {
+        check: match &h.check {
+            HealthCheckSpec::Http { path, expect, timeout } => HealthCheck::Http {
+                path: path.clone(),
+                expect_status: *expect,
+                timeout: *timeout,
+            },
+            HealthCheckSpec::Tcp { timeout } => HealthCheck::Tcp { timeout: *timeout },
+            HealthCheckSpec::Command { run, timeout } => HealthCheck::Command { run: run.clone(), timeout: *timeout },
+        },
+        interval: h.interval,
+        success_threshold: h.success_threshold.max(1),
+        failure_threshold: h.failure_threshold.max(1),
+        initial_delay: h.initial_delay,
+    }
+}
+
+/// What the controller needs to know about one target at one release.
+struct Ctx {
+    release: Release,
+    deploy: Deploy,
+    target: DeployTarget,
+}
+
+impl Engine {
+    async fn ctx(&self, project: &str, service: &str, env: &str, version: i64) -> Result<Ctx, EngineError> {
+        let release = self.release_of(project, service, Some(version)).await?;
+        let mirror = self.mirror_of(project).await?;
+        let (_, parsed) = self.config_at(&mirror, project, &release.commit).await?;
+        let config = parsed
+            .as_ref()
+            .as_ref()
+            .map_err(|e| bad(format!("sluice.yml of release {version} is invalid: {e}"), None))?;
+        let (_, deploy, target) = config
+            .deploy_target(service, env)
+            .ok_or_else(|| bad(format!("release {version} of `{service}` is not deployed to `{env}`"), None))?;
+        Ok(Ctx { release, deploy: deploy.clone(), target: target.clone() })
+    }
+
+    /// Runs the controller until shutdown: adopts instances left by a previous server, then
+    /// reconciles every target on each tick or wake-up.
+    pub async fn controller_loop(self: Arc<Self>) {
+        match self.fleet.runtime.adopt().await {
+            Ok(found) if !found.is_empty() => {
+                let adopted = found.iter().filter(|a| matches!(a.outcome, sluice_runtime::AdoptOutcome::Running)).count();
+                let _ = self
+                    .record(vec![NewEvent::new(EventKind::InstancesAdopted, "system", "server").payload(json!({
+                        "adopted": adopted, "lost": found.len() - adopted,
+                        "instances": found.iter().map(|a| json!({"id": a.id, "pid": a.pid})).collect::<Vec<_>>(),
+                    }))])
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "adopting instances failed"),
+        }
+        let mut shutdown = self.shutdown.subscribe();
+        let mut changes = self.fleet.runtime.subscribe();
+        loop {
+            if let Err(e) = self.reconcile_all().await {
+                tracing::warn!(error = %e, "deploy controller tick failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = self.controller_wake.notified() => {}
+                _ = changes.changed() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn reconcile_all(self: &Arc<Self>) -> Result<(), EngineError> {
+        for t in self.store.targets(None).await? {
+            if let Err(e) = self.reconcile(&t).await {
+                tracing::warn!(project = %t.project, service = %t.service, env = %t.env, error = %e, "reconcile failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile(self: &Arc<Self>, t: &Target) -> Result<(), EngineError> {
+        let running = self
+            .store
+            .deployments(&DeploymentFilter {
+                project: Some(t.project.clone()),
+                service: Some(t.service.clone()),
+                env: Some(t.env.clone()),
+                running: true,
+                limit: 1,
+            })
+            .await?
+            .pop();
+        if let Some(d) = running {
+            return self.advance(t, d).await;
+        }
+        match (t.desired_version, t.stable_version) {
+            (Some(want), stable) if stable != Some(want) => self.begin(t, want).await,
+            (_, Some(stable)) => self.heal(t, stable).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The proxy of a target, bound on first use.
+    async fn proxy(&self, t: &Target, expose: SocketAddr) -> Result<Proxy, EngineError> {
+        let k = key(&t.project, &t.service, &t.env);
+        let mut proxies = self.fleet.proxies.lock().await;
+        if let Some(p) = proxies.get(&k) {
+            return Ok(p.clone());
+        }
+        let p = Proxy::bind(expose, RouteTable { groups: vec![], sticky: vec![], drain_timeout_ms: 5_000 }).await.map_err(|e| {
+            bad(
+                format!("cannot listen on {expose} for {} in {}: {e}", t.service, t.env),
+                Some("another process uses that address; change `expose` in sluice.yml or free it".into()),
+            )
+        })?;
+        proxies.insert(k, p.clone());
+        Ok(p)
+    }
+
+    fn instances(&self, t: &Target, version: i64) -> Vec<InstanceStatus> {
+        let prefix = instance_prefix(&t.project, &t.service, &t.env, version);
+        let mut v: Vec<InstanceStatus> = self
+            .fleet
+            .runtime
+            .list()
+            .into_iter()
+            .filter(|i| i.id.starts_with(&prefix) && i.state != InstanceState::Stopped)
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    fn pool(&self, list: &[InstanceStatus]) -> PoolObs {
+        let mut seen = lock(&self.fleet.seen_ready);
+        let mut p = PoolObs::default();
+        for i in list {
+            if i.ready {
+                seen.insert(i.id.clone());
+            }
+            if i.state == InstanceState::Stopping {
+                p.stopping += 1;
+                continue;
+            }
+            if i.state.is_active() {
+                p.running += 1;
+            }
+            if i.ready {
+                p.ready += 1;
+            }
+            let ever_ready = seen.contains(&i.id);
+            let dead = !i.state.is_active();
+            if ever_ready {
+                p.restarts += i.restarts;
+            } else {
+                p.failed_to_start += i.restarts + u32::from(dead);
+            }
+        }
+        p
+    }
+
+    /// Starts or stops instances of one version until `want` are running.
+    async fn scale(&self, t: &Target, ctx: &Ctx, version: i64, want: u32, actor: &str) -> Result<(), EngineError> {
+        let list = self.instances(t, version);
+        let active: Vec<&InstanceStatus> = list
+            .iter()
+            .filter(|i| i.state.is_active() && i.state != InstanceState::Stopping)
+            .collect();
+        if (active.len() as u32) < want {
+            let used: HashSet<String> = list.iter().map(|i| i.id.clone()).collect();
+            let prefix = instance_prefix(&t.project, &t.service, &t.env, version);
+            let mut n = 0u32;
+            for _ in active.len() as u32..want {
+                while used.contains(&format!("{prefix}{n}")) {
+                    n += 1;
+                }
+                let id = format!("{prefix}{n}");
+                n += 1;
+                // A crash-looped or exited record with the same id is replaced.
+                self.fleet.runtime.forget(&id);
+                let port = sluice_runtime::free_port().map_err(|e| EngineError::Internal(e.to_string()))?;
+                let spec = InstanceSpec {
+                    id: id.clone(),
+                    service: t.service.clone(),
+                    env: t.env.clone(),
+                    version: format!("v{version}"),
+                    artifact: self.paths.artifacts.join(format!("{}.tar", ctx.release.artifact_sha256)),
+                    command: ctx.deploy.start.clone(),
+                    workdir: ctx.deploy.workdir.clone(),
+                    port,
+                    env_vars: ctx.target.env_vars.clone(),
+                    health: health_policy(&ctx.target),
+                    restart: RestartPolicy {
+                        max_restarts: ctx.deploy.max_restarts,
+                        backoff_initial: Duration::from_millis(200),
+                        backoff_max: Duration::from_secs(10),
+                    },
+                    stop_grace: ctx.deploy.stop_grace,
+                };
+                match self.fleet.runtime.start(spec).await {
+                    Ok(()) => {
+                        self.record(vec![NewEvent::new(EventKind::InstanceStarted, actor, format!("instance/{id}"))
+                            .project(&t.project)
+                            .payload(json!({ "instance": id, "service": t.service, "env": t.env, "version": version, "port": port }))])
+                            .await?;
+                    }
+                    Err(e) => {
+                        self.record(vec![NewEvent::new(EventKind::InstanceUnhealthy, actor, format!("instance/{id}"))
+                            .project(&t.project)
+                            .payload(json!({ "instance": id, "state": "failed_to_start", "error": e.to_string() }))])
+                            .await?;
+                    }
+                }
+            }
+        } else if (active.len() as u32) > want {
+            // Stop not-ready instances first, then the newest.
+            let mut victims: Vec<&InstanceStatus> = active.clone();
+            victims.sort_by_key(|i| (i.ready, std::cmp::Reverse(i.id.clone())));
+            for i in victims.into_iter().take(active.len() - want as usize) {
+                self.stop_instance(t, &i.id, "scaled down").await?;
+            }
+        }
+        // Dead records (crash loop) of this version beyond what is wanted are forgotten
+        // when the version is not wanted at all.
+        if want == 0 {
+            for i in list.iter().filter(|i| !i.state.is_active()) {
+                self.fleet.runtime.forget(&i.id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_instance(&self, t: &Target, id: &str, reason: &str) -> Result<(), EngineError> {
+        let runtime = self.fleet.runtime.clone();
+        let id2 = id.to_string();
+        // Stopping waits out the grace period; do it in the background so the tick goes on.
+        tokio::spawn(async move {
+            if let Err(e) = runtime.stop(&id2).await {
+                tracing::warn!(instance = %id2, error = %e, "stop failed");
+            }
+        });
+        self.record(vec![NewEvent::new(EventKind::InstanceStopped, "system", format!("instance/{id}"))
+            .project(&t.project)
+            .payload(json!({ "instance": id, "reason": reason }))])
+            .await
+    }
+
+    fn backends(list: &[InstanceStatus]) -> Vec<SocketAddr> {
+        list.iter()
+            .filter(|i| i.ready && i.state != InstanceState::Stopping)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], i.port)))
+            .collect()
+    }
+
+    /// Starts a deployment of `version` for a target.
+    async fn begin(self: &Arc<Self>, t: &Target, version: i64) -> Result<(), EngineError> {
+        let ctx = match self.ctx(&t.project, &t.service, &t.env, version).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot deploy");
+                return Ok(());
+            }
+        };
+        let spec = deploy_spec(&ctx.deploy, &ctx.target);
+        let first = t.stable_version.is_none();
+        let now = now_ms();
+        let machine = Machine::new(spec, now as u64, first).map_err(|e| bad(format!("invalid deploy settings: {e}"), None))?;
+        let strategy = if first { "first_deploy" } else { strategy_name(&ctx.target.strategy) };
+        let d = self
+            .store
+            .create_deployment(
+                NewDeployment {
+                    project: t.project.clone(),
+                    service: t.service.clone(),
+                    env: t.env.clone(),
+                    version,
+                    from_version: t.stable_version,
+                    strategy: strategy.into(),
+                    phase: machine.phase().as_str().into(),
+                    state: serde_json::to_value(&machine).map_err(|e| EngineError::Internal(e.to_string()))?,
+                    trigger: "controller".into(),
+                    actor: "system".into(),
+                    created_ms: now,
+                },
+                vec![NewEvent::new(EventKind::DeployStarted, "system", "deployment/{id}")
+                    .project(&t.project)
+                    .payload(json!({
+                        "service": t.service, "env": t.env, "version": version,
+                        "from_version": t.stable_version, "strategy": strategy,
+                        "expose": ctx.target.expose.to_string(),
+                    }))],
+            )
+            .await?;
+        self.hub.bump();
+        // A proxy that cannot bind fails the deployment at once; what serves keeps serving.
+        if let Err(e) = self.proxy(t, ctx.target.expose).await {
+            return self.finish(t, &d, DeployStatus::Failed, "failed", Some(e.to_string()), None).await;
+        }
+        self.advance(t, d).await
+    }
+
+    /// Feeds the machine one observation and carries out what it asks.
+    async fn advance(self: &Arc<Self>, t: &Target, d: Deployment) -> Result<(), EngineError> {
+        let mut machine: Machine = serde_json::from_value(d.state.clone())
+            .map_err(|e| EngineError::Internal(format!("deployment {} has unreadable state: {e}", d.id)))?;
+        let ctx = self.ctx(&t.project, &t.service, &t.env, d.version).await?;
+        let proxy = match self.proxy(t, ctx.target.expose).await {
+            Ok(p) => p,
+            Err(e) => return self.finish(t, &d, DeployStatus::Failed, "failed", Some(e.to_string()), None).await,
+        };
+        let cand = self.instances(t, d.version);
+        let stable = d.from_version.map(|v| self.instances(t, v)).unwrap_or_default();
+        let quantile = match &ctx.target.strategy {
+            StrategySpec::Canary { analysis, .. } => analysis.quantile,
+            _ => 0.99,
+        };
+        let stats = {
+            let windows = lock(&self.fleet.windows);
+            windows.get(&d.id).map(|(window, base)| {
+                let now = proxy.stats();
+                let w = |v: Option<i64>| -> VersionWindow {
+                    let Some(v) = v else { return VersionWindow::default() };
+                    let name = format!("v{v}");
+                    let cur = now.versions.get(&name).cloned().unwrap_or_default();
+                    let since = match base.versions.get(&name) {
+                        Some(b) => cur.since(b),
+                        None => cur,
+                    };
+                    VersionWindow {
+                        requests: since.requests,
+                        errors: since.responses_5xx,
+                        latency_ms_at_quantile: since.quantile_ms(quantile),
+                    }
+                };
+                WindowStats { window: *window, candidate: w(Some(d.version)), stable: w(d.from_version) }
+            })
+        };
+        let command = lock(&self.fleet.commands).remove(&d.id);
+        let obs = Observation {
+            now_ms: now_ms() as u64,
+            stable: self.pool(&stable),
+            candidate: self.pool(&cand),
+            stats,
+            command,
+        };
+        let desired = machine.step(&obs);
+        // The analysis window: snapshot the counters when the machine asks for a new one.
+        match desired.analysis_window {
+            Some(w) => {
+                let mut windows = lock(&self.fleet.windows);
+                if windows.get(&d.id).map(|(cur, _)| *cur) != Some(w) {
+                    windows.insert(d.id, (w, proxy.stats()));
+                }
+            }
+            None => {
+                lock(&self.fleet.windows).remove(&d.id);
+            }
+        }
+        self.scale(t, &ctx, d.version, desired.candidate_instances, "system").await?;
+        if let Some(v) = d.from_version {
+            if desired.stable_instances > 0 || !stable.is_empty() {
+                let sctx = self.ctx(&t.project, &t.service, &t.env, v).await?;
+                self.scale(t, &sctx, v, desired.stable_instances, "system").await?;
+            }
+        }
+        // Route: only ready instances, split as the machine says.
+        let cand_b = Self::backends(&self.instances(t, d.version));
+        let stable_b = d.from_version.map(|v| Self::backends(&self.instances(t, v))).unwrap_or_default();
+        let (cw, sw) = match desired.traffic {
+            Traffic::ByReadiness => (cand_b.len() as u32, stable_b.len() as u32),
+            Traffic::Weighted { candidate_weight } => (u32::from(candidate_weight), 100 - u32::from(candidate_weight.min(100))),
+        };
+        let mut groups = Vec::new();
+        if let Some(v) = d.from_version {
+            groups.push(Group { version: format!("v{v}"), weight: sw, backends: stable_b });
+        }
+        groups.push(Group { version: format!("v{}", d.version), weight: cw, backends: cand_b });
+        let sticky = desired
+            .sticky
+            .as_ref()
+            .map(|s| match s {
+                StickyGroup::Header { name, value } => StickyRule { header: Some(name.clone()), cookie: None, value: value.clone(), version: format!("v{}", d.version) },
+                StickyGroup::Cookie { name, value } => StickyRule { header: None, cookie: Some(name.clone()), value: value.clone(), version: format!("v{}", d.version) },
+            })
+            .into_iter()
+            .collect();
+        let table = RouteTable { groups, sticky, drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64 };
+        if proxy.table() != table {
+            proxy.set_table(table);
+        }
+        // Record decisions and persist the machine.
+        let events: Vec<NewEvent> = desired
+            .decisions
+            .iter()
+            .map(|dec| {
+                NewEvent::new(EventKind::DeployDecision, "system", format!("deployment/{}", d.id))
+                    .project(&t.project)
+                    .payload(json!({
+                        "deployment": d.id, "service": t.service, "env": t.env, "version": d.version,
+                        "what": dec.message, "kind": dec.kind, "figures": dec.figures, "at_ms": dec.at_ms,
+                    }))
+            })
+            .collect();
+        let state = serde_json::to_value(&machine).map_err(|e| EngineError::Internal(e.to_string()))?;
+        match machine.outcome() {
+            None => {
+                if !events.is_empty() || state != d.state {
+                    self.store
+                        .update_deployment(
+                            DeploymentUpdate { id: d.id, phase: Some(desired.phase.as_str().into()), state: Some(state), now_ms: now_ms(), ..Default::default() },
+                            events,
+                        )
+                        .await?;
+                    self.hub.bump();
+                }
+                Ok(())
+            }
+            Some(outcome) => {
+                let (status, stable, reason) = match &outcome {
+                    Outcome::Succeeded => (DeployStatus::Succeeded, Some(Some(d.version)), None),
+                    Outcome::RolledBack { reason } => (DeployStatus::RolledBack, None, Some(reason.to_string())),
+                    Outcome::Failed { reason } => (DeployStatus::Failed, None, Some(reason.to_string())),
+                };
+                let mut d2 = d.clone();
+                d2.state = state;
+                self.store
+                    .update_deployment(
+                        DeploymentUpdate { id: d.id, state: Some(d2.state.clone()), ..Default::default() },
+                        events,
+                    )
+                    .await?;
+                self.finish(t, &d2, status, desired.phase.as_str(), reason, stable).await
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        t: &Target,
+        d: &Deployment,
+        status: DeployStatus,
+        phase: &str,
+        reason: Option<String>,
+        stable: Option<Option<i64>>,
+    ) -> Result<(), EngineError> {
+        lock(&self.fleet.windows).remove(&d.id);
+        lock(&self.fleet.commands).remove(&d.id);
+        let now = now_ms();
+        self.store
+            .update_deployment(
+                DeploymentUpdate {
+                    id: d.id,
+                    status: Some(status),
+                    phase: Some(phase.into()),
+                    reason: reason.clone(),
+                    stable_version: stable,
+                    now_ms: now,
+                    ..Default::default()
+                },
+                vec![NewEvent::new(EventKind::DeployFinished, "system", format!("deployment/{}", d.id))
+                    .project(&t.project)
+                    .payload(json!({
+                        "deployment": d.id, "service": t.service, "env": t.env, "version": d.version,
+                        "from_version": d.from_version, "status": status, "reason": reason,
+                        "duration_ms": now - d.created_ms,
+                    }))],
+            )
+            .await?;
+        self.hub.bump();
+        // A rolled-back or failed release is not retried by itself: the desired release
+        // goes back to what serves, so the controller heals towards it.
+        if status != DeployStatus::Succeeded {
+            if let Some(v) = d.from_version {
+                self.store
+                    .set_desired(
+                        &t.project, &t.service, &t.env, v, now,
+                        NewEvent::new(EventKind::TargetDesired, "system", format!("target/{}/{}/{}", t.project, t.service, t.env))
+                            .project(&t.project)
+                            .payload(json!({ "service": t.service, "env": t.env, "version": v, "from": d.version, "trigger": "rollback" })),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a converged target converged: the serving release runs its replica count,
+    /// strays of other releases are stopped, and the proxy routes to the ready instances.
+    async fn heal(self: &Arc<Self>, t: &Target, version: i64) -> Result<(), EngineError> {
+        let ctx = self.ctx(&t.project, &t.service, &t.env, version).await?;
+        let proxy = self.proxy(t, ctx.target.expose).await?;
+        let list = self.instances(t, version);
+        let active = list
+            .iter()
+            .filter(|i| i.state.is_active() && i.state != InstanceState::Stopping)
+            .count() as u32;
+        if active < ctx.target.replicas {
+            self.scale(t, &ctx, version, ctx.target.replicas, "system").await?;
+            self.record(vec![NewEvent::new(EventKind::DriftHealed, "system", format!("target/{}/{}/{}", t.project, t.service, t.env))
+                .project(&t.project)
+                .payload(json!({ "service": t.service, "env": t.env, "what": format!("{} of {} instances of v{version} were running; started the rest", active, ctx.target.replicas) }))])
+                .await?;
+        } else if active > ctx.target.replicas {
+            self.scale(t, &ctx, version, ctx.target.replicas, "system").await?;
+        }
+        // Instances of any other release of this target are leftovers.
+        let prefix = format!("{}.{}.{}.v", t.project, t.service, t.env);
+        let mine = instance_prefix(&t.project, &t.service, &t.env, version);
+        for i in self.fleet.runtime.list() {
+            if i.id.starts_with(&prefix) && !i.id.starts_with(&mine) {
+                if i.state.is_active() {
+                    self.stop_instance(t, &i.id, "not the serving release").await?;
+                } else {
+                    self.fleet.runtime.forget(&i.id);
+                }
+            }
+        }
+        let table = RouteTable {
+            groups: vec![Group { version: format!("v{version}"), weight: 100, backends: Self::backends(&self.instances(t, version)) }],
+            sticky: vec![],
+            drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
+        };
+        if proxy.table() != table {
+            proxy.set_table(table);
+        }
+        Ok(())
+    }
+
+    /// Queues an operator command for a running deployment.
+    pub async fn deployment_command(&self, id: i64, cmd: &str, actor: &str) -> Result<(), EngineError> {
+        let d = self.store.deployment(id).await?;
+        if d.status.is_terminal() {
+            return Err(EngineError::State(format!("deployment {id} has already finished ({})", d.status)));
+        }
+        let c = match cmd {
+            "pause" => Command::Pause,
+            "resume" => Command::Resume,
+            "abort" => Command::Abort,
+            "promote" => Command::Promote,
+            other => {
+                return Err(bad(format!("unknown command `{other}`"), Some("use pause, resume, abort or promote".into())));
+            }
+        };
+        lock(&self.fleet.commands).insert(id, c);
+        let _ = actor;
+        self.wake_controller();
+        Ok(())
+    }
+
+    /// The status matrix: every target with its releases, instances, traffic and deployment.
+    pub async fn status(&self) -> Result<Vec<serde_json::Value>, EngineError> {
+        let mut out = Vec::new();
+        for t in self.store.targets(None).await? {
+            let running = self
+                .store
+                .deployments(&DeploymentFilter { project: Some(t.project.clone()), service: Some(t.service.clone()), env: Some(t.env.clone()), running: true, limit: 1 })
+                .await?
+                .pop();
+            let version = running.as_ref().map(|d| d.version).or(t.stable_version);
+            let ctx = match version {
+                Some(v) => self.ctx(&t.project, &t.service, &t.env, v).await.ok(),
+                None => None,
+            };
+            let prefix = format!("{}.{}.{}.v", t.project, t.service, t.env);
+            let instances: Vec<InstanceStatus> = self.fleet.runtime.list().into_iter().filter(|i| i.id.starts_with(&prefix)).collect();
+            let ready = instances.iter().filter(|i| i.ready).count();
+            let proxies = self.fleet.proxies.lock().await;
+            let table = proxies.get(&key(&t.project, &t.service, &t.env)).map(|p| p.table());
+            let traffic = table
+                .map(|tb| {
+                    let total: u32 = tb.groups.iter().filter(|g| !g.backends.is_empty()).map(|g| g.weight).sum();
+                    tb.groups
+                        .iter()
+                        .filter(|g| !g.backends.is_empty() && g.weight > 0)
+                        .map(|g| format!("{} {}%", g.version, if total == 0 { 0 } else { g.weight * 100 / total }))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let health = if instances.is_empty() {
+                "none".to_string()
+            } else if instances.iter().all(|i| i.ready) {
+                "healthy".to_string()
+            } else {
+                format!("{} not ready", instances.iter().filter(|i| !i.ready).count())
+            };
+            out.push(json!({
+                "project": t.project, "service": t.service, "env": t.env,
+                "desired_version": t.desired_version, "stable_version": t.stable_version,
+                "replicas": ctx.as_ref().map(|c| c.target.replicas).unwrap_or(0),
+                "expose": ctx.as_ref().map(|c| c.target.expose.to_string()),
+                "ready": ready, "traffic": traffic, "health": health,
+                "deployment": running.map(|d| json!({ "id": d.id, "version": d.version, "phase": d.phase, "strategy": d.strategy })),
+                "instances": instances,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Stops the data plane and every instance (used by tests and `sluice demo`; a normal
+    /// server shutdown leaves instances running for the next server to adopt).
+    pub async fn stop_fleet(&self) {
+        let proxies: Vec<Proxy> = self.fleet.proxies.lock().await.drain().map(|(_, p)| p).collect();
+        for p in proxies {
+            p.shutdown(Duration::from_millis(500)).await;
+        }
+        let _ = self.fleet.runtime.kill_all();
+    }
+}

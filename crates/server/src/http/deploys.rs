@@ -1,0 +1,137 @@
+//! Deploy endpoints: request a deploy, a rollback or a promotion (each changes a target's
+//! desired release; the controller converges), control a running deployment, and read the
+//! status matrix and the deployment history with the decisions and figures behind them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use sluice_store::{DeploymentFilter, EventFilter};
+
+use super::ApiError;
+use crate::engine::Engine;
+
+type Api = Result<Response, ApiError>;
+
+fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    r.map(|Json(t)| t).map_err(|e| {
+        ApiError::bad_request(format!("request body: {}", e.body_text()))
+            .hint("send a JSON object with the fields listed in /api/v1/openapi.json")
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeployBody {
+    project: Option<String>,
+    service: String,
+    env: String,
+    version: Option<i64>,
+}
+
+/// `POST /api/v1/deployments`: deploy a release (default: the newest) to an environment.
+pub(super) async fn deploy(State(e): State<Arc<Engine>>, b: Result<Json<DeployBody>, JsonRejection>) -> Api {
+    let b = body(b)?;
+    let project = e.project_of(b.project.as_deref(), &b.service).await?;
+    let t = e.request_deploy(&project, &b.service, &b.env, b.version, "manual", "api").await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollbackBody {
+    project: Option<String>,
+    service: String,
+    env: String,
+    to: Option<i64>,
+}
+
+/// `POST /api/v1/rollbacks`: go back to release `to`, or to the one before the current.
+pub(super) async fn rollback(State(e): State<Arc<Engine>>, b: Result<Json<RollbackBody>, JsonRejection>) -> Api {
+    let b = body(b)?;
+    let project = e.project_of(b.project.as_deref(), &b.service).await?;
+    let t = e.rollback(&project, &b.service, &b.env, b.to, "api").await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PromoteBody {
+    project: Option<String>,
+    service: String,
+    from: String,
+    to: String,
+}
+
+/// `POST /api/v1/promotions`: deploy to `to` the release that serves in `from`.
+pub(super) async fn promote(State(e): State<Arc<Engine>>, b: Result<Json<PromoteBody>, JsonRejection>) -> Api {
+    let b = body(b)?;
+    let project = e.project_of(b.project.as_deref(), &b.service).await?;
+    let t = e.promote(&project, &b.service, &b.from, &b.to, "api").await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    project: Option<String>,
+    service: Option<String>,
+    env: Option<String>,
+    #[serde(default)]
+    running: bool,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/deployments`: history, newest first.
+pub(super) async fn list(State(e): State<Arc<Engine>>, q: Result<Query<ListQuery>, QueryRejection>) -> Api {
+    let q = q
+        .map(|Query(q)| q)
+        .map_err(|err| ApiError::bad_request(format!("query string: {}", err.body_text())))?;
+    let d = e
+        .store
+        .deployments(&DeploymentFilter {
+            project: q.project,
+            service: q.service,
+            env: q.env,
+            running: q.running,
+            limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        })
+        .await?;
+    Ok(Json(d).into_response())
+}
+
+fn deployment_id(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deployment `{s}` not found"))
+            .hint("list deployments with GET /api/v1/deployments")
+    })
+}
+
+/// `GET /api/v1/deployments/{id}`: one deployment with its decisions (the events on it).
+pub(super) async fn show(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Api {
+    let id = deployment_id(&id)?;
+    let d = e.store.deployment(id).await?;
+    let events = e
+        .store
+        .events(&EventFilter { subject: Some(format!("deployment/{id}")), limit: 10_000, ..Default::default() })
+        .await?;
+    Ok(Json(json!({ "deployment": d, "events": events })).into_response())
+}
+
+/// `POST /api/v1/deployments/{id}/{pause|resume|abort|promote}`.
+pub(super) async fn command(State(e): State<Arc<Engine>>, Path((id, cmd)): Path<(String, String)>) -> Api {
+    let id = deployment_id(&id)?;
+    e.deployment_command(id, &cmd, "api").await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "deployment": id, "command": cmd }))).into_response())
+}
+
+/// `GET /api/v1/status`: every target with its desired and serving release, the running
+/// deployment, and its instances.
+pub(super) async fn status(State(e): State<Arc<Engine>>) -> Api {
+    Ok(Json(e.status().await?).into_response())
+}

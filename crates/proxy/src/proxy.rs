@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{PathAndQuery, Uri};
-use hyper::{Request, Response, StatusCode, Version};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -41,6 +41,8 @@ const GRACEFUL: u8 = 1;
 const FORCE: u8 = 2;
 
 /// An HTTP/1.1 reverse proxy on one listener. Cheap to clone: all clones share one listener.
+///
+/// It serves until [`Proxy::shutdown`]; dropping the handles does not stop it.
 #[derive(Clone)]
 pub struct Proxy {
     inner: Arc<Inner>,
@@ -354,18 +356,23 @@ fn prepare_request(req: &mut Request<Incoming>, client_ip: &HeaderValue, upgrade
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
-    match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
-            v.extend_from_slice(prev.as_bytes());
+    let mut prev = headers.get_all(&X_FORWARDED_FOR).iter();
+    match (prev.next(), prev.next()) {
+        (None, _) => {
+            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+        }
+        (Some(first), more) => {
+            // Join every earlier hop (one or several headers) and append the client.
+            let mut v = first.as_bytes().to_vec();
+            for h in more.into_iter().chain(prev) {
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(h.as_bytes());
+            }
             v.extend_from_slice(b", ");
             v.extend_from_slice(client_ip.as_bytes());
             if let Ok(v) = HeaderValue::from_bytes(&v) {
                 headers.insert(X_FORWARDED_FOR.clone(), v);
             }
-        }
-        None => {
-            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
         }
     }
     // A proxy behind a TLS terminator keeps the terminator's value.
@@ -380,6 +387,12 @@ async fn forward(
     client_ip: HeaderValue,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if req.method() == Method::CONNECT {
+        // A reverse proxy has no business opening tunnels to arbitrary hosts.
+        let mut res = Response::new(ProxyBody::text("connect is not supported\n"));
+        *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        return Ok(res);
+    }
     let table = inner.table.load_full();
     let Some(gi) = table.choose(req.headers()) else {
         inner.unrouted.fetch_add(1, Ordering::Relaxed);

@@ -274,6 +274,7 @@ async fn get_and_streamed_post_pass_through_with_proxy_headers() {
                 ("keep-alive", "timeout=5"),
                 ("te", "trailers"),
                 ("x-forwarded-for", "10.0.0.1"),
+                ("x-forwarded-for", "10.0.0.2"),
                 ("x-end", "kept"),
             ],
         ),
@@ -283,7 +284,7 @@ async fn get_and_streamed_post_pass_through_with_proxy_headers() {
     assert_eq!(status, StatusCode::OK);
     assert!(headers.contains("host: app.example"), "{headers}");
     assert!(
-        headers.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1"),
+        headers.contains("x-forwarded-for: 10.0.0.1, 10.0.0.2, 127.0.0.1"),
         "{headers}"
     );
     assert!(headers.contains("x-forwarded-proto: http"), "{headers}");
@@ -681,13 +682,14 @@ async fn stats_count_classes_and_latency() {
 async fn garbage_from_clients_does_not_hurt_the_proxy() {
     let a = upstream("A").await;
     let p = proxy(RouteTable::single("A", vec![a.addr])).await;
-    let inputs: [&[u8]; 6] = [
+    let inputs: [&[u8]; 7] = [
         b"\x00\x01\x02garbage\r\n\r\n",
         b"GET / HTTP/9.9\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
         b"GET /\xff\xfe HTTP/1.1\r\n\xff: \xff\r\n\r\n",
+        b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
     ];
     for input in inputs {
         let mut s = TcpStream::connect(p.local_addr()).await.unwrap();

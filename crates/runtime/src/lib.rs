@@ -267,6 +267,9 @@ pub trait Runtime: Send + Sync {
     /// directory: live ones (pid alive and carrying this instance's token) are supervised
     /// again without a restart; dead ones are reported and their records removed; stray
     /// processes with this runtime's token but no record are killed. Returns what it found.
+    ///
+    /// Meant for start-up, before new instances are started; calling it again is harmless
+    /// (instances already supervised are skipped).
     async fn adopt(&self) -> Result<Vec<Adopted>, RuntimeError>;
 
     /// Path of the instance's combined stdout/stderr log file.

@@ -633,7 +633,7 @@ impl Supervisor {
                         terminate(running, self.spec.stop_grace).await;
                     }
                     remove_instance_dir(&self.inner, &id).await;
-                    self.finish(InstanceState::Stopped, None).await;
+                    self.finish(InstanceState::Stopped).await;
                     return;
                 }
                 End::Exited { code, stable } => {
@@ -683,7 +683,7 @@ impl Supervisor {
                     InstanceState::CrashLoop
                 };
                 tracing::warn!(instance = %id, restarts = self.restarts, "instance gave up: {last:?}");
-                self.finish(last, None).await;
+                self.finish(last).await;
                 return;
             }
             consecutive += 1;
@@ -700,7 +700,7 @@ impl Supervisor {
                 biased;
                 () = stop_requested(&mut self.stop) => {
                     remove_instance_dir(&self.inner, &id).await;
-                    self.finish(InstanceState::Stopped, None).await;
+                    self.finish(InstanceState::Stopped).await;
                     return;
                 }
                 () = tokio::time::sleep(backoff) => {}
@@ -800,7 +800,7 @@ impl Supervisor {
     }
 
     /// Final state: no process, record removed, stop waiters released.
-    async fn finish(&self, state: InstanceState, error: Option<String>) {
+    async fn finish(&self, state: InstanceState) {
         let dir = self.inner.state_dir.clone();
         let id = self.spec.id.clone();
         if let Ok(Err(err)) = blocking(move || state::remove(&dir, &id)).await {
@@ -811,9 +811,6 @@ impl Supervisor {
             e.status.pid = None;
             e.pgid = None;
             e.task = None;
-            if error.is_some() {
-                e.status.last_error = error;
-            }
         });
         self.done.send_replace(true);
     }

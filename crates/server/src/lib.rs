@@ -46,6 +46,7 @@ pub struct Server {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    controller: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -89,7 +90,7 @@ impl Server {
         engine.set_bound(addr);
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(engine.clone().poll_loop());
-        tokio::spawn(engine.clone().controller_loop());
+        let controller = tokio::spawn(engine.clone().controller_loop());
         let app = http::router(engine.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -107,6 +108,7 @@ impl Server {
             addr,
             stop,
             task,
+            controller,
         })
     }
 
@@ -117,7 +119,11 @@ impl Server {
 
     /// Like [`Server::stop`], and also stops every service instance and proxy (tests, the
     /// demo). A plain stop leaves instances running for the next server to adopt.
-    pub async fn stop_all(self) {
+    pub async fn stop_all(mut self) {
+        // The controller must be gone first, or it would heal what is being stopped.
+        self.engine.shutdown();
+        let controller = std::mem::replace(&mut self.controller, tokio::spawn(async {}));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), controller).await;
         self.engine.stop_fleet().await;
         self.stop().await;
     }

@@ -149,7 +149,8 @@ pub async fn deploy(a: DeployArgs) -> Result<i32, CliError> {
         return deploy_action(action).await;
     }
     let (Some(service), Some(env)) = (a.service, a.env) else {
-        return Err(CliError::new(Exit::Usage, "give a service and --env").hint("sluice deploy api --env staging"));
+        return Err(CliError::new(Exit::Usage, "give a service and --env")
+            .hint("sluice deploy api --env staging"));
     };
     let client = Client::new(&a.target.c.server);
     let body = json!({ "project": a.target.project, "service": service, "env": env, "version": a.release });
@@ -160,7 +161,8 @@ pub async fn deploy(a: DeployArgs) -> Result<i32, CliError> {
 /// `sluice rollback`.
 pub async fn rollback(a: RollbackArgs) -> Result<i32, CliError> {
     let client = Client::new(&a.target.c.server);
-    let body = json!({ "project": a.target.project, "service": a.service, "env": a.env, "to": a.to });
+    let body =
+        json!({ "project": a.target.project, "service": a.service, "env": a.env, "to": a.to });
     let v: Value = client.post("/rollbacks", &body).await?;
     follow(&client, &v, &a.service, &a.env, &a.target).await
 }
@@ -168,14 +170,21 @@ pub async fn rollback(a: RollbackArgs) -> Result<i32, CliError> {
 /// `sluice promote`.
 pub async fn promote(a: PromoteArgs) -> Result<i32, CliError> {
     let client = Client::new(&a.target.c.server);
-    let body = json!({ "project": a.target.project, "service": a.service, "from": a.from, "to": a.to });
+    let body =
+        json!({ "project": a.target.project, "service": a.service, "from": a.from, "to": a.to });
     let v: Value = client.post("/promotions", &body).await?;
     follow(&client, &v, &a.service, &a.to, &a.target).await
 }
 
 /// Follows the deployment of the target's desired release until it ends; exit 0 when it
 /// succeeded, 1 when it was rolled back or failed.
-async fn follow(client: &Client, answer: &Value, service: &str, env: &str, o: &TargetOpts) -> Result<i32, CliError> {
+async fn follow(
+    client: &Client,
+    answer: &Value,
+    service: &str,
+    env: &str,
+    o: &TargetOpts,
+) -> Result<i32, CliError> {
     let t = &answer["target"];
     let version = t["desired_version"].as_i64().unwrap_or(0);
     let project = s(&t["project"]);
@@ -194,7 +203,10 @@ async fn follow(client: &Client, answer: &Value, service: &str, env: &str, o: &T
     let path = format!("/deployments?project={project}&service={service}&env={env}&limit=5");
     loop {
         let list: Vec<Value> = client.get(&path).await?;
-        let mine = list.iter().find(|d| d["version"].as_i64() == Some(version) && seen_id.is_none_or(|id| d["id"].as_i64() == Some(id)));
+        let mine = list.iter().find(|d| {
+            d["version"].as_i64() == Some(version)
+                && seen_id.is_none_or(|id| d["id"].as_i64() == Some(id))
+        });
         if let Some(d) = mine {
             seen_id = d["id"].as_i64();
             let phase = s(&d["phase"]);
@@ -207,17 +219,30 @@ async fn follow(client: &Client, answer: &Value, service: &str, env: &str, o: &T
                 if o.c.output == Output::Json {
                     println!("{d}");
                 } else {
-                    let reason = d["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
-                    println!("deployment #{} of {service} v{version} in {env} {status}{reason}", d["id"]);
+                    let reason = d["reason"]
+                        .as_str()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
+                    println!(
+                        "deployment #{} of {service} v{version} in {env} {status}{reason}",
+                        d["id"]
+                    );
                 }
-                return Ok(if status == "succeeded" { 0 } else { Exit::Failed as i32 });
+                return Ok(if status == "succeeded" {
+                    0
+                } else {
+                    Exit::Failed as i32
+                });
             }
         } else if t["stable_version"].as_i64() == Some(version) && seen_id.is_none() {
             println!("{service} v{version} already serves in {env}");
             return Ok(0);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(CliError::new(Exit::Failed, "still deploying; stopped following").hint("follow it with `sluice deploys`"));
+            return Err(
+                CliError::new(Exit::Failed, "still deploying; stopped following")
+                    .hint("follow it with `sluice deploys`"),
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -231,13 +256,17 @@ async fn deploy_action(action: DeployAction) -> Result<i32, CliError> {
         DeployAction::Abort { id, c } => (id, "abort", c),
         DeployAction::Promote { id, c } => (id, "promote", c),
     };
-    let _: Value = Client::new(&c.server).post(&format!("/deployments/{id}/{cmd}"), &json!({})).await?;
+    let _: Value = Client::new(&c.server)
+        .post(&format!("/deployments/{id}/{cmd}"), &json!({}))
+        .await?;
     println!("deployment #{id}: {cmd} requested");
     Ok(0)
 }
 
 async fn show(id: i64, c: ClientOpts) -> Result<i32, CliError> {
-    let v: Value = Client::new(&c.server).get(&format!("/deployments/{id}")).await?;
+    let v: Value = Client::new(&c.server)
+        .get(&format!("/deployments/{id}"))
+        .await?;
     if c.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
@@ -245,15 +274,27 @@ async fn show(id: i64, c: ClientOpts) -> Result<i32, CliError> {
     let d = &v["deployment"];
     println!(
         "deployment #{id}: {} v{} to {} ({}), {} — phase {}",
-        s(&d["service"]), d["version"], s(&d["env"]), s(&d["strategy"]), s(&d["status"]), s(&d["phase"])
+        s(&d["service"]),
+        d["version"],
+        s(&d["env"]),
+        s(&d["strategy"]),
+        s(&d["status"]),
+        s(&d["phase"])
     );
     if let Some(r) = d["reason"].as_str() {
         println!("reason: {r}");
     }
     for e in v["events"].as_array().into_iter().flatten() {
         let p = &e["payload"];
-        let what = p["what"].as_str().map(str::to_string).unwrap_or_else(|| s(&e["kind"]));
-        let figures = if p["figures"].is_null() { String::new() } else { p["figures"].to_string() };
+        let what = p["what"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| s(&e["kind"]));
+        let figures = if p["figures"].is_null() {
+            String::new()
+        } else {
+            p["figures"].to_string()
+        };
         println!("  {:>6}  {what:<40} {figures}", e["seq"]);
     }
     Ok(0)
@@ -269,7 +310,11 @@ pub async fn status(c: ClientOpts) -> Result<i32, CliError> {
     let rows: Vec<Vec<String>> = v
         .iter()
         .map(|t| {
-            let ver = |x: &Value| x.as_i64().map(|n| format!("v{n}")).unwrap_or_else(|| "-".into());
+            let ver = |x: &Value| {
+                x.as_i64()
+                    .map(|n| format!("v{n}"))
+                    .unwrap_or_else(|| "-".into())
+            };
             vec![
                 s(&t["project"]),
                 s(&t["service"]),
@@ -279,24 +324,47 @@ pub async fn status(c: ClientOpts) -> Result<i32, CliError> {
                 format!("{}/{}", t["ready"], t["replicas"]),
                 s(&t["traffic"]),
                 s(&t["expose"]),
-                t["deployment"]["id"].as_i64().map(|id| format!("#{id} {}", s(&t["deployment"]["phase"]))).unwrap_or_else(|| "-".into()),
+                t["deployment"]["id"]
+                    .as_i64()
+                    .map(|id| format!("#{id} {}", s(&t["deployment"]["phase"])))
+                    .unwrap_or_else(|| "-".into()),
                 s(&t["health"]),
             ]
         })
         .collect();
-    table::print(&["PROJECT", "SERVICE", "ENV", "SERVING", "DESIRED", "READY", "TRAFFIC", "ADDRESS", "DEPLOYING", "HEALTH"], &rows);
+    table::print(
+        &[
+            "PROJECT",
+            "SERVICE",
+            "ENV",
+            "SERVING",
+            "DESIRED",
+            "READY",
+            "TRAFFIC",
+            "ADDRESS",
+            "DEPLOYING",
+            "HEALTH",
+        ],
+        &rows,
+    );
     Ok(0)
 }
 
 /// `sluice deploys`: deployment history.
 pub async fn deploys(a: DeploysArgs) -> Result<i32, CliError> {
     let mut q = vec![format!("limit={}", a.limit)];
-    for (k, v) in [("project", &a.project), ("service", &a.service), ("env", &a.env)] {
+    for (k, v) in [
+        ("project", &a.project),
+        ("service", &a.service),
+        ("env", &a.env),
+    ] {
         if let Some(v) = v {
             q.push(format!("{k}={v}"));
         }
     }
-    let v: Vec<Value> = Client::new(&a.c.server).get(&format!("/deployments?{}", q.join("&"))).await?;
+    let v: Vec<Value> = Client::new(&a.c.server)
+        .get(&format!("/deployments?{}", q.join("&")))
+        .await?;
     if a.c.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
@@ -309,7 +377,10 @@ pub async fn deploys(a: DeploysArgs) -> Result<i32, CliError> {
                 s(&d["service"]),
                 s(&d["env"]),
                 format!("v{}", d["version"]),
-                d["from_version"].as_i64().map(|n| format!("v{n}")).unwrap_or_else(|| "-".into()),
+                d["from_version"]
+                    .as_i64()
+                    .map(|n| format!("v{n}"))
+                    .unwrap_or_else(|| "-".into()),
                 s(&d["strategy"]),
                 s(&d["status"]),
                 s(&d["trigger"]),
@@ -318,6 +389,12 @@ pub async fn deploys(a: DeploysArgs) -> Result<i32, CliError> {
             ]
         })
         .collect();
-    table::print(&["DEPLOY", "SERVICE", "ENV", "RELEASE", "FROM", "STRATEGY", "STATUS", "TRIGGER", "DURATION", "REASON"], &rows);
+    table::print(
+        &[
+            "DEPLOY", "SERVICE", "ENV", "RELEASE", "FROM", "STRATEGY", "STATUS", "TRIGGER",
+            "DURATION", "REASON",
+        ],
+        &rows,
+    );
     Ok(0)
 }

@@ -18,9 +18,9 @@ use std::time::Duration;
 use serde_json::json;
 use sluice_core::{DeployStatus, EventKind, NewEvent};
 use sluice_deploy::{
-    Analysis, BlueGreenParams, CanaryParams, CanaryStep, Command, DeploySpec, Deployment as Machine,
-    InsufficientPolicy, Observation, Outcome, PoolObs, RollingParams, StickyGroup, Strategy, Traffic,
-    VersionWindow, WindowStats,
+    Analysis, BlueGreenParams, CanaryParams, CanaryStep, Command, DeploySpec,
+    Deployment as Machine, InsufficientPolicy, Observation, Outcome, PoolObs, RollingParams,
+    StickyGroup, Strategy, Traffic, VersionWindow, WindowStats,
 };
 use sluice_proxy::{Group, Proxy, RouteTable, Stats, StickyRule};
 use sluice_runtime::{
@@ -28,7 +28,9 @@ use sluice_runtime::{
     RestartPolicy, Runtime,
 };
 use sluice_spec::{Deploy, DeployTarget, HealthCheckSpec, InsufficientTraffic, StrategySpec};
-use sluice_store::{Deployment, DeploymentFilter, DeploymentUpdate, NewDeployment, Release, Target};
+use sluice_store::{
+    Deployment, DeploymentFilter, DeploymentUpdate, NewDeployment, Release, Target,
+};
 use tokio::sync::Mutex;
 
 use super::{Engine, EngineError, bad, now_ms};
@@ -77,19 +79,33 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn deploy_spec(deploy: &Deploy, t: &DeployTarget) -> DeploySpec {
     let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
     let strategy = match &t.strategy {
-        StrategySpec::Rolling { max_surge, max_unavailable } => Strategy::Rolling(RollingParams {
+        StrategySpec::Rolling {
+            max_surge,
+            max_unavailable,
+        } => Strategy::Rolling(RollingParams {
             max_surge: *max_surge,
             max_unavailable: *max_unavailable,
         }),
-        StrategySpec::BlueGreen { keep_warm, preview, auto_promote } => Strategy::BlueGreen(BlueGreenParams {
+        StrategySpec::BlueGreen {
+            keep_warm,
+            preview,
+            auto_promote,
+        } => Strategy::BlueGreen(BlueGreenParams {
             keep_warm_ms: ms(*keep_warm),
             preview: *preview,
             auto_promote: *auto_promote,
         }),
-        StrategySpec::Canary { steps, analysis, sticky } => Strategy::Canary(CanaryParams {
+        StrategySpec::Canary {
+            steps,
+            analysis,
+            sticky,
+        } => Strategy::Canary(CanaryParams {
             steps: steps
                 .iter()
-                .map(|s| CanaryStep { weight: s.weight.min(100) as u8, pause_ms: ms(s.pause) })
+                .map(|s| CanaryStep {
+                    weight: s.weight.min(100) as u8,
+                    pause_ms: ms(s.pause),
+                })
                 .collect(),
             analysis: Analysis {
                 max_error_rate: analysis.max_error_rate,
@@ -107,8 +123,14 @@ pub fn deploy_spec(deploy: &Deploy, t: &DeployTarget) -> DeploySpec {
                 interval_ms: ms(analysis.interval),
             },
             sticky: sticky.as_ref().map(|s| match (&s.header, &s.cookie) {
-                (Some(h), _) => StickyGroup::Header { name: h.clone(), value: s.value.clone() },
-                (None, c) => StickyGroup::Cookie { name: c.clone().unwrap_or_default(), value: s.value.clone() },
+                (Some(h), _) => StickyGroup::Header {
+                    name: h.clone(),
+                    value: s.value.clone(),
+                },
+                (None, c) => StickyGroup::Cookie {
+                    name: c.clone().unwrap_or_default(),
+                    value: s.value.clone(),
+                },
             }),
         }),
     };
@@ -132,13 +154,20 @@ fn health_policy(t: &DeployTarget) -> HealthPolicy {
     let h = &t.health;
     HealthPolicy {
         check: match &h.check {
-            HealthCheckSpec::Http { path, expect, timeout } => HealthCheck::Http {
+            HealthCheckSpec::Http {
+                path,
+                expect,
+                timeout,
+            } => HealthCheck::Http {
                 path: path.clone(),
                 expect_status: *expect,
                 timeout: *timeout,
             },
             HealthCheckSpec::Tcp { timeout } => HealthCheck::Tcp { timeout: *timeout },
-            HealthCheckSpec::Command { run, timeout } => HealthCheck::Command { run: run.clone(), timeout: *timeout },
+            HealthCheckSpec::Command { run, timeout } => HealthCheck::Command {
+                run: run.clone(),
+                timeout: *timeout,
+            },
         },
         interval: h.interval,
         success_threshold: h.success_threshold.max(1),
@@ -155,18 +184,33 @@ struct Ctx {
 }
 
 impl Engine {
-    async fn ctx(&self, project: &str, service: &str, env: &str, version: i64) -> Result<Ctx, EngineError> {
+    async fn ctx(
+        &self,
+        project: &str,
+        service: &str,
+        env: &str,
+        version: i64,
+    ) -> Result<Ctx, EngineError> {
         let release = self.release_of(project, service, Some(version)).await?;
         let mirror = self.mirror_of(project).await?;
         let (_, parsed) = self.config_at(&mirror, project, &release.commit).await?;
-        let config = parsed
-            .as_ref()
-            .as_ref()
-            .map_err(|e| bad(format!("sluice.yml of release {version} is invalid: {e}"), None))?;
-        let (_, deploy, target) = config
-            .deploy_target(service, env)
-            .ok_or_else(|| bad(format!("release {version} of `{service}` is not deployed to `{env}`"), None))?;
-        Ok(Ctx { release, deploy: deploy.clone(), target: target.clone() })
+        let config = parsed.as_ref().as_ref().map_err(|e| {
+            bad(
+                format!("sluice.yml of release {version} is invalid: {e}"),
+                None,
+            )
+        })?;
+        let (_, deploy, target) = config.deploy_target(service, env).ok_or_else(|| {
+            bad(
+                format!("release {version} of `{service}` is not deployed to `{env}`"),
+                None,
+            )
+        })?;
+        Ok(Ctx {
+            release,
+            deploy: deploy.clone(),
+            target: target.clone(),
+        })
     }
 
     /// Runs the controller until shutdown: adopts instances left by a previous server, then
@@ -174,7 +218,10 @@ impl Engine {
     pub async fn controller_loop(self: Arc<Self>) {
         match self.fleet.runtime.adopt().await {
             Ok(found) if !found.is_empty() => {
-                let adopted = found.iter().filter(|a| matches!(a.outcome, sluice_runtime::AdoptOutcome::Running)).count();
+                let adopted = found
+                    .iter()
+                    .filter(|a| matches!(a.outcome, sluice_runtime::AdoptOutcome::Running))
+                    .count();
                 let _ = self
                     .record(vec![NewEvent::new(EventKind::InstancesAdopted, "system", "server").payload(json!({
                         "adopted": adopted, "lost": found.len() - adopted,
@@ -238,10 +285,25 @@ impl Engine {
         if let Some(p) = proxies.get(&k) {
             return Ok(p.clone());
         }
-        let p = Proxy::bind(expose, RouteTable { groups: vec![], sticky: vec![], drain_timeout_ms: 5_000 }).await.map_err(|e| {
+        let p = Proxy::bind(
+            expose,
+            RouteTable {
+                groups: vec![],
+                sticky: vec![],
+                drain_timeout_ms: 5_000,
+            },
+        )
+        .await
+        .map_err(|e| {
             bad(
-                format!("cannot listen on {expose} for {} in {}: {e}", t.service, t.env),
-                Some("another process uses that address; change `expose` in sluice.yml or free it".into()),
+                format!(
+                    "cannot listen on {expose} for {} in {}: {e}",
+                    t.service, t.env
+                ),
+                Some(
+                    "another process uses that address; change `expose` in sluice.yml or free it"
+                        .into(),
+                ),
             )
         })?;
         proxies.insert(k, p.clone());
@@ -290,7 +352,14 @@ impl Engine {
     }
 
     /// Starts or stops instances of one version until `want` are running.
-    async fn scale(&self, t: &Target, ctx: &Ctx, version: i64, want: u32, actor: &str) -> Result<(), EngineError> {
+    async fn scale(
+        &self,
+        t: &Target,
+        ctx: &Ctx,
+        version: i64,
+        want: u32,
+        actor: &str,
+    ) -> Result<(), EngineError> {
         let list = self.instances(t, version);
         let active: Vec<&InstanceStatus> = list
             .iter()
@@ -308,13 +377,17 @@ impl Engine {
                 n += 1;
                 // A crash-looped or exited record with the same id is replaced.
                 self.fleet.runtime.forget(&id);
-                let port = sluice_runtime::free_port().map_err(|e| EngineError::Internal(e.to_string()))?;
+                let port = sluice_runtime::free_port()
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
                 let spec = InstanceSpec {
                     id: id.clone(),
                     service: t.service.clone(),
                     env: t.env.clone(),
                     version: format!("v{version}"),
-                    artifact: self.paths.artifacts.join(format!("{}.tar", ctx.release.artifact_sha256)),
+                    artifact: self
+                        .paths
+                        .artifacts
+                        .join(format!("{}.tar", ctx.release.artifact_sha256)),
                     command: ctx.deploy.start.clone(),
                     workdir: ctx.deploy.workdir.clone(),
                     port,
@@ -369,10 +442,16 @@ impl Engine {
                 tracing::warn!(instance = %id2, error = %e, "stop failed");
             }
         });
-        self.record(vec![NewEvent::new(EventKind::InstanceStopped, "system", format!("instance/{id}"))
+        self.record(vec![
+            NewEvent::new(
+                EventKind::InstanceStopped,
+                "system",
+                format!("instance/{id}"),
+            )
             .project(&t.project)
-            .payload(json!({ "instance": id, "reason": reason }))])
-            .await
+            .payload(json!({ "instance": id, "reason": reason })),
+        ])
+        .await
     }
 
     fn backends(list: &[InstanceStatus]) -> Vec<SocketAddr> {
@@ -394,8 +473,13 @@ impl Engine {
         let spec = deploy_spec(&ctx.deploy, &ctx.target);
         let first = t.stable_version.is_none();
         let now = now_ms();
-        let machine = Machine::new(spec, now as u64, first).map_err(|e| bad(format!("invalid deploy settings: {e}"), None))?;
-        let strategy = if first { "first_deploy" } else { strategy_name(&ctx.target.strategy) };
+        let machine = Machine::new(spec, now as u64, first)
+            .map_err(|e| bad(format!("invalid deploy settings: {e}"), None))?;
+        let strategy = if first {
+            "first_deploy"
+        } else {
+            strategy_name(&ctx.target.strategy)
+        };
         let d = self
             .store
             .create_deployment(
@@ -407,39 +491,66 @@ impl Engine {
                     from_version: t.stable_version,
                     strategy: strategy.into(),
                     phase: machine.phase().as_str().into(),
-                    state: serde_json::to_value(&machine).map_err(|e| EngineError::Internal(e.to_string()))?,
+                    state: serde_json::to_value(&machine)
+                        .map_err(|e| EngineError::Internal(e.to_string()))?,
                     trigger: "controller".into(),
                     actor: "system".into(),
                     created_ms: now,
                 },
-                vec![NewEvent::new(EventKind::DeployStarted, "system", "deployment/{id}")
-                    .project(&t.project)
-                    .payload(json!({
-                        "service": t.service, "env": t.env, "version": version,
-                        "from_version": t.stable_version, "strategy": strategy,
-                        "expose": ctx.target.expose.to_string(),
-                    }))],
+                vec![
+                    NewEvent::new(EventKind::DeployStarted, "system", "deployment/{id}")
+                        .project(&t.project)
+                        .payload(json!({
+                            "service": t.service, "env": t.env, "version": version,
+                            "from_version": t.stable_version, "strategy": strategy,
+                            "expose": ctx.target.expose.to_string(),
+                        })),
+                ],
             )
             .await?;
         self.hub.bump();
         // A proxy that cannot bind fails the deployment at once; what serves keeps serving.
         if let Err(e) = self.proxy(t, ctx.target.expose).await {
-            return self.finish(t, &d, DeployStatus::Failed, "failed", Some(e.to_string()), None).await;
+            return self
+                .finish(
+                    t,
+                    &d,
+                    DeployStatus::Failed,
+                    "failed",
+                    Some(e.to_string()),
+                    None,
+                )
+                .await;
         }
         self.advance(t, d).await
     }
 
     /// Feeds the machine one observation and carries out what it asks.
     async fn advance(self: &Arc<Self>, t: &Target, d: Deployment) -> Result<(), EngineError> {
-        let mut machine: Machine = serde_json::from_value(d.state.clone())
-            .map_err(|e| EngineError::Internal(format!("deployment {} has unreadable state: {e}", d.id)))?;
+        let mut machine: Machine = serde_json::from_value(d.state.clone()).map_err(|e| {
+            EngineError::Internal(format!("deployment {} has unreadable state: {e}", d.id))
+        })?;
         let ctx = self.ctx(&t.project, &t.service, &t.env, d.version).await?;
         let proxy = match self.proxy(t, ctx.target.expose).await {
             Ok(p) => p,
-            Err(e) => return self.finish(t, &d, DeployStatus::Failed, "failed", Some(e.to_string()), None).await,
+            Err(e) => {
+                return self
+                    .finish(
+                        t,
+                        &d,
+                        DeployStatus::Failed,
+                        "failed",
+                        Some(e.to_string()),
+                        None,
+                    )
+                    .await;
+            }
         };
         let cand = self.instances(t, d.version);
-        let stable = d.from_version.map(|v| self.instances(t, v)).unwrap_or_default();
+        let stable = d
+            .from_version
+            .map(|v| self.instances(t, v))
+            .unwrap_or_default();
         let quantile = match &ctx.target.strategy {
             StrategySpec::Canary { analysis, .. } => analysis.quantile,
             _ => 0.99,
@@ -449,7 +560,9 @@ impl Engine {
             windows.get(&d.id).map(|(window, base)| {
                 let now = proxy.stats();
                 let w = |v: Option<i64>| -> VersionWindow {
-                    let Some(v) = v else { return VersionWindow::default() };
+                    let Some(v) = v else {
+                        return VersionWindow::default();
+                    };
                     let name = format!("v{v}");
                     let cur = now.versions.get(&name).cloned().unwrap_or_default();
                     let since = match base.versions.get(&name) {
@@ -462,7 +575,11 @@ impl Engine {
                         latency_ms_at_quantile: since.quantile_ms(quantile),
                     }
                 };
-                WindowStats { window: *window, candidate: w(Some(d.version)), stable: w(d.from_version) }
+                WindowStats {
+                    window: *window,
+                    candidate: w(Some(d.version)),
+                    stable: w(d.from_version),
+                }
             })
         };
         let command = lock(&self.fleet.commands).remove(&d.id);
@@ -486,35 +603,65 @@ impl Engine {
                 lock(&self.fleet.windows).remove(&d.id);
             }
         }
-        self.scale(t, &ctx, d.version, desired.candidate_instances, "system").await?;
-        if let Some(v) = d.from_version {
-            if desired.stable_instances > 0 || !stable.is_empty() {
-                let sctx = self.ctx(&t.project, &t.service, &t.env, v).await?;
-                self.scale(t, &sctx, v, desired.stable_instances, "system").await?;
-            }
+        self.scale(t, &ctx, d.version, desired.candidate_instances, "system")
+            .await?;
+        if let Some(v) = d.from_version
+            && (desired.stable_instances > 0 || !stable.is_empty())
+        {
+            let sctx = self.ctx(&t.project, &t.service, &t.env, v).await?;
+            self.scale(t, &sctx, v, desired.stable_instances, "system")
+                .await?;
         }
         // Route: only ready instances, split as the machine says.
         let cand_b = Self::backends(&self.instances(t, d.version));
-        let stable_b = d.from_version.map(|v| Self::backends(&self.instances(t, v))).unwrap_or_default();
+        let stable_b = d
+            .from_version
+            .map(|v| Self::backends(&self.instances(t, v)))
+            .unwrap_or_default();
         let (cw, sw) = match desired.traffic {
             Traffic::ByReadiness => (cand_b.len() as u32, stable_b.len() as u32),
-            Traffic::Weighted { candidate_weight } => (u32::from(candidate_weight), 100 - u32::from(candidate_weight.min(100))),
+            Traffic::Weighted { candidate_weight } => (
+                u32::from(candidate_weight),
+                100 - u32::from(candidate_weight.min(100)),
+            ),
         };
         let mut groups = Vec::new();
         if let Some(v) = d.from_version {
-            groups.push(Group { version: format!("v{v}"), weight: sw, backends: stable_b });
+            groups.push(Group {
+                version: format!("v{v}"),
+                weight: sw,
+                backends: stable_b,
+            });
         }
-        groups.push(Group { version: format!("v{}", d.version), weight: cw, backends: cand_b });
+        groups.push(Group {
+            version: format!("v{}", d.version),
+            weight: cw,
+            backends: cand_b,
+        });
         let sticky = desired
             .sticky
             .as_ref()
             .map(|s| match s {
-                StickyGroup::Header { name, value } => StickyRule { header: Some(name.clone()), cookie: None, value: value.clone(), version: format!("v{}", d.version) },
-                StickyGroup::Cookie { name, value } => StickyRule { header: None, cookie: Some(name.clone()), value: value.clone(), version: format!("v{}", d.version) },
+                StickyGroup::Header { name, value } => StickyRule {
+                    header: Some(name.clone()),
+                    cookie: None,
+                    value: value.clone(),
+                    version: format!("v{}", d.version),
+                },
+                StickyGroup::Cookie { name, value } => StickyRule {
+                    header: None,
+                    cookie: Some(name.clone()),
+                    value: value.clone(),
+                    version: format!("v{}", d.version),
+                },
             })
             .into_iter()
             .collect();
-        let table = RouteTable { groups, sticky, drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64 };
+        let table = RouteTable {
+            groups,
+            sticky,
+            drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
+        };
         if proxy.table() != table {
             proxy.set_table(table);
         }
@@ -531,13 +678,20 @@ impl Engine {
                     }))
             })
             .collect();
-        let state = serde_json::to_value(&machine).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let state =
+            serde_json::to_value(&machine).map_err(|e| EngineError::Internal(e.to_string()))?;
         match machine.outcome() {
             None => {
                 if !events.is_empty() || state != d.state {
                     self.store
                         .update_deployment(
-                            DeploymentUpdate { id: d.id, phase: Some(desired.phase.as_str().into()), state: Some(state), now_ms: now_ms(), ..Default::default() },
+                            DeploymentUpdate {
+                                id: d.id,
+                                phase: Some(desired.phase.as_str().into()),
+                                state: Some(state),
+                                now_ms: now_ms(),
+                                ..Default::default()
+                            },
                             events,
                         )
                         .await?;
@@ -548,18 +702,27 @@ impl Engine {
             Some(outcome) => {
                 let (status, stable, reason) = match &outcome {
                     Outcome::Succeeded => (DeployStatus::Succeeded, Some(Some(d.version)), None),
-                    Outcome::RolledBack { reason } => (DeployStatus::RolledBack, None, Some(reason.to_string())),
-                    Outcome::Failed { reason } => (DeployStatus::Failed, None, Some(reason.to_string())),
+                    Outcome::RolledBack { reason } => {
+                        (DeployStatus::RolledBack, None, Some(reason.to_string()))
+                    }
+                    Outcome::Failed { reason } => {
+                        (DeployStatus::Failed, None, Some(reason.to_string()))
+                    }
                 };
                 let mut d2 = d.clone();
                 d2.state = state;
                 self.store
                     .update_deployment(
-                        DeploymentUpdate { id: d.id, state: Some(d2.state.clone()), ..Default::default() },
+                        DeploymentUpdate {
+                            id: d.id,
+                            state: Some(d2.state.clone()),
+                            ..Default::default()
+                        },
                         events,
                     )
                     .await?;
-                self.finish(t, &d2, status, desired.phase.as_str(), reason, stable).await
+                self.finish(t, &d2, status, desired.phase.as_str(), reason, stable)
+                    .await
             }
         }
     }
@@ -599,9 +762,10 @@ impl Engine {
         self.hub.bump();
         // A rolled-back or failed release is not retried by itself: the desired release
         // goes back to what serves, so the controller heals towards it.
-        if status != DeployStatus::Succeeded {
-            if let Some(v) = d.from_version {
-                self.store
+        if status != DeployStatus::Succeeded
+            && let Some(v) = d.from_version
+        {
+            self.store
                     .set_desired(
                         &t.project, &t.service, &t.env, v, now,
                         NewEvent::new(EventKind::TargetDesired, "system", format!("target/{}/{}/{}", t.project, t.service, t.env))
@@ -609,7 +773,6 @@ impl Engine {
                             .payload(json!({ "service": t.service, "env": t.env, "version": v, "from": d.version, "trigger": "rollback" })),
                     )
                     .await?;
-            }
         }
         Ok(())
     }
@@ -625,13 +788,15 @@ impl Engine {
             .filter(|i| i.state.is_active() && i.state != InstanceState::Stopping)
             .count() as u32;
         if active < ctx.target.replicas {
-            self.scale(t, &ctx, version, ctx.target.replicas, "system").await?;
+            self.scale(t, &ctx, version, ctx.target.replicas, "system")
+                .await?;
             self.record(vec![NewEvent::new(EventKind::DriftHealed, "system", format!("target/{}/{}/{}", t.project, t.service, t.env))
                 .project(&t.project)
                 .payload(json!({ "service": t.service, "env": t.env, "what": format!("{} of {} instances of v{version} were running; started the rest", active, ctx.target.replicas) }))])
                 .await?;
         } else if active > ctx.target.replicas {
-            self.scale(t, &ctx, version, ctx.target.replicas, "system").await?;
+            self.scale(t, &ctx, version, ctx.target.replicas, "system")
+                .await?;
         }
         // Instances of any other release of this target are leftovers.
         let prefix = format!("{}.{}.{}.v", t.project, t.service, t.env);
@@ -639,14 +804,19 @@ impl Engine {
         for i in self.fleet.runtime.list() {
             if i.id.starts_with(&prefix) && !i.id.starts_with(&mine) {
                 if i.state.is_active() {
-                    self.stop_instance(t, &i.id, "not the serving release").await?;
+                    self.stop_instance(t, &i.id, "not the serving release")
+                        .await?;
                 } else {
                     self.fleet.runtime.forget(&i.id);
                 }
             }
         }
         let table = RouteTable {
-            groups: vec![Group { version: format!("v{version}"), weight: 100, backends: Self::backends(&self.instances(t, version)) }],
+            groups: vec![Group {
+                version: format!("v{version}"),
+                weight: 100,
+                backends: Self::backends(&self.instances(t, version)),
+            }],
             sticky: vec![],
             drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
         };
@@ -657,10 +827,18 @@ impl Engine {
     }
 
     /// Queues an operator command for a running deployment.
-    pub async fn deployment_command(&self, id: i64, cmd: &str, actor: &str) -> Result<(), EngineError> {
+    pub async fn deployment_command(
+        &self,
+        id: i64,
+        cmd: &str,
+        actor: &str,
+    ) -> Result<(), EngineError> {
         let d = self.store.deployment(id).await?;
         if d.status.is_terminal() {
-            return Err(EngineError::State(format!("deployment {id} has already finished ({})", d.status)));
+            return Err(EngineError::State(format!(
+                "deployment {id} has already finished ({})",
+                d.status
+            )));
         }
         let c = match cmd {
             "pause" => Command::Pause,
@@ -668,7 +846,10 @@ impl Engine {
             "abort" => Command::Abort,
             "promote" => Command::Promote,
             other => {
-                return Err(bad(format!("unknown command `{other}`"), Some("use pause, resume, abort or promote".into())));
+                return Err(bad(
+                    format!("unknown command `{other}`"),
+                    Some("use pause, resume, abort or promote".into()),
+                ));
             }
         };
         lock(&self.fleet.commands).insert(id, c);
@@ -683,7 +864,13 @@ impl Engine {
         for t in self.store.targets(None).await? {
             let running = self
                 .store
-                .deployments(&DeploymentFilter { project: Some(t.project.clone()), service: Some(t.service.clone()), env: Some(t.env.clone()), running: true, limit: 1 })
+                .deployments(&DeploymentFilter {
+                    project: Some(t.project.clone()),
+                    service: Some(t.service.clone()),
+                    env: Some(t.env.clone()),
+                    running: true,
+                    limit: 1,
+                })
                 .await?
                 .pop();
             let version = running.as_ref().map(|d| d.version).or(t.stable_version);
@@ -692,17 +879,36 @@ impl Engine {
                 None => None,
             };
             let prefix = format!("{}.{}.{}.v", t.project, t.service, t.env);
-            let instances: Vec<InstanceStatus> = self.fleet.runtime.list().into_iter().filter(|i| i.id.starts_with(&prefix)).collect();
+            let instances: Vec<InstanceStatus> = self
+                .fleet
+                .runtime
+                .list()
+                .into_iter()
+                .filter(|i| i.id.starts_with(&prefix))
+                .collect();
             let ready = instances.iter().filter(|i| i.ready).count();
             let proxies = self.fleet.proxies.lock().await;
-            let table = proxies.get(&key(&t.project, &t.service, &t.env)).map(|p| p.table());
+            let table = proxies
+                .get(&key(&t.project, &t.service, &t.env))
+                .map(|p| p.table());
             let traffic = table
                 .map(|tb| {
-                    let total: u32 = tb.groups.iter().filter(|g| !g.backends.is_empty()).map(|g| g.weight).sum();
+                    let total: u32 = tb
+                        .groups
+                        .iter()
+                        .filter(|g| !g.backends.is_empty())
+                        .map(|g| g.weight)
+                        .sum();
                     tb.groups
                         .iter()
                         .filter(|g| !g.backends.is_empty() && g.weight > 0)
-                        .map(|g| format!("{} {}%", g.version, if total == 0 { 0 } else { g.weight * 100 / total }))
+                        .map(|g| {
+                            format!(
+                                "{} {}%",
+                                g.version,
+                                (g.weight * 100).checked_div(total).unwrap_or(0)
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 })
@@ -712,7 +918,10 @@ impl Engine {
             } else if instances.iter().all(|i| i.ready) {
                 "healthy".to_string()
             } else {
-                format!("{} not ready", instances.iter().filter(|i| !i.ready).count())
+                format!(
+                    "{} not ready",
+                    instances.iter().filter(|i| !i.ready).count()
+                )
             };
             out.push(json!({
                 "project": t.project, "service": t.service, "env": t.env,
@@ -730,7 +939,14 @@ impl Engine {
     /// Stops the data plane and every instance (used by tests and `sluice demo`; a normal
     /// server shutdown leaves instances running for the next server to adopt).
     pub async fn stop_fleet(&self) {
-        let proxies: Vec<Proxy> = self.fleet.proxies.lock().await.drain().map(|(_, p)| p).collect();
+        let proxies: Vec<Proxy> = self
+            .fleet
+            .proxies
+            .lock()
+            .await
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
         for p in proxies {
             p.shutdown(Duration::from_millis(500)).await;
         }

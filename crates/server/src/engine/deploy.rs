@@ -15,7 +15,11 @@ use super::{Engine, EngineError, bad, now_ms};
 impl Engine {
     /// The project a service belongs to when the caller did not say: the only project with
     /// a release of that service.
-    pub async fn project_of(&self, project: Option<&str>, service: &str) -> Result<String, EngineError> {
+    pub async fn project_of(
+        &self,
+        project: Option<&str>,
+        service: &str,
+    ) -> Result<String, EngineError> {
         if let Some(p) = project {
             self.store.project(p).await?;
             return Ok(p.to_string());
@@ -24,7 +28,11 @@ impl Engine {
         for p in self.store.projects().await? {
             let rels = self
                 .store
-                .releases(&ReleaseFilter { project: Some(p.name.clone()), service: Some(service.to_string()), limit: 1 })
+                .releases(&ReleaseFilter {
+                    project: Some(p.name.clone()),
+                    service: Some(service.to_string()),
+                    limit: 1,
+                })
                 .await?;
             if !rels.is_empty() {
                 found.push(p.name);
@@ -32,19 +40,33 @@ impl Engine {
         }
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err(EngineError::NotFound(format!("a release of service `{service}`"))),
+            0 => Err(EngineError::NotFound(format!(
+                "a release of service `{service}`"
+            ))),
             _ => Err(bad(
-                format!("service `{service}` exists in several projects: {}", found.join(", ")),
+                format!(
+                    "service `{service}` exists in several projects: {}",
+                    found.join(", ")
+                ),
                 Some("name the project with --project".into()),
             )),
         }
     }
 
     /// A release of a service: version `version`, or the newest.
-    pub async fn release_of(&self, project: &str, service: &str, version: Option<i64>) -> Result<Release, EngineError> {
+    pub async fn release_of(
+        &self,
+        project: &str,
+        service: &str,
+        version: Option<i64>,
+    ) -> Result<Release, EngineError> {
         let rels = self
             .store
-            .releases(&ReleaseFilter { project: Some(project.to_string()), service: Some(service.to_string()), limit: 10_000 })
+            .releases(&ReleaseFilter {
+                project: Some(project.to_string()),
+                service: Some(service.to_string()),
+                limit: 10_000,
+            })
             .await?;
         let found = match version {
             Some(v) => rels.into_iter().find(|r| r.version == v),
@@ -71,31 +93,51 @@ impl Engine {
         let release = self.release_of(project, service, version).await?;
         let mirror = self.mirror_of(project).await?;
         let (_, parsed) = self.config_at(&mirror, project, &release.commit).await?;
-        let config = parsed
-            .as_ref()
-            .as_ref()
-            .map_err(|e| bad(format!("sluice.yml of release {} is invalid: {e}", release.version), None))?;
+        let config = parsed.as_ref().as_ref().map_err(|e| {
+            bad(
+                format!("sluice.yml of release {} is invalid: {e}", release.version),
+                None,
+            )
+        })?;
         if !config.environments.iter().any(|e| e.name == env) {
             return Err(bad(
                 format!("environment `{env}` is not defined in sluice.yml"),
                 Some(format!(
                     "defined: {}",
-                    config.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+                    config
+                        .environments
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             ));
         }
         if config.deploy_target(service, env).is_none() {
             return Err(bad(
-                format!("service `{service}` is not deployed to `{env}` in release {}'s sluice.yml", release.version),
+                format!(
+                    "service `{service}` is not deployed to `{env}` in release {}'s sluice.yml",
+                    release.version
+                ),
                 Some("add the environment under the service's `deploy.environments`".into()),
             ));
         }
         if release.artifact_pruned
-            || !self.paths.artifacts.join(format!("{}.tar", release.artifact_sha256)).is_file()
+            || !self
+                .paths
+                .artifacts
+                .join(format!("{}.tar", release.artifact_sha256))
+                .is_file()
         {
             return Err(bad(
-                format!("the artifact of release {} of `{service}` is no longer stored", release.version),
-                Some("deploy a newer release, or raise `keep_artifacts` in the server configuration".into()),
+                format!(
+                    "the artifact of release {} of `{service}` is no longer stored",
+                    release.version
+                ),
+                Some(
+                    "deploy a newer release, or raise `keep_artifacts` in the server configuration"
+                        .into(),
+                ),
             ));
         }
         let before = self.store.target(project, service, env).await?;
@@ -108,12 +150,16 @@ impl Engine {
                 env,
                 release.version,
                 now_ms(),
-                NewEvent::new(EventKind::TargetDesired, actor, format!("target/{project}/{service}/{env}"))
-                    .project(project)
-                    .payload(json!({
-                        "service": service, "env": env, "version": release.version,
-                        "from": from, "trigger": trigger, "commit": release.commit,
-                    })),
+                NewEvent::new(
+                    EventKind::TargetDesired,
+                    actor,
+                    format!("target/{project}/{service}/{env}"),
+                )
+                .project(project)
+                .payload(json!({
+                    "service": service, "env": env, "version": release.version,
+                    "from": from, "trigger": trigger, "commit": release.commit,
+                })),
             )
             .await?;
         self.hub.bump();
@@ -135,7 +181,9 @@ impl Engine {
             .store
             .target(project, service, env)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("a deployment of `{service}` in `{env}`")))?;
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("a deployment of `{service}` in `{env}`"))
+            })?;
         let version = match to {
             Some(v) => v,
             None => {
@@ -163,7 +211,8 @@ impl Engine {
                     })?
             }
         };
-        self.request_deploy(project, service, env, Some(version), "rollback", actor).await
+        self.request_deploy(project, service, env, Some(version), "rollback", actor)
+            .await
     }
 
     /// Deploys to `to` exactly the release that serves in `from`.
@@ -183,9 +232,12 @@ impl Engine {
             .ok_or_else(|| {
                 bad(
                     format!("`{service}` has no release serving in `{from}` to promote"),
-                    Some(format!("deploy it to `{from}` first, or use `sluice deploy --release`")),
+                    Some(format!(
+                        "deploy it to `{from}` first, or use `sluice deploy --release`"
+                    )),
                 )
             })?;
-        self.request_deploy(project, service, to, Some(source), "promote", actor).await
+        self.request_deploy(project, service, to, Some(source), "promote", actor)
+            .await
     }
 }

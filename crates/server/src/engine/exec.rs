@@ -612,7 +612,14 @@ impl Engine {
             return;
         }
         if let Err(e) = self
-            .request_deploy(&run.project, &svc.name, &run.env, Some(version), "pipeline", "system")
+            .request_deploy(
+                &run.project,
+                &svc.name,
+                &run.env,
+                Some(version),
+                "pipeline",
+                "system",
+            )
             .await
         {
             self.sys_log(

@@ -171,7 +171,7 @@ impl Engine {
         }
         let instance = instance_id(d)?;
         let masker = Arc::new(Masker::new(config.secrets.values().cloned()));
-        let fleet = controller::Fleet::new(d.join("runtime"), format!("sluice-{instance}-"))
+        let fleet = controller::Fleet::new(d.join("runtime"), format!("sluice-{instance}:"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Arc::new(Engine {
             store,

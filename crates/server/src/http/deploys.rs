@@ -35,10 +35,15 @@ pub(super) struct DeployBody {
 }
 
 /// `POST /api/v1/deployments`: deploy a release (default: the newest) to an environment.
-pub(super) async fn deploy(State(e): State<Arc<Engine>>, b: Result<Json<DeployBody>, JsonRejection>) -> Api {
+pub(super) async fn deploy(
+    State(e): State<Arc<Engine>>,
+    b: Result<Json<DeployBody>, JsonRejection>,
+) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
-    let t = e.request_deploy(&project, &b.service, &b.env, b.version, "manual", "api").await?;
+    let t = e
+        .request_deploy(&project, &b.service, &b.env, b.version, "manual", "api")
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
 }
 
@@ -52,10 +57,15 @@ pub(super) struct RollbackBody {
 }
 
 /// `POST /api/v1/rollbacks`: go back to release `to`, or to the one before the current.
-pub(super) async fn rollback(State(e): State<Arc<Engine>>, b: Result<Json<RollbackBody>, JsonRejection>) -> Api {
+pub(super) async fn rollback(
+    State(e): State<Arc<Engine>>,
+    b: Result<Json<RollbackBody>, JsonRejection>,
+) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
-    let t = e.rollback(&project, &b.service, &b.env, b.to, "api").await?;
+    let t = e
+        .rollback(&project, &b.service, &b.env, b.to, "api")
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
 }
 
@@ -69,10 +79,15 @@ pub(super) struct PromoteBody {
 }
 
 /// `POST /api/v1/promotions`: deploy to `to` the release that serves in `from`.
-pub(super) async fn promote(State(e): State<Arc<Engine>>, b: Result<Json<PromoteBody>, JsonRejection>) -> Api {
+pub(super) async fn promote(
+    State(e): State<Arc<Engine>>,
+    b: Result<Json<PromoteBody>, JsonRejection>,
+) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
-    let t = e.promote(&project, &b.service, &b.from, &b.to, "api").await?;
+    let t = e
+        .promote(&project, &b.service, &b.from, &b.to, "api")
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
 }
 
@@ -88,7 +103,10 @@ pub(super) struct ListQuery {
 }
 
 /// `GET /api/v1/deployments`: history, newest first.
-pub(super) async fn list(State(e): State<Arc<Engine>>, q: Result<Query<ListQuery>, QueryRejection>) -> Api {
+pub(super) async fn list(
+    State(e): State<Arc<Engine>>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Api {
     let q = q
         .map(|Query(q)| q)
         .map_err(|err| ApiError::bad_request(format!("query string: {}", err.body_text())))?;
@@ -107,8 +125,12 @@ pub(super) async fn list(State(e): State<Arc<Engine>>, q: Result<Query<ListQuery
 
 fn deployment_id(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deployment `{s}` not found"))
-            .hint("list deployments with GET /api/v1/deployments")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("deployment `{s}` not found"),
+        )
+        .hint("list deployments with GET /api/v1/deployments")
     })
 }
 
@@ -118,16 +140,27 @@ pub(super) async fn show(State(e): State<Arc<Engine>>, Path(id): Path<String>) -
     let d = e.store.deployment(id).await?;
     let events = e
         .store
-        .events(&EventFilter { subject: Some(format!("deployment/{id}")), limit: 10_000, ..Default::default() })
+        .events(&EventFilter {
+            subject: Some(format!("deployment/{id}")),
+            limit: 10_000,
+            ..Default::default()
+        })
         .await?;
     Ok(Json(json!({ "deployment": d, "events": events })).into_response())
 }
 
 /// `POST /api/v1/deployments/{id}/{pause|resume|abort|promote}`.
-pub(super) async fn command(State(e): State<Arc<Engine>>, Path((id, cmd)): Path<(String, String)>) -> Api {
+pub(super) async fn command(
+    State(e): State<Arc<Engine>>,
+    Path((id, cmd)): Path<(String, String)>,
+) -> Api {
     let id = deployment_id(&id)?;
     e.deployment_command(id, &cmd, "api").await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "deployment": id, "command": cmd }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "deployment": id, "command": cmd })),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/status`: every target with its desired and serving release, the running

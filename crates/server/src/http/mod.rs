@@ -51,7 +51,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/releases", get(api::list_releases))
         .route("/api/v1/events", get(api::list_events))
         .route("/api/v1/events/stream", get(sse::event_stream))
-        .route("/api/v1/deployments", get(deploys::list).post(deploys::deploy))
+        .route(
+            "/api/v1/deployments",
+            get(deploys::list).post(deploys::deploy),
+        )
         .route("/api/v1/deployments/{id}", get(deploys::show))
         .route("/api/v1/deployments/{id}/{command}", post(deploys::command))
         .route("/api/v1/rollbacks", post(deploys::rollback))

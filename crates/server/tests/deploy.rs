@@ -1,0 +1,291 @@
+//! End-to-end deploys on the process runtime behind the built-in proxy: a pipeline's release
+//! is deployed automatically, a second release goes out blue-green while a client keeps
+//! sending requests (none may fail), a rollback returns to the first release, and a release
+//! that cannot start is rolled back automatically while the serving one keeps answering.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_core::DeployStatus;
+use sluice_server::{Server, ServerConfig};
+use sluice_store::DeploymentFilter;
+
+const APP: &str = r#"
+import os, sys, signal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+here = os.path.dirname(os.path.abspath(__file__))
+version = open(os.path.join(here, "version.txt")).read().strip()
+if version == "crash":
+    sys.exit(3)
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"ok\n" if self.path == "/healthz" else ("version=" + version + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+signal.signal(signal.SIGTERM, lambda *a: (srv.server_close(), sys.exit(0)))
+srv.serve_forever()
+"#;
+
+fn yml(port: u16) -> String {
+    format!(
+        r#"
+project: dep
+environments:
+  staging:
+    branch: main
+services:
+  web:
+    steps:
+      package:
+        run: mkdir -p out && cp app.py version.txt out/
+        artifacts: ["out/**"]
+    deploy:
+      start: python3 out/app.py
+      health: {{ http: /healthz, interval: 100ms, timeout: 1s }}
+      stop_grace: 2s
+      progress_deadline: 15s
+      max_restarts: 1
+      strategy: {{ blue_green: {{ keep_warm: 1s }} }}
+      environments:
+        staging: {{ expose: "127.0.0.1:{port}" }}
+"#
+    )
+}
+
+struct Repo(PathBuf);
+
+impl Repo {
+    fn git(&self, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.0)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn commit(&self, version: &str) {
+        std::fs::write(self.0.join("version.txt"), version).unwrap();
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", version]);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Option<String> {
+    let r = client
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn last_deployment(s: &Server) -> Option<sluice_store::Deployment> {
+    s.engine
+        .store
+        .deployments(&DeploymentFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .pop()
+}
+
+/// Waits until the newest deployment is of `version` and finished.
+async fn deployed(s: &Server, version: i64) -> sluice_store::Deployment {
+    eventually(
+        &format!("deployment of v{version} to finish"),
+        60,
+        || async {
+            last_deployment(s)
+                .await
+                .filter(|d| d.version == version && d.status.is_terminal())
+        },
+    )
+    .await
+}
+
+fn setup(root: &Path, port: u16) -> Repo {
+    let dir = root.join("repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let repo = Repo(dir);
+    repo.git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.0.join("app.py"), APP).unwrap();
+    std::fs::write(repo.0.join("sluice.yml"), yml(port)).unwrap();
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let repo = setup(tmp.path(), port);
+    repo.commit("1");
+    let mut c = ServerConfig::new(tmp.path().join("data"));
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    let s = Server::start(c).await.unwrap();
+    let p = s
+        .engine
+        .add_project(&repo.0.display().to_string(), None, Some(0), None, "test")
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::new();
+
+    // The pipeline's release is deployed automatically (a first deploy).
+    let d1 = deployed(&s, 1).await;
+    assert_eq!(d1.status, DeployStatus::Succeeded, "{:?}", d1.reason);
+    assert_eq!(get(&http, &url).await.as_deref(), Some("version=1\n"));
+
+    // A client keeps sending requests while v2 goes out blue-green: none may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), url.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+            while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                match get(&client, &url).await {
+                    Some(b) if b.starts_with("version=") => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    repo.commit("2");
+    s.engine
+        .sync_project(&p.name, "poll", "test")
+        .await
+        .unwrap();
+    let d2 = deployed(&s, 2).await;
+    assert_eq!(d2.status, DeployStatus::Succeeded, "{:?}", d2.reason);
+    assert_eq!(d2.strategy, "blue_green");
+    assert_eq!(get(&http, &url).await.as_deref(), Some("version=2\n"));
+
+    // Roll back through the API: v1 serves again.
+    let r = http
+        .post(format!("{}/api/v1/rollbacks", s.url()))
+        .json(&json!({ "service": "web", "env": "staging" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    eventually("v1 to serve again", 60, || async {
+        (get(&http, &url).await.as_deref() == Some("version=1\n")).then_some(())
+    })
+    .await;
+    let d3 = last_deployment(&s).await.unwrap();
+    assert_eq!((d3.version, d3.from_version), (1, Some(2)));
+
+    // A release that exits at once is rolled back; v1 keeps serving throughout.
+    repo.commit("crash");
+    s.engine
+        .sync_project(&p.name, "poll", "test")
+        .await
+        .unwrap();
+    let bad = deployed(&s, 3).await;
+    assert_eq!(bad.status, DeployStatus::RolledBack);
+    assert!(bad.reason.is_some());
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    assert_eq!(get(&http, &url).await.as_deref(), Some("version=1\n"));
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 20, "the load ran: {ok} requests");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during deploys and rollbacks",
+        ok + failed
+    );
+
+    // The status matrix and the history agree.
+    let status: Value = http
+        .get(format!("{}/api/v1/status", s.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status[0]["stable_version"], 1, "{status}");
+    let list: Value = http
+        .get(format!("{}/api/v1/deployments", s.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    let show: Value = http
+        .get(format!("{}/api/v1/deployments/{}", s.url(), bad.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        show["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "deploy.decision"),
+        "{show}"
+    );
+    s.stop_all().await;
+}

@@ -459,8 +459,10 @@ async fn switching_under_load_loses_nothing_and_takes_effect_at_once() {
                         let want = if e % 2 == 0 { "version=A" } else { "version=B" };
                         // Sent after switch e completed: must be answered by its version
                         // (unless switch e+1 completed meanwhile).
-                        if body != want && epoch.load(Ordering::SeqCst) == e {
+                        let now = epoch.load(Ordering::SeqCst);
+                        if body != want && now == e {
                             stale += 1;
+                            eprintln!("stale: epoch {e} want {want} got {body}");
                         }
                     }
                     other => errors.push(format!("{other:?}")),

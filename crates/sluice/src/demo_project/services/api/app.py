@@ -1,6 +1,7 @@
 """The demo shop's price API: a small, real HTTP service.
 
 GET /healthz            -> 200 "ok"
+GET /version            -> 200 the commit this release was built from
 GET /api/price?qty=N    -> 200 {"qty": N, "unit_cents": 250, "total_cents": ...}
 Listens on 127.0.0.1:$PORT (default 8080).
 """
@@ -10,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 UNIT_CENTS = 250
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def price(qty):
@@ -35,6 +37,12 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path == "/healthz":
             return self._send(200, "ok\n", "text/plain")
+        if url.path == "/version":
+            try:
+                with open(os.path.join(HERE, "VERSION")) as f:
+                    return self._send(200, f.read(), "text/plain")
+            except OSError:
+                return self._send(200, "dev\n", "text/plain")
         if url.path == "/api/price":
             try:
                 qty = int(parse_qs(url.query).get("qty", ["1"])[0])

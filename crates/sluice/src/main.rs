@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod deploys;
 mod exit;
+mod proxy_cmd;
 mod table;
 
 use std::path::PathBuf;
@@ -94,6 +95,10 @@ enum Command {
     },
     /// List deployments, newest first.
     Deploys(deploys::DeploysArgs),
+    /// Run the traffic proxy as its own process (it keeps serving across control-plane restarts).
+    Proxy(proxy_cmd::ProxyArgs),
+    /// Switch a standalone proxy's listener to another backend, atomically.
+    Switch(proxy_cmd::SwitchArgs),
     /// Print the CLI reference in Markdown (docs/cli.md is generated from it).
     #[command(hide = true)]
     CliDocs,
@@ -119,6 +124,12 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // The proxy chooses its own runtime (its worker count is part of its configuration).
+    let cli = match cli.command {
+        Command::Proxy(a) => finish(proxy_cmd::proxy(a)),
+        Command::Switch(a) => finish(proxy_cmd::switch(a)),
+        other => Cli { command: other },
+    };
     // The server and the demo run many tasks; a client command runs one request at a time,
     // and a single-threaded runtime starts faster.
     let mut builder = if matches!(cli.command, Command::Server(_) | Command::Demo(_)) {
@@ -135,7 +146,11 @@ fn main() {
             std::process::exit(Exit::Server as i32);
         }
     };
-    let result = rt.block_on(dispatch(cli.command));
+    finish(rt.block_on(dispatch(cli.command)))
+}
+
+/// Exits with the command's code, printing its error and hint if it failed.
+fn finish(result: Result<i32, CliError>) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -173,6 +188,11 @@ async fn dispatch(cmd: Command) -> Result<i32, CliError> {
         Command::Promote(a) => deploys::promote(a).await,
         Command::Status { c } => deploys::status(c).await,
         Command::Deploys(a) => deploys::deploys(a).await,
+        // Handled before a runtime exists (they build their own).
+        Command::Proxy(_) | Command::Switch(_) => Err(CliError::new(
+            Exit::Server,
+            "the proxy cannot run inside another runtime",
+        )),
         Command::CliDocs => {
             print!("{}", cli_markdown());
             Ok(0)

@@ -11,6 +11,7 @@ mod hooks;
 mod metrics;
 mod sse;
 mod ui;
+mod ui_deploys;
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! The web UI: server-rendered HTML (maud, escaped at compile time), no build step. Live
 //! parts use a few lines of inline JavaScript over the SSE endpoints. The layout's
-//! navigation is the shell later pages (deployments, incidents, metrics, settings) join.
+//! navigation is the shell later pages (incidents, metrics, settings) join. The deployment
+//! pages and the status matrix live in `ui_deploys.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub(super) fn routes() -> Router<Arc<Engine>> {
         .route("/releases", get(releases_page))
         .route("/events", get(events_page))
         .route("/static/style.css", get(style))
+        .merge(super::ui_deploys::routes())
 }
 
 const CSS: &str = r#"
@@ -63,11 +65,12 @@ async fn style() -> Response {
         .into_response()
 }
 
-fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
+pub(super) fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
     let nav = [
         ("/", "Overview"),
         ("/runs", "Runs"),
         ("/releases", "Releases"),
+        ("/deployments", "Deployments"),
         ("/events", "Events"),
     ];
     Html(
@@ -88,7 +91,6 @@ fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
                                 a class=@if active == href { "on" } href=(href) { (label) } " "
                             }
                             // Later issues add these pages; they are placed now so the shell holds them.
-                            span.soon title="deployments arrive with the deploy engine" { "Deployments" } " "
                             span.soon title="incidents arrive with alerting" { "Incidents" }
                         }
                     }
@@ -100,11 +102,11 @@ fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
     )
 }
 
-fn badge(status: &str) -> Markup {
+pub(super) fn badge(status: &str) -> Markup {
     html! { span class={"badge s-" (status)} data-status=(status) { (status.replace('_', " ")) } }
 }
 
-fn when(ms: i64) -> String {
+pub(super) fn when(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -130,7 +132,7 @@ fn civil(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn dur(start: Option<i64>, end: Option<i64>) -> String {
+pub(super) fn dur(start: Option<i64>, end: Option<i64>) -> String {
     match (start, end) {
         (Some(s), Some(e)) => {
             let ms = (e - s).max(0);
@@ -204,9 +206,9 @@ fn releases_table(rels: &[Release]) -> Markup {
     }
 }
 
-type Page = Result<Html<String>, Response>;
+pub(super) type Page = Result<Html<String>, Response>;
 
-fn error_page(status: StatusCode, msg: String) -> Response {
+pub(super) fn error_page(status: StatusCode, msg: String) -> Response {
     (
         status,
         layout("Error", "", html! { h1 { "Not here" } p { (msg) } }),
@@ -214,7 +216,7 @@ fn error_page(status: StatusCode, msg: String) -> Response {
         .into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+pub(super) fn internal(e: impl std::fmt::Display) -> Response {
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("the server failed: {e}"),

@@ -11,6 +11,13 @@
 //! The same browser session then checks the list pages (`/`, `/runs`, `/releases`,
 //! `/events`, the project page) and the not-found page of an unknown run.
 //!
+//! A second test deploys a small python3 HTTP service (a pipeline's release deploys
+//! automatically) and checks the deployment UI: the home page's services x environments
+//! matrix shows v1 serving and healthy, the deployment page's timeline shows the strategy's
+//! decisions with their figures, a pushed v2 reaches the matrix and its deployment page live
+//! (v2 is held unready by a gate file until the test has the page open, so the update can
+//! only arrive through the live stream), and the matrix's Rollback button brings v1 back.
+//!
 //! Needs `chromedriver` (`$SLUICE_TEST_CHROMEDRIVER`, else `/usr/bin/chromedriver`) and
 //! `chromium` (`$SLUICE_TEST_CHROMIUM`, else `/usr/bin/chromium`); Debian:
 //! `apt-get install chromium chromium-driver`. Without them the test prints a notice and
@@ -25,12 +32,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::wd::TimeoutConfiguration;
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-use sluice_core::StepStatus;
+use sluice_core::{DeployStatus, StepStatus};
 use sluice_server::{Server, ServerConfig};
-use sluice_store::{LogFilter, RunFilter};
+use sluice_store::{Deployment, DeploymentFilter, LogFilter, RunFilter};
 
 const PROJECT: &str = "ui-test";
 const STEP: &str = "app/slow";
@@ -697,4 +704,490 @@ async fn run_page_shows_log_lines_printed_after_it_was_opened() {
         panic!("{e}");
     }
     eprintln!("browser test: passed in {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------
+// Deployments
+
+const DEPLOY_PROJECT: &str = "ui-deploy";
+
+/// The service: answers `version=N` on every path and `ok` on `/healthz`. When `gate.txt`
+/// names a file, it only starts listening once that file exists (so the test decides when
+/// the release becomes ready).
+const APP: &str = r#"
+import os, sys, time, signal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+here = os.path.dirname(os.path.abspath(__file__))
+version = open(os.path.join(here, "version.txt")).read().strip()
+gate = open(os.path.join(here, "gate.txt")).read().strip()
+while gate and not os.path.exists(gate):
+    time.sleep(0.05)
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"ok\n" if self.path == "/healthz" else ("version=" + version + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+signal.signal(signal.SIGTERM, lambda *a: (srv.server_close(), sys.exit(0)))
+srv.serve_forever()
+"#;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A repository whose service `web` deploys blue-green to staging (branch `main`) and, by
+/// promotion only, to production (branch `release`, never pushed).
+fn make_deploy_repo(dir: &Path, staging: u16, production: u16) {
+    std::fs::create_dir_all(dir).expect("create repo dir");
+    let yml = format!(
+        r#"project: {DEPLOY_PROJECT}
+environments:
+  staging:
+    branch: main
+  production:
+    branch: release
+services:
+  web:
+    steps:
+      package:
+        run: mkdir -p out && cp app.py version.txt gate.txt out/
+        artifacts: ["out/**"]
+    deploy:
+      start: python3 out/app.py
+      health: {{ http: /healthz, interval: 100ms, timeout: 1s }}
+      stop_grace: 2s
+      progress_deadline: 60s
+      max_restarts: 1
+      strategy: {{ blue_green: {{ keep_warm: 30s }} }}
+      environments:
+        staging: {{ expose: "127.0.0.1:{staging}" }}
+        production: {{ expose: "127.0.0.1:{production}" }}
+"#
+    );
+    std::fs::write(dir.join("sluice.yml"), yml).expect("write sluice.yml");
+    std::fs::write(dir.join("app.py"), APP).expect("write app.py");
+    git(dir, &["init", "-q", "-b", "main"]);
+    commit_version(dir, "1", "");
+}
+
+fn commit_version(dir: &Path, version: &str, gate: &str) {
+    std::fs::write(dir.join("version.txt"), version).expect("write version.txt");
+    std::fs::write(dir.join("gate.txt"), gate).expect("write gate.txt");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", &format!("version {version}")]);
+}
+
+/// Polls the store until the newest deployment matches `pred`.
+async fn wait_deployment(
+    server: &Server,
+    what: &str,
+    pred: impl Fn(&Deployment) -> bool,
+) -> TestResult<Deployment> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = server
+            .engine
+            .store
+            .deployments(&DeploymentFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("store: {e}"))?
+            .pop();
+        if let Some(d) = d.as_ref().filter(|d| pred(d)) {
+            return Ok(d.clone());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}; newest: {d:?}"));
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// What the matrix cell of web/staging shows.
+async fn cell(c: &Client) -> TestResult<Value> {
+    js(
+        c,
+        "var q=document.querySelector('[data-target=\"ui-deploy/web/staging\"]');if(!q)return null;\
+         var h=q.querySelector('.health'),a=q.querySelector('a[data-deployment]'),tr=q.querySelector('.traffic');\
+         return {serving:q.dataset.serving,desired:q.dataset.desired,health:h?h.className+'|'+h.textContent.trim():'',\
+                 deployment:a?a.dataset.deployment:null,traffic:tr?tr.dataset.traffic:'',text:q.innerText,\
+                 same:window.__sluiceNoReload===true};",
+        vec![],
+    )
+    .await
+}
+
+async fn click(c: &Client, css: &str) -> TestResult {
+    // The live refresh may swap the element between finding and clicking it: retry.
+    let mut last = String::new();
+    for _ in 0..20 {
+        match c.find(Locator::Css(css)).await {
+            Ok(el) => match el.click().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(TICK).await;
+    }
+    fail(c, format!("cannot click `{css}`: {last}")).await
+}
+
+async fn get_text(url: &str) -> Option<String> {
+    let r = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+struct DeployCtx<'a> {
+    server: &'a Server,
+    client: &'a Client,
+    tmp: &'a Path,
+    repo: &'a Path,
+    gate: &'a Path,
+    service_url: String,
+}
+
+async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
+    let (c, base) = (cx.client, cx.server.url());
+    let t = Instant::now();
+    let d1 = wait_deployment(cx.server, "the first deploy of v1", |d| {
+        d.version == 1 && d.status.is_terminal()
+    })
+    .await?;
+    if d1.status != DeployStatus::Succeeded {
+        return Err(format!("v1 did not deploy: {d1:?}"));
+    }
+    eprintln!("deploy UI test: v1 deployed after {:?}", t.elapsed());
+
+    // The matrix: v1 serves, healthy, all traffic; a promotion to production is offered.
+    let t = Instant::now();
+    let (status, text) = open(c, &base, "/").await?;
+    if status != 200 || !text.contains("Services") {
+        return fail(c, format!("/ answered {status} without the matrix")).await;
+    }
+    wait_until(c, "the matrix to show v1 serving and healthy", || async {
+        let v = cell(c).await?;
+        let ok = v["serving"] == "1"
+            && v["desired"] == "1"
+            && v["health"].as_str().unwrap_or_default() == "health ok|1/1 ready"
+            && v["traffic"] == "v1 100%";
+        Ok(ok.then_some(()))
+    })
+    .await?;
+    let buttons = js(
+        c,
+        "var q=document.querySelector('[data-target=\"ui-deploy/web/staging\"]');\
+         return Array.from(q.querySelectorAll('button')).map(function(b){return b.textContent.trim()});",
+        vec![],
+    )
+    .await?;
+    if buttons != json!(["Promote to production"]) {
+        return fail(c, format!("the staging cell's buttons are {buttons}")).await;
+    }
+    screenshot(c, cx.tmp, "deploy-matrix-v1.png").await?;
+
+    // The history.
+    let (status, text) = open(c, &base, "/deployments").await?;
+    if status != 200 || !text.contains(&format!("#{}", d1.id)) || !text.contains("succeeded") {
+        return fail(
+            c,
+            format!("/deployments answered {status} without #{}", d1.id),
+        )
+        .await;
+    }
+    screenshot(c, cx.tmp, "deploy-history.png").await?;
+
+    // The deployment page: decisions with figures, the instance, the finish.
+    let (status, _) = open(c, &base, &format!("/deployments/{}", d1.id)).await?;
+    if status != 200 {
+        return fail(c, format!("/deployments/{} answered {status}", d1.id)).await;
+    }
+    let v = js(
+        c,
+        "var rows=Array.from(document.querySelectorAll('#timeline tr'));\
+         return {kinds:rows.map(function(r){return r.dataset.kind}),\
+                 figures:rows.filter(function(r){return r.dataset.kind==='deploy.decision'})\
+                   .map(function(r){return r.querySelector('.figs').textContent.trim()}),\
+                 instances:Array.from(document.querySelectorAll('tr[data-instance]')).map(function(r){return r.innerText}),\
+                 status:document.getElementById('dep-status').dataset.status};",
+        vec![],
+    )
+    .await?;
+    let kinds: Vec<&str> = v["kinds"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let figures: Vec<&str> = v["figures"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if kinds.first() != Some(&"deploy.started")
+        || kinds.last() != Some(&"deploy.finished")
+        || figures.is_empty()
+        || !figures.iter().any(|f| f.contains("candidate_ready=1"))
+        || v["status"] != "succeeded"
+    {
+        return fail(c, format!("the timeline lacks decisions with figures: {v}")).await;
+    }
+    let instances = v["instances"].as_array().cloned().unwrap_or_default();
+    if instances.len() != 1 || !instances[0].as_str().unwrap_or_default().contains("ready") {
+        return fail(c, format!("the instances table is off: {v}")).await;
+    }
+    screenshot(c, cx.tmp, "deploy-page-v1.png").await?;
+    eprintln!("deploy UI test: v1 pages checked in {:?}", t.elapsed());
+
+    // v2, held unready by the gate: the open home page must show it coming, live.
+    let t = Instant::now();
+    open(c, &base, "/").await?;
+    js(c, "window.__sluiceNoReload = true; return true;", vec![]).await?;
+    commit_version(
+        cx.repo,
+        "2",
+        cx.gate.to_str().ok_or("the gate path is not UTF-8")?,
+    );
+    cx.server
+        .engine
+        .sync_project(DEPLOY_PROJECT, "poll", "test")
+        .await
+        .map_err(|e| format!("sync: {e}"))?;
+    let d2 = wait_until(
+        c,
+        "the matrix to show the deployment of v2, live",
+        || async {
+            let v = cell(c).await?;
+            if v["same"] != true {
+                return Err(format!("the page reloaded: {v}"));
+            }
+            let id = v["deployment"].as_str().and_then(|s| s.parse::<i64>().ok());
+            Ok(id.filter(|_| v["desired"] == "2" && v["serving"] == "1"))
+        },
+    )
+    .await?;
+    screenshot(c, cx.tmp, "deploy-matrix-deploying.png").await?;
+    click(
+        c,
+        &format!("[data-target=\"ui-deploy/web/staging\"] a[data-deployment=\"{d2}\"]"),
+    )
+    .await?;
+    wait_until(c, "the page of the running deployment", || async {
+        let v = js(
+            c,
+            "var s=document.getElementById('dep-status');return s?s.dataset.status:null;",
+            vec![],
+        )
+        .await?;
+        Ok((v == "running").then_some(()))
+    })
+    .await?;
+    if !c
+        .current_url()
+        .await
+        .map_err(|e| e.to_string())?
+        .path()
+        .ends_with(&format!("/deployments/{d2}"))
+    {
+        return fail(c, "the matrix link does not lead to the deployment").await;
+    }
+    js(c, "window.__sluiceNoReload = true; return true;", vec![]).await?;
+    let rows_before = js(
+        c,
+        "return document.querySelectorAll('#timeline tr[data-seq]').length;",
+        vec![],
+    )
+    .await?;
+    screenshot(c, cx.tmp, "deploy-page-running.png").await?;
+    std::fs::write(cx.gate, b"go").map_err(|e| format!("cannot create the gate file: {e}"))?;
+    wait_until(c, "the deployment page to show v2 done, live", || async {
+        let v = js(
+            c,
+            "var s=document.getElementById('dep-status');\
+             var rows=Array.from(document.querySelectorAll('#timeline tr[data-seq]'));\
+             return {status:s?s.dataset.status:null,same:window.__sluiceNoReload===true,\
+                     kinds:rows.map(function(r){return r.dataset.kind}),\
+                     switched:rows.filter(function(r){return r.innerText.indexOf('bluegreen.switched')>=0})\
+                       .map(function(r){return r.querySelector('.figs').textContent}),\
+                     traffic:(document.querySelector('#dep-target .traffic')||{dataset:{}}).dataset.traffic};",
+            vec![],
+        )
+        .await?;
+        if v["same"] != true {
+            return Err(format!("the page reloaded: {v}"));
+        }
+        let kinds = v["kinds"].as_array().map(Vec::len).unwrap_or(0);
+        let done = v["status"] == "succeeded"
+            && kinds > rows_before.as_u64().unwrap_or(0) as usize
+            && v["kinds"].as_array().and_then(|a| a.last()) == Some(&json!("deploy.finished"))
+            && v["switched"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|f| f.as_str().unwrap_or_default().contains("keep_warm_ms=30000")))
+            && v["traffic"] == "v2 100%";
+        Ok(done.then_some(()))
+    })
+    .await?;
+    screenshot(c, cx.tmp, "deploy-page-v2.png").await?;
+    if get_text(&cx.service_url).await.as_deref() != Some("version=2\n") {
+        return Err("v2 does not serve after its deployment succeeded".into());
+    }
+    eprintln!("deploy UI test: v2 followed live in {:?}", t.elapsed());
+
+    // Roll back with the matrix's button: v1 serves again.
+    let t = Instant::now();
+    open(c, &base, "/").await?;
+    wait_until(c, "the matrix to show v2 serving", || async {
+        let v = cell(c).await?;
+        Ok((v["serving"] == "2" && v["deployment"].is_null()).then_some(()))
+    })
+    .await?;
+    click(
+        c,
+        "[data-target=\"ui-deploy/web/staging\"] form[action=\"/ui/rollback\"] button",
+    )
+    .await?;
+    wait_until(c, "v1 to serve again after the rollback", || async {
+        let v = cell(c).await?;
+        let page = v["serving"] == "1" && v["desired"] == "1" && v["deployment"].is_null();
+        let served = get_text(&cx.service_url).await.as_deref() == Some("version=1\n");
+        Ok((page && served).then_some(()))
+    })
+    .await?;
+    let path = c.current_url().await.map_err(|e| e.to_string())?;
+    if path.path() != "/" {
+        return fail(
+            c,
+            format!("the rollback did not return to the home page: {path}"),
+        )
+        .await;
+    }
+    screenshot(c, cx.tmp, "deploy-matrix-rolled-back.png").await?;
+    let d3 = wait_deployment(cx.server, "the rollback deployment", |d| {
+        d.version == 1 && d.from_version == Some(2) && d.status.is_terminal()
+    })
+    .await?;
+    if d3.trigger != "rollback" || d3.actor != "ui" {
+        return Err(format!("the rollback was not recorded as the UI's: {d3:?}"));
+    }
+    eprintln!("deploy UI test: rollback by button in {:?}", t.elapsed());
+
+    // A refused button gets an error page with the engine's message and a 4xx status.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/ui/rollback"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("project={DEPLOY_PROJECT}&service=nope&env=staging"))
+        .send()
+        .await
+        .map_err(|e| format!("post: {e}"))?;
+    let code = r.status().as_u16();
+    let body = r.text().await.unwrap_or_default();
+    if code != 404 || !body.contains("Could not roll back nope in staging") {
+        return Err(format!("a bad rollback answered {code}: {body}"));
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{base}/ui/deployments/{}/abort", d3.id))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("back=%2F")
+        .send()
+        .await
+        .map_err(|e| format!("post: {e}"))?;
+    let code = r.status().as_u16();
+    let body = r.text().await.unwrap_or_default();
+    if code != 409 || !body.contains("has already finished") {
+        return Err(format!(
+            "aborting a finished deployment answered {code}: {body}"
+        ));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_pages_follow_a_deploy_live_and_roll_back_by_button() {
+    let (driver_path, browser) = match tools() {
+        Ok(t) => t,
+        Err(why) if ci() => panic!("CI is set but the browser test cannot run: {why}"),
+        Err(why) => {
+            eprintln!("NOTICE: skipping the deployment browser test: {why}");
+            return;
+        }
+    };
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (repo, data, profile, gate) = (
+        tmp.path().join("repo"),
+        tmp.path().join("data"),
+        tmp.path().join("chrome"),
+        tmp.path().join("gate-v2"),
+    );
+    let staging = free_port();
+    make_deploy_repo(&repo, staging, free_port());
+
+    let driver = Chromedriver::start(&driver_path, tmp.path().join("chromedriver.log"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = connect(&driver, &browser, &profile);
+    let mut config = ServerConfig::new(&data);
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    let server = Server::start(config).await.expect("server starts");
+    server
+        .engine
+        .add_project(
+            repo.to_str().expect("utf-8 path"),
+            None,
+            Some(0),
+            None,
+            "test",
+        )
+        .await
+        .expect("project registers");
+    let client = match client.await {
+        Ok(c) => c,
+        Err(e) => {
+            server.stop_all().await;
+            panic!("{e}");
+        }
+    };
+    let cx = DeployCtx {
+        server: &server,
+        client: &client,
+        tmp: tmp.path(),
+        repo: &repo,
+        gate: &gate,
+        service_url: format!("http://127.0.0.1:{staging}/"),
+    };
+    let result = match tokio::time::timeout(Duration::from_secs(150), deploy_scenario(&cx)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "the deployment browser test took over 150 s\n{}",
+            excerpt(&client).await
+        )),
+    };
+    let _ = std::fs::write(&gate, b"go");
+    let _ = client.close().await;
+    drop(driver);
+    // Stops the instances too: none may outlive the test.
+    server.stop_all().await;
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    eprintln!(
+        "deploy UI test: passed in {:?} (screenshots in {})",
+        started.elapsed(),
+        std::env::var("SLUICE_TEST_SCREENSHOTS").unwrap_or_else(|_| "the temp dir".into())
+    );
 }

@@ -555,12 +555,18 @@ pub async fn runs(a: RunsArgs) -> Result<i32, CliError> {
 /// `sluice logs` options.
 #[derive(Args)]
 pub struct LogsArgs {
-    /// Run id.
-    run: i64,
-    /// Only this step (`service/step`).
+    /// A run id (pipeline logs), or a service name with --env (its instances' output).
+    target: String,
+    /// Environment, for a service's logs.
+    #[arg(long)]
+    env: Option<String>,
+    /// Project, for a service's logs (default: any project with that service).
+    #[arg(long)]
+    project: Option<String>,
+    /// Only this step (`service/step`), for a run's logs.
     #[arg(long)]
     step: Option<String>,
-    /// Follow: print new lines as they come until the run finishes.
+    /// Follow: print new lines as they come (until the run finishes, for a run).
     #[arg(long, short = 'f')]
     follow: bool,
     #[command(flatten)]
@@ -581,12 +587,16 @@ fn print_line(l: &Value, output: Output) {
     }
 }
 
-/// `sluice logs`: with `-f`, exits with the run's result like `sluice run`.
+/// `sluice logs`: a run's logs (with `-f`, exits with the run's result like `sluice run`), or
+/// the output of a service's instances in an environment.
 pub async fn logs(a: LogsArgs) -> Result<i32, CliError> {
+    let Ok(run) = a.target.parse::<i64>() else {
+        return service_logs(a).await;
+    };
     let client = Client::new(&a.c.server);
     let q = query(&[("step", a.step.clone())]);
     if !a.follow {
-        let lines: Vec<Value> = client.get(&format!("/runs/{}/logs{q}", a.run)).await?;
+        let lines: Vec<Value> = client.get(&format!("/runs/{run}/logs{q}")).await?;
         for l in &lines {
             print_line(l, a.c.output);
         }
@@ -595,7 +605,7 @@ pub async fn logs(a: LogsArgs) -> Result<i32, CliError> {
     let mut end_status = None;
     client
         .follow(
-            &format!("/runs/{}/logs/stream{q}", a.run),
+            &format!("/runs/{run}/logs/stream{q}"),
             |event, data| match event {
                 "log" => {
                     if let Ok(l) = serde_json::from_str::<Value>(data) {
@@ -618,6 +628,62 @@ pub async fn logs(a: LogsArgs) -> Result<i32, CliError> {
         Some(_) => Exit::Failed as i32,
         None => Exit::Unreachable as i32,
     })
+}
+
+async fn service_logs(a: LogsArgs) -> Result<i32, CliError> {
+    let Some(env) = a.env.clone() else {
+        return Err(CliError::new(
+            Exit::Usage,
+            format!(
+                "`{}` is not a run id; for a service's logs give --env",
+                a.target
+            ),
+        )
+        .hint("sluice logs 42   |   sluice logs api --env staging -f"));
+    };
+    let client = Client::new(&a.c.server);
+    let mut offsets: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut first = true;
+    loop {
+        let status: Vec<Value> = client.get("/status").await?;
+        let target = status.iter().find(|t| {
+            t["service"] == a.target.as_str()
+                && t["env"] == env.as_str()
+                && a.project.as_deref().is_none_or(|p| t["project"] == p)
+        });
+        let Some(target) = target else {
+            return Err(CliError::new(
+                Exit::NotFound,
+                format!("`{}` is not deployed to `{env}`", a.target),
+            )
+            .hint("see `sluice status`"));
+        };
+        for inst in target["instances"].as_array().into_iter().flatten() {
+            let id = s(&inst["id"]);
+            let path = match offsets.get(&id) {
+                Some(o) => format!("/instances/{id}/log?offset={o}"),
+                None => format!("/instances/{id}/log"),
+            };
+            let Ok(v) = client.get::<Value>(&path).await else {
+                continue;
+            };
+            offsets.insert(id.clone(), v["offset"].as_u64().unwrap_or(0));
+            for line in v["text"].as_str().unwrap_or("").lines() {
+                if a.c.output == Output::Json {
+                    println!("{}", json!({ "instance": id, "line": line }));
+                } else {
+                    println!("{id:<32} | {line}");
+                }
+            }
+        }
+        if !a.follow {
+            return Ok(0);
+        }
+        if first {
+            first = false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// `sluice releases` options.

@@ -940,6 +940,15 @@ impl Engine {
         }
     }
 
+    /// Masks every configured secret in `text` (instance output shown through the API).
+    pub fn mask(&self, text: &str) -> String {
+        text.lines()
+            .map(|l| self.masker.mask(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+            + if text.ends_with('\n') { "\n" } else { "" }
+    }
+
     /// Asks the deploy controller to look at the targets now rather than at its next tick.
     pub fn wake_controller(&self) {
         self.controller_wake.notify_one();

@@ -168,3 +168,64 @@ pub(super) async fn command(
 pub(super) async fn status(State(e): State<Arc<Engine>>) -> Api {
     Ok(Json(e.status().await?).into_response())
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogQuery {
+    /// Byte offset to read from; default: the last 64 KiB.
+    offset: Option<u64>,
+}
+
+/// `GET /api/v1/instances/{id}/log?offset=N`: an instance's output from a byte offset,
+/// `{offset, text}` where `offset` is where the next read starts (for `sluice logs -f`).
+pub(super) async fn instance_log(
+    State(e): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    q: Result<Query<LogQuery>, QueryRejection>,
+) -> Api {
+    let q = q
+        .map(|Query(q)| q)
+        .map_err(|err| ApiError::bad_request(format!("query string: {}", err.body_text())))?;
+    use sluice_runtime::Runtime;
+    if sluice_runtime::validate_id(&id).is_err() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("instance `{id}` not found"),
+        ));
+    }
+    let path = e.fleet.runtime.log_path(&id);
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&path)?;
+        let len = f.metadata()?.len();
+        let start = q.offset.unwrap_or(len.saturating_sub(64 * 1024)).min(len);
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        f.take(1024 * 1024).read_to_end(&mut buf)?;
+        Ok((
+            start + buf.len() as u64,
+            String::from_utf8_lossy(&buf).into_owned(),
+        ))
+    })
+    .await
+    .map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            err.to_string(),
+        )
+    })?;
+    match result {
+        Ok((offset, text)) => Ok(Json(
+            json!({ "instance": id, "offset": offset, "text": e.mask(&text) }),
+        )
+        .into_response()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("instance `{id}` has no log"),
+        )
+        .hint("list instances with GET /api/v1/status")),
+    }
+}

@@ -61,6 +61,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/rollbacks", post(deploys::rollback))
         .route("/api/v1/promotions", post(deploys::promote))
         .route("/api/v1/status", get(deploys::status))
+        .route("/api/v1/instances/{id}/log", get(deploys::instance_log))
         .route("/hooks/{provider}/{project}", post(hooks::receive))
         .merge(ui::routes())
         .fallback(not_found)

@@ -52,6 +52,21 @@ div.dag{overflow-x:auto;background:var(--card);border:1px solid var(--line);padd
 .log .err{color:#ff9b93}.log .sys{color:#7fb3ff}.log .st{color:#7c8796}
 .tests{font-size:12px;color:var(--mut)}
 td.mono{overflow-wrap:anywhere}td.meta{white-space:nowrap}nav a,nav span{margin-right:14px}.fail{color:var(--bad)}
+.s-rolled_back{background:var(--warn)}.s-superseded{background:#b7bec8}
+table.matrix td{min-width:230px}table.matrix td:first-child{min-width:0;width:1%;white-space:nowrap}
+.cell .rel{display:flex;align-items:baseline;gap:8px;flex-wrap:wrap}.cell .serving{font-size:16px}.cell .desired{color:var(--run);font-weight:600}
+.cell>div{margin-bottom:4px}.cell .running{font-size:12.5px}
+.health{font-size:12.5px;color:var(--mut)}.health.ok{color:var(--ok)}.health.bad{color:var(--bad)}
+.traffic{font-size:12px;white-space:nowrap}svg.bar{vertical-align:middle;border-radius:2px;background:#e8ebef}
+svg.bar .t0{fill:#4f86d9}svg.bar .t1{fill:var(--ok)}svg.bar .t2{fill:var(--warn)}svg.bar .t3{fill:#8a94a3}
+.leg{margin-left:2px;color:var(--mut)}.leg::before{content:"";display:inline-block;width:8px;height:8px;border-radius:2px;margin-right:4px;background:#8a94a3}
+.leg.t0::before{background:#4f86d9}.leg.t1::before{background:var(--ok)}.leg.t2::before{background:var(--warn)}
+.actions{display:flex;flex-wrap:wrap;gap:6px;margin:4px 0 12px}.cell .actions{margin:6px 0 0}form.inline{display:inline;margin:0}
+button{font:inherit;font-size:12.5px;padding:2px 10px;border:1px solid #c5ccd5;border-radius:4px;background:#fff;color:var(--fg);cursor:pointer}
+button:hover{border-color:var(--run);color:var(--run)}button.primary{background:var(--run);border-color:var(--run);color:#fff}button.primary:hover{background:#195cb0;color:#fff}
+button.warn{color:#8a5500;border-color:#e2c48f}button.warn:hover{background:#fdf6ea}button.danger{color:var(--bad);border-color:#e6b8b5}button.danger:hover{background:#fdf0ef}
+.figs .fig{display:inline-block;font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#eef1f5;border-radius:3px;padding:0 6px;margin:1px 2px 1px 0}.figs .k{color:var(--mut)}
+table.timeline td:nth-child(3){white-space:nowrap}
 "#;
 
 async fn style() -> Response {
@@ -223,6 +238,16 @@ pub(super) fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// The kinds that change the list pages.
+const RELOAD_KINDS: [&str; 6] = [
+    "run.queued",
+    "run.started",
+    "run.finished",
+    "step.finished",
+    "release.created",
+    "project.added",
+];
+
 /// Reloads the page when the event log moves (debounced), for list pages.
 const LIVE_RELOAD: &str = r#"<script>
 (function(){var es=new EventSource('/api/v1/events/stream');var t=null;
@@ -231,6 +256,9 @@ es.addEventListener(k,function(){if(t)return;t=setTimeout(function(){location.re
 </script>"#;
 
 async fn overview(State(e): State<Arc<Engine>>) -> Page {
+    // The cursor first: the live script then misses nothing that happens after this read.
+    let last = e.store.last_event_seq().await.map_err(internal)?;
+    let matrix = super::ui_deploys::matrix(&e).await?;
     let projects = e.store.projects().await.map_err(internal)?;
     let runs = e
         .store
@@ -240,12 +268,19 @@ async fn overview(State(e): State<Arc<Engine>>) -> Page {
         })
         .await
         .map_err(internal)?;
+    // The overview updates in place (no reload): the matrix, the projects and the runs.
+    let mut kinds = super::ui_deploys::deploy_kinds();
+    kinds.extend(RELOAD_KINDS);
+    kinds.push("project.removed");
     Ok(layout(
         "Overview",
         "/",
         html! {
             h1 { "Overview" }
+            h2 { "Services" }
+            div #matrix data-live { (matrix) }
             h2 { "Projects" }
+            div #projects data-live {
             table {
                 thead { tr { th { "Project" } th { "Source" } th { "Polling" } th { "Added" } } }
                 tbody {
@@ -260,9 +295,10 @@ async fn overview(State(e): State<Arc<Engine>>) -> Page {
                     @if projects.is_empty() { tr { td colspan="4" .meta { "No projects yet. Add one with `sluice project add PATH_OR_URL`." } } }
                 }
             }
+            }
             h2 { "Recent runs" }
-            (runs_table(&runs))
-            (PreEscaped(LIVE_RELOAD))
+            div #recent-runs data-live { (runs_table(&runs)) }
+            (super::ui_deploys::live_sections(&kinds, last))
         },
     ))
 }

@@ -1,0 +1,985 @@
+//! The fault suite of the deploy controller: faulty releases deployed under client load must be
+//! rolled back automatically while the stable release keeps serving.
+//!
+//! Each case builds real releases from a real git repository (a small python3 HTTP app whose
+//! behaviour is chosen by `version.txt` in its artifact), serves release 1 behind sluice's proxy,
+//! starts a load of about 200 requests/s and deploys a faulty release 2 through the API. It
+//! prints, one line per figure, `fault.<strategy>.<case>.<figure> <value> <unit>`: the time from
+//! the deploy request to the rollback being complete, and the requests the client saw fail.
+//!
+//! Faults: (a) the release exits on start, (b) it never becomes healthy, (c) every 5th request
+//! answers 500, (d) every request takes 500 ms more, (e) requests are accepted and never
+//! answered. (a) and (b) run with every strategy (caught by health checks: no request may fail);
+//! (c), (d) and (e) with canary (bounded by the canary's weight times the detection window).
+//!
+//! Also: deploy requests made while a deployment runs are queued, and bad deploy requests (an
+//! unknown service, environment or release, a missing artifact, a taken `expose` port) get a
+//! clear error or a failed deployment with its reason while the serving release keeps serving.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sluice_core::DeployStatus;
+use sluice_runtime::Runtime as _;
+use sluice_server::{Engine, Server, ServerConfig};
+use sluice_store::{Deployment, DeploymentFilter, ReleaseFilter};
+
+/// The app. `version.txt` picks its behaviour: a plain version answers 200 with
+/// `version=<v>`; `exit` exits at once; `unhealthy` answers 503 on `/healthz`; `errors` answers
+/// 500 to every 5th request (health checks not counted); `slow` sleeps 500 ms per request;
+/// `hang` never answers a request (health stays OK). SIGTERM stops accepting and lets requests
+/// in flight finish before exiting (a hung one is killed after `stop_grace`).
+const APP: &str = r#"
+import os, sys, signal, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+here = os.path.dirname(os.path.abspath(__file__))
+version = open(os.path.join(here, "version.txt")).read().strip()
+if version == "exit":
+    sys.exit(3)
+lock = threading.Lock()
+state = {"count": 0, "busy": 0}
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/healthz":
+            self.reply(503 if version == "unhealthy" else 200, b"ok\n")
+            return
+        with lock:
+            state["count"] += 1
+            state["busy"] += 1
+            n = state["count"]
+        try:
+            if version == "hang":
+                while True:
+                    time.sleep(3600)
+            if version == "slow":
+                time.sleep(0.5)
+            status = 500 if version == "errors" and n % 5 == 0 else 200
+            self.reply(status, ("version=" + version + "\n").encode())
+        finally:
+            with lock:
+                state["busy"] -= 1
+    def reply(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+srv = S(("127.0.0.1", int(os.environ["PORT"])), H)
+signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown, daemon=True).start())
+srv.serve_forever(poll_interval=0.05)
+srv.server_close()
+deadline = time.time() + 10
+while state["busy"] and time.time() < deadline:
+    time.sleep(0.01)
+os._exit(0)
+"#;
+
+/// Requests per second of the client load.
+const RATE: u64 = 200;
+
+const ROLLING: &str = "{ rolling: { max_surge: 1, max_unavailable: 0 } }";
+const BLUE_GREEN: &str = "{ blue_green: { keep_warm: 1s } }";
+const CANARY: &str = "{ canary: { steps: [{ weight: 20, pause: 3s }, { weight: 100 }], \
+    analysis: { max_error_rate: 0.05, max_latency: 200ms, min_requests: 20, \
+    insufficient_traffic: fail, interval: 500ms } } }";
+
+/// A strategy as the cases use it: its name in the figures, the `strategy:` of `sluice.yml`,
+/// and for canaries the weight of the judged step.
+#[derive(Clone, Copy, Debug)]
+struct Strategy {
+    label: &'static str,
+    kind: &'static str,
+    yaml: &'static str,
+    canary_weight: Option<u64>,
+}
+
+const S_ROLLING: Strategy = Strategy {
+    label: "rolling",
+    kind: "rolling",
+    yaml: ROLLING,
+    canary_weight: None,
+};
+const S_BLUE_GREEN: Strategy = Strategy {
+    label: "blue_green",
+    kind: "blue_green",
+    yaml: BLUE_GREEN,
+    canary_weight: None,
+};
+const S_CANARY: Strategy = Strategy {
+    label: "canary",
+    kind: "canary",
+    yaml: CANARY,
+    canary_weight: Some(20),
+};
+/// A canary judged on error rate only (no `max_latency`), as users may well configure it.
+const S_CANARY_ERRORS_ONLY: Strategy = Strategy {
+    label: "canary_errors_only",
+    kind: "canary",
+    yaml: "{ canary: { steps: [{ weight: 20, pause: 3s }, { weight: 100 }], \
+        analysis: { max_error_rate: 0.05, min_requests: 20, \
+        insufficient_traffic: fail, interval: 500ms } } }",
+    canary_weight: Some(20),
+};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    ExitOnStart,
+    NeverHealthy,
+    ErrorRate,
+    Latency,
+    NoAnswer,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::ExitOnStart => "exit_on_start",
+            Fault::NeverHealthy => "never_healthy",
+            Fault::ErrorRate => "error_rate",
+            Fault::Latency => "latency",
+            Fault::NoAnswer => "no_answer",
+        }
+    }
+
+    /// The `version.txt` that makes the app behave so.
+    fn version_txt(self) -> &'static str {
+        match self {
+            Fault::ExitOnStart => "exit",
+            Fault::NeverHealthy => "unhealthy",
+            Fault::ErrorRate => "errors",
+            Fault::Latency => "slow",
+            Fault::NoAnswer => "hang",
+        }
+    }
+
+    /// Caught by health checks before the release gets any traffic.
+    fn caught_by_health(self) -> bool {
+        matches!(self, Fault::ExitOnStart | Fault::NeverHealthy)
+    }
+}
+
+/// `sluice.yml`: `web` is deployed to `staging` (exposed on `port`) with `strategy`; pipelines
+/// run on branch `build` (environment `build`, where nothing is deployed), so releases are made
+/// by commits and deployed only when the test asks. `extra` is appended under `services`.
+fn yml(port: u16, strategy: &str, extra: &str) -> String {
+    format!(
+        r#"
+project: faults
+environments:
+  staging: {{ branch: main }}
+  build: {{ branch: build }}
+services:
+  web:
+    steps:
+      package:
+        run: mkdir -p out && cp app.py version.txt out/
+        artifacts: ["out/**"]
+    deploy:
+      start: python3 out/app.py
+      replicas: 2
+      health: {{ http: /healthz, interval: 100ms, timeout: 1s }}
+      stop_grace: 1s
+      progress_deadline: 5s
+      max_restarts: 1
+      strategy: {strategy}
+      environments:
+        staging: {{ expose: "127.0.0.1:{port}" }}
+{extra}"#
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Repo(PathBuf);
+
+impl Repo {
+    fn git(&self, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.0)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn commit(&self, version: &str) {
+        std::fs::write(self.0.join("version.txt"), version).unwrap();
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", version]);
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Kills every instance if a test panics before `stop_all` (a passing test stops them itself).
+struct KillOnDrop(Arc<Engine>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown();
+        let _ = self.0.fleet.runtime.kill_all();
+    }
+}
+
+/// One server with one project whose releases `1..` were built from `versions`.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    s: Server,
+    _guard: KillOnDrop,
+    port: u16,
+    http: reqwest::Client,
+    /// Every instance pid seen, checked to be gone at the end.
+    pids: Mutex<Vec<i32>>,
+}
+
+impl Fixture {
+    /// A server whose `web` (exposed on `port`) has one release per entry of `versions`.
+    async fn new(port: u16, strategy: &str, extra: &str, versions: &[&str]) -> Fixture {
+        let config = yml(port, strategy, extra);
+        let commits: Vec<(&str, &str)> = versions.iter().map(|v| (*v, config.as_str())).collect();
+        Fixture::with_commits(port, &commits).await
+    }
+
+    /// A server with one release per commit of (`version.txt`, `sluice.yml`); `web` is served
+    /// on `port`.
+    async fn with_commits(port: u16, commits: &[(&str, &str)]) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        std::fs::create_dir_all(&dir).unwrap();
+        let repo = Repo(dir);
+        repo.git(&["init", "-q", "-b", "build"]);
+        std::fs::write(repo.0.join("app.py"), APP).unwrap();
+        std::fs::write(repo.0.join("sluice.yml"), commits[0].1).unwrap();
+        repo.commit(commits[0].0);
+        let mut c = ServerConfig::new(tmp.path().join("data"));
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        let s = Server::start(c).await.unwrap();
+        let guard = KillOnDrop(s.engine.clone());
+        let p = s
+            .engine
+            .add_project(&repo.0.display().to_string(), None, Some(0), None, "test")
+            .await
+            .unwrap();
+        let f = Fixture {
+            _tmp: tmp,
+            s,
+            _guard: guard,
+            port,
+            http: reqwest::Client::new(),
+            pids: Mutex::new(Vec::new()),
+        };
+        f.wait_release("web", 1).await;
+        for (i, (v, config)) in commits.iter().enumerate().skip(1) {
+            std::fs::write(repo.0.join("sluice.yml"), config).unwrap();
+            repo.commit(v);
+            f.s.engine
+                .sync_project(&p.name, "poll", "test")
+                .await
+                .unwrap();
+            f.wait_release("web", i as i64 + 1).await;
+        }
+        f
+    }
+
+    async fn wait_release(&self, service: &str, version: i64) {
+        eventually(&format!("release {version} of {service}"), 60, || async {
+            let rels = self
+                .s
+                .engine
+                .store
+                .releases(&ReleaseFilter {
+                    project: Some("faults".into()),
+                    service: Some(service.into()),
+                    limit: 100,
+                })
+                .await
+                .unwrap();
+            rels.iter().any(|r| r.version == version).then_some(())
+        })
+        .await;
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// `POST /api/v1/deployments`; returns the status and the JSON body.
+    async fn deploy(&self, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/deployments", self.s.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Deploys release `version` of `web` to staging; the request must be accepted.
+    async fn deploy_web(&self, version: i64) {
+        let (status, body) = self
+            .deploy(json!({ "service": "web", "env": "staging", "version": version }))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+
+    async fn deployments(&self, service: &str) -> Vec<Deployment> {
+        self.live(0);
+        self.s
+            .engine
+            .store
+            .deployments(&DeploymentFilter {
+                service: Some(service.into()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Waits until a deployment of `version` of `service` has finished.
+    async fn finished(&self, service: &str, version: i64) -> Deployment {
+        eventually(
+            &format!("deployment of {service} v{version} to finish"),
+            60,
+            || async {
+                self.deployments(service)
+                    .await
+                    .into_iter()
+                    .find(|d| d.version == version && d.status.is_terminal())
+            },
+        )
+        .await
+    }
+
+    async fn body(&self) -> Option<String> {
+        let r = self
+            .http
+            .get(self.url())
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.text().await.ok()
+    }
+
+    async fn target(&self, service: &str) -> (Option<i64>, Option<i64>) {
+        let t = self
+            .s
+            .engine
+            .store
+            .target("faults", service, "staging")
+            .await
+            .unwrap()
+            .unwrap();
+        (t.desired_version, t.stable_version)
+    }
+
+    /// Live instances of `version` of `web` (stopped, exited and crash-looped ones excluded).
+    /// Also remembers every pid seen.
+    fn live(&self, version: i64) -> usize {
+        let list = self.s.engine.fleet.runtime.list();
+        self.pids
+            .lock()
+            .unwrap()
+            .extend(list.iter().filter_map(|i| i.pid));
+        list.iter()
+            .filter(|i| i.version == format!("v{version}") && i.state.is_active())
+            .count()
+    }
+
+    /// Stops everything and checks that no instance process is left.
+    async fn stop(self) {
+        self.live(0);
+        let mut pids = std::mem::take(&mut *self.pids.lock().unwrap());
+        pids.sort_unstable();
+        pids.dedup();
+        self.s.stop_all().await;
+        eventually("every instance process to be gone", 10, || async {
+            pids.iter().all(|p| !alive(*p)).then_some(())
+        })
+        .await;
+    }
+}
+
+/// True if `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// What the client load saw: per request, when it was sent (epoch ms) and how it ended.
+#[derive(Default)]
+struct LoadReport {
+    requests: Vec<(i64, Result<(), String>)>,
+}
+
+impl LoadReport {
+    fn sent(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn failures(&self) -> Vec<&(i64, Result<(), String>)> {
+        self.requests.iter().filter(|(_, r)| r.is_err()).collect()
+    }
+
+    fn sent_between(&self, from: i64, to: i64) -> usize {
+        self.requests
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .count()
+    }
+
+    fn summary(&self) -> String {
+        let failures = self.failures();
+        let shown: Vec<String> = failures
+            .iter()
+            .take(5)
+            .map(|(t, r)| format!("{t}: {}", r.as_ref().err().map_or("", |e| e.as_str())))
+            .collect();
+        format!(
+            "{} of {} requests failed; first: {shown:?}",
+            failures.len(),
+            self.sent()
+        )
+    }
+}
+
+/// A client load of `RATE` requests/s, each a GET with a 2 s timeout that must answer 2xx with
+/// a `version=` body. Bounded: at most 60 s and 12 000 requests.
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<LoadReport>,
+}
+
+impl Load {
+    fn start(url: String) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            let report = Arc::new(Mutex::new(LoadReport::default()));
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut sent = 0;
+            while !stop2.load(Ordering::Relaxed)
+                && tokio::time::Instant::now() < deadline
+                && sent < 12_000
+            {
+                tick.tick().await;
+                sent += 1;
+                let (client, url, report) = (client.clone(), url.clone(), report.clone());
+                tasks.spawn(async move {
+                    let at = now_ms();
+                    let outcome = match client.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => match r.text().await {
+                            Ok(b) if b.starts_with("version=") => Ok(()),
+                            Ok(b) => Err(format!("unexpected body {b:?}")),
+                            Err(e) => Err(format!("body: {e}")),
+                        },
+                        Ok(r) => Err(format!("status {}", r.status())),
+                        Err(e) => Err(format!("error: {e}")),
+                    };
+                    report.lock().unwrap().requests.push((at, outcome));
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+            std::mem::take(&mut *report.lock().unwrap())
+        });
+        Load { stop, task }
+    }
+
+    async fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// Deploys `fault` with `strategy` over a serving release 1 under load; asserts the rollback
+/// and the bound on failed requests, and prints the figures.
+async fn fault_case(strategy: Strategy, fault: Fault) {
+    let f = Fixture::new(
+        free_port(),
+        strategy.yaml,
+        "",
+        &["1", fault.version_txt()],
+    )
+    .await;
+    f.deploy_web(1).await;
+    let d1 = f.finished("web", 1).await;
+    assert_eq!(d1.status, DeployStatus::Succeeded, "{:?}", d1.reason);
+    assert_eq!(f.body().await.as_deref(), Some("version=1\n"));
+
+    let load = Load::start(f.url());
+    sleep_ms(300).await;
+    let t0 = now_ms();
+    f.deploy_web(2).await;
+    let d = f.finished("web", 2).await;
+    // Keep the load a little longer: the stable release must keep serving after the rollback.
+    sleep_ms(300).await;
+    let report = load.finish().await;
+
+    let case = format!("fault.{}.{}", strategy.label, fault.name());
+    assert_eq!(
+        d.status,
+        DeployStatus::RolledBack,
+        "{case}: {:?} {:?}",
+        d.phase,
+        d.reason
+    );
+    assert_eq!(d.from_version, Some(1));
+    assert_eq!(d.strategy, strategy.kind);
+    let reason = d.reason.clone().unwrap_or_default();
+    assert!(!reason.is_empty(), "{case}: a rollback has its reason");
+    let finished = d.finished_ms.unwrap();
+    let time_to_rollback = finished - t0;
+    let failed = report.failures().len();
+    let in_window = report.sent_between(t0, finished);
+    eprintln!("{case}.time_to_rollback {time_to_rollback} ms");
+    eprintln!("{case}.failed_requests {failed} requests");
+    eprintln!("{case}.requests_during_deploy {in_window} requests");
+    eprintln!("{case}.reason {reason:?}");
+
+    // The stable release serves, the target converged back to it, the new instances stopped.
+    assert_eq!(f.body().await.as_deref(), Some("version=1\n"));
+    assert_eq!(f.target("web").await, (Some(1), Some(1)));
+    eventually(&format!("{case}: instances of v2 to stop"), 10, || {
+        let n = f.live(2);
+        async move { (n == 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(f.live(1), 2, "{case}: the stable release runs its replicas");
+
+    assert!(
+        report.sent() as u64 > RATE / 2,
+        "{case}: the load ran: {}",
+        report.summary()
+    );
+    if fault.caught_by_health() {
+        // No request ever reached the faulty release.
+        assert_eq!(failed, 0, "{case}: {}", report.summary());
+    } else if let Some(weight) = strategy.canary_weight {
+        // At most the canary's share of the requests sent until the rollback, with slack for
+        // requests already in flight to the canary when traffic returned to stable.
+        let bound = (weight as usize * in_window).div_ceil(100) * 3 / 2 + 10;
+        assert!(
+            failed <= bound,
+            "{case}: {failed} failed requests > bound {bound}: {}",
+            report.summary()
+        );
+        let expect = match fault {
+            Fault::ErrorRate => "error rate",
+            Fault::Latency => "latency",
+            _ => "",
+        };
+        assert!(
+            reason.contains(expect),
+            "{case}: rolled back for {reason:?}, expected {expect:?}"
+        );
+    } else {
+        panic!("{case}: only canaries are judged on traffic");
+    }
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_exit_on_start() {
+    fault_case(S_ROLLING, Fault::ExitOnStart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_never_healthy() {
+    fault_case(S_ROLLING, Fault::NeverHealthy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_exit_on_start() {
+    fault_case(S_BLUE_GREEN, Fault::ExitOnStart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_never_healthy() {
+    fault_case(S_BLUE_GREEN, Fault::NeverHealthy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_exit_on_start() {
+    fault_case(S_CANARY, Fault::ExitOnStart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_never_healthy() {
+    fault_case(S_CANARY, Fault::NeverHealthy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_error_rate() {
+    fault_case(S_CANARY, Fault::ErrorRate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_latency() {
+    fault_case(S_CANARY, Fault::Latency).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_no_answer() {
+    fault_case(S_CANARY, Fault::NoAnswer).await;
+}
+
+/// Without a latency threshold, requests that are never answered must still fail the canary
+/// (the proxy has no upstream timeout, so they are neither errors nor latencies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_errors_only_no_answer() {
+    fault_case(S_CANARY_ERRORS_ONLY, Fault::NoAnswer).await;
+}
+
+/// Waits until a deployment of `version` of `web` is running.
+async fn running(f: &Fixture, version: i64) -> Deployment {
+    eventually(&format!("deployment of v{version} to run"), 30, || async {
+        f.deployments("web")
+            .await
+            .into_iter()
+            .find(|d| d.version == version)
+    })
+    .await
+}
+
+/// A deploy requested while another deployment of the target runs is queued: the running one
+/// finishes, then the newly desired release is deployed from it, once, with no failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_requested_during_a_deployment_is_queued() {
+    let f = Fixture::new(free_port(), BLUE_GREEN, "", &["1", "2", "3"]).await;
+    f.deploy_web(1).await;
+    assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
+    let load = Load::start(f.url());
+
+    f.deploy_web(2).await;
+    let d2 = running(&f, 2).await;
+    assert_eq!(d2.status, DeployStatus::Running);
+    let asked = now_ms();
+    let (status, body) = f
+        .deploy(json!({ "service": "web", "env": "staging", "version": 3 }))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["target"]["desired_version"], 3, "{body}");
+    assert_eq!(body["target"]["stable_version"], 1, "{body}");
+
+    let d2 = f.finished("web", 2).await;
+    let d3 = f.finished("web", 3).await;
+    let report = load.finish().await;
+    assert!(
+        d2.finished_ms.unwrap() > asked,
+        "v2 was still deploying when v3 was asked for"
+    );
+    assert_eq!(d2.status, DeployStatus::Succeeded, "{:?}", d2.reason);
+    assert_eq!(d3.status, DeployStatus::Succeeded, "{:?}", d3.reason);
+    assert_eq!(d3.from_version, Some(2));
+    assert!(
+        d3.created_ms >= d2.finished_ms.unwrap(),
+        "v3 started only after v2 finished"
+    );
+    let versions: Vec<i64> = f
+        .deployments("web")
+        .await
+        .iter()
+        .map(|d| d.version)
+        .collect();
+    assert_eq!(
+        versions,
+        vec![3, 2, 1],
+        "one deployment per request, none twice"
+    );
+    assert_eq!(f.body().await.as_deref(), Some("version=3\n"));
+    assert_eq!(f.target("web").await, (Some(3), Some(3)));
+    assert!(report.sent() as u64 > RATE, "{}", report.summary());
+    assert_eq!(report.failures().len(), 0, "{}", report.summary());
+    eprintln!(
+        "fault.queue.blue_green.two_deploys {} ms",
+        d3.finished_ms.unwrap() - d2.created_ms
+    );
+    f.stop().await;
+}
+
+/// A deploy queued behind a deployment that gets rolled back must still be deployed after it:
+/// the rollback returns to the old release, then the controller deploys the newer request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_queued_behind_a_rolled_back_deployment_is_not_lost() {
+    let f = Fixture::new(free_port(), BLUE_GREEN, "", &["1", "unhealthy", "3"]).await;
+    f.deploy_web(1).await;
+    assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
+    f.deploy_web(2).await;
+    running(&f, 2).await;
+    f.deploy_web(3).await;
+    let d2 = f.finished("web", 2).await;
+    assert_eq!(d2.status, DeployStatus::RolledBack, "{:?}", d2.reason);
+    // The request for v3 came after v2 was asked for: it stays the desired release.
+    assert_eq!(
+        f.target("web").await.0,
+        Some(3),
+        "the queued request for v3 was overwritten by the rollback of v2"
+    );
+    let d3 = f.finished("web", 3).await;
+    assert_eq!(d3.status, DeployStatus::Succeeded, "{:?}", d3.reason);
+    assert_eq!(d3.from_version, Some(1));
+    assert_eq!(f.body().await.as_deref(), Some("version=3\n"));
+    f.stop().await;
+}
+
+/// Bad deploy requests get a clear API error (status, code, message, hint) and change nothing;
+/// a service whose `expose` address is taken gets one failed deployment with its reason; the
+/// serving release keeps serving throughout, without a failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_deploy_requests_fail_clearly_while_the_service_keeps_serving() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let extra = format!(
+        r#"  api:
+    steps:
+      package:
+        run: mkdir -p out && cp app.py version.txt out/
+        artifacts: ["out/**"]
+    deploy:
+      start: python3 out/app.py
+      health: {{ http: /healthz, interval: 100ms, timeout: 1s }}
+      stop_grace: 1s
+      progress_deadline: 5s
+      environments:
+        staging: {{ expose: "127.0.0.1:{taken_port}" }}
+"#
+    );
+    let f = Fixture::new(free_port(), ROLLING, &extra, &["1", "2"]).await;
+    f.wait_release("api", 1).await;
+    f.deploy_web(1).await;
+    assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
+    let load = Load::start(f.url());
+    sleep_ms(200).await;
+
+    let cases = [
+        (
+            json!({ "service": "nope", "env": "staging" }),
+            404,
+            "a release of service `nope` not found",
+        ),
+        (
+            json!({ "service": "web", "env": "production" }),
+            422,
+            "environment `production` is not defined in sluice.yml",
+        ),
+        (
+            json!({ "service": "web", "env": "staging", "version": 42 }),
+            404,
+            "release 42 of service `web` not found",
+        ),
+        (
+            json!({ "service": "web", "env": "build" }),
+            422,
+            "service `web` is not deployed to `build`",
+        ),
+        (json!({ "service": "web" }), 400, "request body"),
+    ];
+    for (req, status, message) in cases {
+        let (got, body) = f.deploy(req.clone()).await;
+        assert_eq!(got, status, "{req} -> {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(message),
+            "{req} -> {body}"
+        );
+        eprintln!("fault.bad_input {req} -> {got} {body}");
+    }
+    let r = f
+        .http
+        .post(format!("{}/api/v1/rollbacks", f.s.url()))
+        .json(&json!({ "service": "web", "env": "staging", "to": 42 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // An artifact gone from the store: refused before anything changes.
+    let rel2 =
+        f.s.engine
+            .store
+            .releases(&ReleaseFilter {
+                project: Some("faults".into()),
+                service: Some("web".into()),
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.version == 2)
+            .unwrap();
+    std::fs::remove_file(
+        f.s.engine
+            .paths
+            .artifacts
+            .join(format!("{}.tar", rel2.artifact_sha256)),
+    )
+    .unwrap();
+    let (got, body) = f
+        .deploy(json!({ "service": "web", "env": "staging", "version": 2 }))
+        .await;
+    assert_eq!(got, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("is no longer stored"),
+        "{body}"
+    );
+    assert!(body["error"]["hint"].is_string(), "{body}");
+    eprintln!("fault.bad_input missing artifact -> {got} {body}");
+    assert_eq!(f.target("web").await, (Some(1), Some(1)));
+    assert_eq!(f.deployments("web").await.len(), 1);
+
+    // The `expose` address of `api` is taken by another process: a failed deployment that
+    // says so; `web` is not disturbed.
+    let (got, body) = f
+        .deploy(json!({ "service": "api", "env": "staging", "version": 1 }))
+        .await;
+    assert_eq!(got, 202, "{body}");
+    let d = f.finished("api", 1).await;
+    assert_eq!(d.status, DeployStatus::Failed);
+    let reason = d.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("cannot listen on 127.0.0.1:{taken_port}")),
+        "{reason}"
+    );
+    eprintln!("fault.bad_input port taken -> {:?} {reason:?}", d.status);
+    sleep_ms(300).await;
+    let report = load.finish().await;
+    assert_eq!(f.body().await.as_deref(), Some("version=1\n"));
+    assert!(report.sent() as u64 > RATE / 2, "{}", report.summary());
+    assert_eq!(report.failures().len(), 0, "{}", report.summary());
+    drop(taken);
+    f.stop().await;
+}
+
+/// A failed first deploy (here: its `expose` address is taken) is not retried by itself: one
+/// failed deployment, not one per controller tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_first_deploy_is_not_retried_in_a_loop() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let f = Fixture::new(taken_port, ROLLING, "", &["1"]).await;
+    f.deploy_web(1).await;
+    let d = f.finished("web", 1).await;
+    assert_eq!(d.status, DeployStatus::Failed, "{:?}", d.reason);
+    sleep_ms(1500).await;
+    let all = f.deployments("web").await;
+    eprintln!(
+        "fault.first_deploy.port_taken.deployments {} deployments",
+        all.len()
+    );
+    assert_eq!(all.len(), 1, "deployments of v1: {}", all.len());
+    drop(taken);
+    f.stop().await;
+}
+
+/// A new release that moves `expose` to an address another process holds must fail (and roll
+/// back) with that reason, not "succeed" while still listening on the old address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_moving_expose_to_a_taken_port_is_rolled_back() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let port = free_port();
+    let v1 = yml(port, ROLLING, "");
+    let v2 = yml(taken_port, ROLLING, "");
+    let f = Fixture::with_commits(port, &[("1", &v1), ("2", &v2)]).await;
+    f.deploy_web(1).await;
+    assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
+    f.deploy_web(2).await;
+    let d = f.finished("web", 2).await;
+    eprintln!(
+        "fault.expose_moved.port_taken {:?} {:?}",
+        d.status, d.reason
+    );
+    assert_ne!(
+        d.status,
+        DeployStatus::Succeeded,
+        "v2 cannot listen on its address"
+    );
+    assert!(
+        d.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains(&format!("127.0.0.1:{taken_port}")),
+        "{:?}",
+        d.reason
+    );
+    assert_eq!(f.body().await.as_deref(), Some("version=1\n"));
+    drop(taken);
+    f.stop().await;
+}

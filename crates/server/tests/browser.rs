@@ -35,9 +35,9 @@ use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-use sluice_core::{DeployStatus, StepStatus};
+use sluice_core::{DeployStatus, EventKind, StepStatus};
 use sluice_server::{Server, ServerConfig};
-use sluice_store::{Deployment, DeploymentFilter, LogFilter, RunFilter};
+use sluice_store::{Deployment, DeploymentFilter, EventFilter, LogFilter, RunFilter};
 
 const PROJECT: &str = "ui-test";
 const STEP: &str = "app/slow";
@@ -767,7 +767,7 @@ services:
       stop_grace: 2s
       progress_deadline: 60s
       max_restarts: 1
-      strategy: {{ blue_green: {{ keep_warm: 30s }} }}
+      strategy: {{ blue_green: {{ keep_warm: 1s }} }}
       environments:
         staging: {{ expose: "127.0.0.1:{staging}" }}
         production: {{ expose: "127.0.0.1:{production}" }}
@@ -1038,7 +1038,7 @@ async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
             && v["kinds"].as_array().and_then(|a| a.last()) == Some(&json!("deploy.finished"))
             && v["switched"]
                 .as_array()
-                .is_some_and(|a| a.iter().any(|f| f.as_str().unwrap_or_default().contains("keep_warm_ms=30000")))
+                .is_some_and(|a| a.iter().any(|f| f.as_str().unwrap_or_default().contains("keep_warm_ms=1000")))
             && v["traffic"] == "v2 100%";
         Ok(done.then_some(()))
     })
@@ -1082,8 +1082,22 @@ async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
         d.version == 1 && d.from_version == Some(2) && d.status.is_terminal()
     })
     .await?;
-    if d3.trigger != "rollback" || d3.actor != "ui" {
-        return Err(format!("the rollback was not recorded as the UI's: {d3:?}"));
+    // The request is the UI's (the deployment itself is the controller's).
+    let desired = cx
+        .server
+        .engine
+        .store
+        .events(&EventFilter {
+            kinds: vec![EventKind::TargetDesired],
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("store: {e}"))?;
+    let last = desired.last().ok_or("no target.desired event")?;
+    if last.actor != "ui" || last.payload["trigger"] != "rollback" || last.payload["version"] != 1 {
+        return Err(format!(
+            "the rollback was not recorded as the UI's: {last:?} (deployment {d3:?})"
+        ));
     }
     eprintln!("deploy UI test: rollback by button in {:?}", t.elapsed());
 
@@ -1176,6 +1190,30 @@ async fn deployment_pages_follow_a_deploy_live_and_roll_back_by_button() {
             "the deployment browser test took over 150 s\n{}",
             excerpt(&client).await
         )),
+    };
+    // On failure, say where the deployments were (the page may be the one lagging).
+    let result = match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let deps = server
+                .engine
+                .store
+                .deployments(&DeploymentFilter::default())
+                .await
+                .map(|ds| {
+                    ds.iter()
+                        .map(|d| {
+                            format!(
+                                "#{} v{} {} {} {:?}",
+                                d.id, d.version, d.status, d.phase, d.reason
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_else(|e| e.to_string());
+            Err(format!("{e}\ndeployments in the store: {deps}"))
+        }
     };
     let _ = std::fs::write(&gate, b"go");
     let _ = client.close().await;

@@ -272,7 +272,33 @@ impl Engine {
             return self.advance(t, d).await;
         }
         match (t.desired_version, t.stable_version) {
-            (Some(want), stable) if stable != Some(want) => self.begin(t, want).await,
+            (Some(want), stable) if stable != Some(want) => {
+                // A release whose deployment already failed is not tried again until someone
+                // asks for it again (which moves the target's `updated_ms`).
+                let last = self
+                    .store
+                    .deployments(&DeploymentFilter {
+                        project: Some(t.project.clone()),
+                        service: Some(t.service.clone()),
+                        env: Some(t.env.clone()),
+                        running: false,
+                        limit: 1,
+                    })
+                    .await?
+                    .pop();
+                let failed_already = last.is_some_and(|d| {
+                    d.version == want
+                        && d.status != DeployStatus::Succeeded
+                        && d.finished_ms.is_some_and(|f| f >= t.updated_ms)
+                });
+                if failed_already {
+                    return match stable {
+                        Some(v) => self.heal(t, v).await,
+                        None => Ok(()),
+                    };
+                }
+                self.begin(t, want).await
+            }
             (_, Some(stable)) => self.heal(t, stable).await,
             _ => Ok(()),
         }
@@ -280,7 +306,8 @@ impl Engine {
 
     /// The proxy of a target, bound on first use.
     async fn proxy(&self, t: &Target, expose: SocketAddr) -> Result<Proxy, EngineError> {
-        let k = key(&t.project, &t.service, &t.env);
+        // Keyed by address too: a release may move `expose`.
+        let k = format!("{}@{expose}", key(&t.project, &t.service, &t.env));
         let mut proxies = self.fleet.proxies.lock().await;
         if let Some(p) = proxies.get(&k) {
             return Ok(p.clone());
@@ -762,7 +789,15 @@ impl Engine {
         self.hub.bump();
         // A rolled-back or failed release is not retried by itself: the desired release
         // goes back to what serves, so the controller heals towards it.
+        // Only when nobody asked for another release meanwhile: a deploy queued behind this
+        // one must not be lost.
+        let still_wanted = self
+            .store
+            .target(&t.project, &t.service, &t.env)
+            .await?
+            .is_some_and(|now| now.desired_version == Some(d.version));
         if status != DeployStatus::Succeeded
+            && still_wanted
             && let Some(v) = d.from_version
         {
             self.store
@@ -782,6 +817,21 @@ impl Engine {
     async fn heal(self: &Arc<Self>, t: &Target, version: i64) -> Result<(), EngineError> {
         let ctx = self.ctx(&t.project, &t.service, &t.env, version).await?;
         let proxy = self.proxy(t, ctx.target.expose).await?;
+        // Listeners of this target on addresses the serving release no longer uses close.
+        let stale: Vec<Proxy> = {
+            let mut proxies = self.fleet.proxies.lock().await;
+            let mine = format!("{}@", key(&t.project, &t.service, &t.env));
+            let current = format!("{mine}{}", ctx.target.expose);
+            let keys: Vec<String> = proxies
+                .keys()
+                .filter(|k| k.starts_with(&mine) && **k != current)
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| proxies.remove(k)).collect()
+        };
+        for p in stale {
+            p.shutdown(Duration::from_secs(5)).await;
+        }
         let list = self.instances(t, version);
         let active = list
             .iter()

@@ -56,7 +56,8 @@ td.mono{overflow-wrap:anywhere}td.meta{white-space:nowrap}nav a,nav span{margin-
 table.matrix td{min-width:230px}table.matrix td:first-child{min-width:0;width:1%;white-space:nowrap}
 .cell .rel{display:flex;align-items:baseline;gap:8px;flex-wrap:wrap}.cell .serving{font-size:16px}.cell .desired{color:var(--run);font-weight:600}
 .cell>div{margin-bottom:4px}.cell .running{font-size:12.5px}
-.health{font-size:12.5px;color:var(--mut)}.health.ok{color:var(--ok)}.health.bad{color:var(--bad)}
+.health{font-size:12.5px;color:var(--mut)}.health.ok{color:var(--ok)}.health.bad{color:var(--bad)}.health.warn{color:var(--warn)}
+td.nw,td.mono.nw{white-space:nowrap;overflow-wrap:normal}td.old{white-space:normal;opacity:.75}td.empty{vertical-align:middle}
 .traffic{font-size:12px;white-space:nowrap}svg.bar{vertical-align:middle;border-radius:2px;background:#e8ebef}
 svg.bar .t0{fill:#4f86d9}svg.bar .t1{fill:var(--ok)}svg.bar .t2{fill:var(--warn)}svg.bar .t3{fill:#8a94a3}
 .leg{margin-left:2px;color:var(--mut)}.leg::before{content:"";display:inline-block;width:8px;height:8px;border-radius:2px;margin-right:4px;background:#8a94a3}

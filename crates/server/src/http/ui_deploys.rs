@@ -253,10 +253,14 @@ async fn next_env(
 
 fn health(t: &TargetView) -> Markup {
     let ok = t.health == "healthy" && t.ready as u32 >= t.replicas;
+    // Instances of a release being deployed are not ready for a while: that is progress,
+    // not trouble.
     let class = if ok {
         "health ok"
     } else if t.instances.is_empty() {
         "health"
+    } else if t.deployment.is_some() {
+        "health warn"
     } else {
         "health bad"
     };
@@ -298,8 +302,6 @@ pub(super) async fn matrix(e: &Engine) -> Result<Markup, Response> {
         }
         actions.insert(t.key(), a);
     }
-    // Only environments something is deployed to get a column.
-    envs.retain(|x| rows.iter().any(|t| &t.env == x));
     Ok(html! {
         table.matrix {
             thead { tr { th { "Service" } @for x in &envs { th { (x) } } } }
@@ -309,7 +311,7 @@ pub(super) async fn matrix(e: &Engine) -> Result<Markup, Response> {
                         td { b { (s) } br; a.meta href={"/projects/" (p)} { (p) } }
                         @for x in &envs {
                             @match rows.iter().find(|t| t.is(p, s, x)) {
-                                None => td.meta { "—" },
+                                None => td.meta.empty { "not deployed" },
                                 Some(t) => td { (cell(t, actions.get(&t.key()))) },
                             }
                         }
@@ -391,16 +393,21 @@ pub(super) fn live_sections(kinds: &[&str], after: i64) -> Markup {
     )
 }
 
+/// One event stream per page (browsers allow few connections per host, and pages kept in
+/// the back-forward cache may hold theirs): a page script that wants the events themselves
+/// sets `window.sluiceLive`, which is called with each one before the refresh.
 const LIVE_SECTIONS: &str = r#"<script>
 (function(){var es=new EventSource('/api/v1/events/stream?after=__AFTER__');var t=null,busy=false,again=false;
+window.addEventListener('pagehide',function(){es.close();});
 function later(){if(!t)t=setTimeout(refresh,250);}
 function refresh(){t=null;if(busy){again=true;return;}busy=true;
-fetch(location.href,{headers:{accept:'text/html'}}).then(function(r){return r.text()}).then(function(h){
+fetch(location.href,{headers:{accept:'text/html'},cache:'no-store'}).then(function(r){return r.text()}).then(function(h){
 var d=new DOMParser().parseFromString(h,'text/html');
 d.querySelectorAll('[data-live]').forEach(function(n){var o=document.getElementById(n.id);if(o&&o.innerHTML!==n.innerHTML)o.innerHTML=n.innerHTML;});
 window.__sluiceRefreshes=(window.__sluiceRefreshes||0)+1;
 }).catch(function(){}).then(function(){busy=false;if(again){again=false;later();}});}
-__KINDS__.forEach(function(k){es.addEventListener(k,later);});})();
+function on(m){if(window.sluiceLive){try{window.sluiceLive(JSON.parse(m.data));}catch(x){}}later();}
+__KINDS__.forEach(function(k){es.addEventListener(k,on);});})();
 </script>"#;
 
 async fn list_page(State(e): State<Arc<Engine>>) -> Page {
@@ -432,15 +439,15 @@ fn deployments_table(deps: &[Deployment]) -> Markup {
                 @for d in deps {
                     tr data-deployment=(d.id) {
                         td { a href={"/deployments/" (d.id)} { "#" (d.id) } }
-                        td { b { (d.service) } " " a.meta href={"/projects/" (d.project)} { (d.project) } }
+                        td.nw { b { (d.service) } " " a.meta href={"/projects/" (d.project)} { (d.project) } }
                         td { (d.env) }
                         td { "v" (d.version) }
                         td { @if let Some(f) = d.from_version { "v" (f) } @else { span.meta { "—" } } }
-                        td { (d.strategy.replace('_', "-")) }
-                        td { (badge(d.status.as_str())) @if !d.status.is_terminal() { " " span.meta { (d.phase) } } }
-                        td { (d.trigger) " " span.meta { "by " (d.actor) } }
+                        td.nw { (d.strategy) }
+                        td.nw { (badge(d.status.as_str())) @if !d.status.is_terminal() { " " span.meta { (d.phase) } } }
+                        td.nw { (d.trigger) " " span.meta { "by " (d.actor) } }
                         td.meta { (when(d.created_ms)) }
-                        td { (dur(Some(d.created_ms), d.finished_ms)) }
+                        td.nw { (dur(Some(d.created_ms), d.finished_ms)) }
                         td { @if let Some(r) = &d.reason { (r) } }
                     }
                 }
@@ -565,7 +572,7 @@ fn timeline_row(ev: &Event, start_ms: i64) -> Markup {
     }
 }
 
-/// Appends rows for new events of this deployment, then refreshes the live parts.
+/// Appends rows for new events of this deployment (fed by the page's one event stream).
 const TIMELINE_JS: &str = r#"<script>
 (function(){var id=__ID__,start=__START__,tb=document.getElementById('timeline');
 var shown=__SHOWN__;
@@ -579,7 +586,7 @@ if(e.kind==='deploy.finished')return String(p.status||'').replace('_',' ')+(p.re
 function figs(p){var out=[];if(p.figures&&typeof p.figures==='object'&&!Array.isArray(p.figures)){Object.keys(p.figures).sort().forEach(function(k){out.push([k,fmt(p.figures[k])]);});}
 else{Object.keys(p).sort().forEach(function(k){if(shown.indexOf(k)<0&&p[k]!=null)out.push([k,fmt(p[k])]);});}return out;}
 function td(text,cls){var c=document.createElement('td');if(cls)c.className=cls;if(text!=null)c.textContent=text;return c;}
-function add(m){var e=JSON.parse(m.data);if(tb.querySelector('tr[data-seq="'+e.seq+'"]'))return;
+function add(e){if(e.subject!=='deployment/'+id)return;if(tb.querySelector('tr[data-seq="'+e.seq+'"]'))return;
 var tr=document.createElement('tr');tr.setAttribute('data-seq',e.seq);tr.setAttribute('data-kind',e.kind);
 var t=td(clock(e.time_ms),'meta');t.title=new Date(e.time_ms).toISOString();tr.appendChild(t);
 tr.appendChild(td('+'+dur(e.time_ms-start),'meta'));
@@ -587,8 +594,7 @@ var k=td(null);var code=document.createElement('code');code.textContent=(e.paylo
 tr.appendChild(td(msg(e)));var f=td(null,'figs');
 figs(e.payload||{}).forEach(function(kv){var s=document.createElement('span');s.className='fig';var kk=document.createElement('span');kk.className='k';kk.textContent=kv[0];s.appendChild(kk);s.appendChild(document.createTextNode('='+kv[1]));f.appendChild(s);f.appendChild(document.createTextNode(' '));});
 tr.appendChild(f);var empty=tb.querySelector('tr.empty');if(empty)empty.remove();tb.appendChild(tr);}
-var es=new EventSource('/api/v1/events/stream?subject=deployment/'+id+'&after=__AFTER__');
-['deploy.started','deploy.decision','deploy.finished'].forEach(function(k){es.addEventListener(k,add);});})();
+window.sluiceLive=add;})();
 </script>"#;
 
 async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Page {
@@ -635,7 +641,7 @@ async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -
                     span.meta { "Environment" } span { (d.env) }
                     span.meta { "Release" } span #dep-version { "v" (d.version) }
                     span.meta { "From" } span { @if let Some(f) = d.from_version { "v" (f) } @else { "— (first deploy)" } }
-                    span.meta { "Strategy" } span { (d.strategy.replace('_', "-")) }
+                    span.meta { "Strategy" } span { (d.strategy) }
                     span.meta { "Phase" } span #dep-phase { (d.phase) }
                     @if let Some(r) = &d.reason { span.meta { "Reason" } span #dep-reason { (r) } }
                     span.meta { "Trigger" } span { (d.trigger) " by " (d.actor) }
@@ -662,7 +668,7 @@ async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -
                     None => p.meta { "Nothing serves this target now." },
                     Some(t) => {
                         div.card {
-                            (traffic_bar(&t.traffic, 240)) " "
+                            (traffic_bar(&t.traffic, 240)) " · "
                             (health(t))
                             @if let Some(x) = &t.expose { " · " span.mono { (x) } }
                             @if let Some(r) = &t.deployment { @if r.id != d.id { " · now deploying " a href={"/deployments/" (r.id)} { "#" (r.id) } } }
@@ -673,11 +679,17 @@ async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -
                             tbody {
                                 @for i in &t.instances {
                                     tr data-instance=(i.id) {
-                                        td.mono { (i.id) } td { (i.version) } td.mono { (i.port) }
-                                        td { (instance_state(&i.state)) }
+                                        td.mono.nw { (i.id) } td { (i.version) } td.mono.nw { (i.port) }
+                                        td.nw { (instance_state(&i.state)) }
                                         td { @if i.ready { span.health.ok { "yes" } } @else { span.health.bad { "no" } } }
                                         td { (i.restarts) }
-                                        td.mono { @if let Some(err) = &i.last_error { (err) } }
+                                        // A ready instance's last error is history (often the
+                                        // checks before it first answered): shown, but quiet.
+                                        @match (&i.last_error, i.ready) {
+                                            (Some(err), false) => td.mono { (err) },
+                                            (Some(err), true) => td.mono.meta.old title="before it became ready" { (err) },
+                                            (None, _) => td {},
+                                        }
                                     }
                                 }
                                 @if t.instances.is_empty() { tr { td colspan="7" .meta { "No instances." } } }
@@ -698,7 +710,6 @@ async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -
             (PreEscaped(TIMELINE_JS
                 .replace("__ID__", &did.to_string())
                 .replace("__START__", &d.created_ms.to_string())
-                .replace("__AFTER__", &last.to_string())
                 .replace("__SHOWN__", &shown)))
             (live_sections(&deploy_kinds(), last))
         },

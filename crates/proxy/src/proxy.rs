@@ -300,6 +300,16 @@ fn bad_gateway(msg: &'static str) -> Response<ProxyBody> {
     res
 }
 
+fn gateway_timeout() -> Response<ProxyBody> {
+    let mut res = Response::new(ProxyBody::text("backend did not answer in time\n"));
+    *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
 /// True if `headers` ask for a protocol upgrade (`Connection: upgrade` plus `Upgrade`).
 fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -438,7 +448,23 @@ async fn forward(
             }
         };
         last_reused |= reused;
-        match pooled.sender.try_send_request(req).await {
+        let timeout = table.table.upstream_timeout_ms;
+        let sent = if timeout == 0 {
+            Ok(pooled.sender.try_send_request(req).await)
+        } else {
+            tokio::time::timeout(
+                Duration::from_millis(timeout),
+                pooled.sender.try_send_request(req),
+            )
+            .await
+        };
+        let Ok(sent) = sent else {
+            // No answer in time: the connection is dropped (not pooled) and the client gets a
+            // 504, counted as a 5xx of this version so the canary analysis sees a hang.
+            serving.response(504, start.elapsed());
+            return Ok(gateway_timeout());
+        };
+        match sent {
             Ok(res) => {
                 let status = res.status();
                 serving.response(status.as_u16(), start.elapsed());

@@ -56,10 +56,19 @@ pub struct RouteTable {
     /// How long connections to removed backends may stay busy before they are closed.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    /// How long a backend may take to answer a request (response headers) before the client
+    /// gets a 504 and it counts as a 5xx of that version; 0 waits for ever.
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub upstream_timeout_ms: u64,
 }
 
 fn default_drain_timeout_ms() -> u64 {
     10_000
+}
+
+/// The default upstream timeout: one minute.
+pub fn default_upstream_timeout_ms() -> u64 {
+    60_000
 }
 
 impl RouteTable {
@@ -73,6 +82,7 @@ impl RouteTable {
             }],
             sticky: Vec::new(),
             drain_timeout_ms: default_drain_timeout_ms(),
+            upstream_timeout_ms: default_upstream_timeout_ms(),
         }
     }
 

@@ -235,6 +235,7 @@ fn table(groups: Vec<Group>) -> RouteTable {
         groups,
         sticky: Vec::new(),
         drain_timeout_ms: 10_000,
+        upstream_timeout_ms: 60_000,
     }
 }
 

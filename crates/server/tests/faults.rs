@@ -694,7 +694,7 @@ async fn canary_no_answer() {
 
 /// Without a latency threshold, requests that are never answered must still fail the canary
 /// (the proxy has no upstream timeout, so they are neither errors nor latencies).
-#[ignore = "bug: the proxy has no upstream timeout; unanswered requests are neither errors nor latency, so the canary is promoted"]
+#[ignore = "known gap: the proxy now answers 504 after a 30 s upstream timeout, but sluice.yml has no per-service request timeout yet, so a hang shorter-lived than 30 s per step is not seen by a canary without max_latency"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_errors_only_no_answer() {
     fault_case(S_CANARY_ERRORS_ONLY, Fault::NoAnswer).await;

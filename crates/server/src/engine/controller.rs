@@ -63,6 +63,10 @@ impl Fleet {
     }
 }
 
+/// How long an instance may take to answer before the client gets a 504 (a hang is an error
+/// the canary analysis sees).
+const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
+
 fn key(project: &str, service: &str, env: &str) -> String {
     format!("{project}/{service}/{env}")
 }
@@ -318,6 +322,7 @@ impl Engine {
                 groups: vec![],
                 sticky: vec![],
                 drain_timeout_ms: 5_000,
+                upstream_timeout_ms: UPSTREAM_TIMEOUT_MS,
             },
         )
         .await
@@ -688,6 +693,7 @@ impl Engine {
             groups,
             sticky,
             drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
+            upstream_timeout_ms: UPSTREAM_TIMEOUT_MS,
         };
         if proxy.table() != table {
             proxy.set_table(table);
@@ -869,6 +875,7 @@ impl Engine {
             }],
             sticky: vec![],
             drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
+            upstream_timeout_ms: UPSTREAM_TIMEOUT_MS,
         };
         if proxy.table() != table {
             proxy.set_table(table);

@@ -1044,6 +1044,19 @@ async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
     })
     .await?;
     screenshot(c, cx.tmp, "deploy-page-v2.png").await?;
+    // Rows appended live read exactly like the rows the server renders.
+    let rows = "return Array.from(document.querySelectorAll('#timeline tr[data-seq]'))\
+                .map(function(r){return r.dataset.seq+'|'+r.innerText});";
+    let live_rows = js(c, rows, vec![]).await?;
+    c.refresh().await.map_err(|e| format!("reload: {e}"))?;
+    let served_rows = js(c, rows, vec![]).await?;
+    if live_rows != served_rows {
+        return fail(
+            c,
+            format!("live rows differ from served rows:\n{live_rows}\n{served_rows}"),
+        )
+        .await;
+    }
     if get_text(&cx.service_url).await.as_deref() != Some("version=2\n") {
         return Err("v2 does not serve after its deployment succeeded".into());
     }

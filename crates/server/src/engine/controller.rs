@@ -507,6 +507,30 @@ impl Engine {
         let now = now_ms();
         let machine = Machine::new(spec, now as u64, first)
             .map_err(|e| bad(format!("invalid deploy settings: {e}"), None))?;
+        // The deployment carries the trigger and actor of the request that set this release.
+        let (trigger, actor) = self
+            .store
+            .events(&sluice_store::EventFilter {
+                subject: Some(format!("target/{}/{}/{}", t.project, t.service, t.env)),
+                kinds: vec![EventKind::TargetDesired],
+                after: (self.store.last_event_seq().await?).saturating_sub(10_000),
+                limit: 10_000,
+                project: None,
+            })
+            .await?
+            .into_iter()
+            .rev()
+            .find(|e| e.payload["version"].as_i64() == Some(version))
+            .map(|e| {
+                (
+                    e.payload["trigger"]
+                        .as_str()
+                        .unwrap_or("controller")
+                        .to_string(),
+                    e.actor,
+                )
+            })
+            .unwrap_or_else(|| ("controller".into(), "system".into()));
         let strategy = if first {
             "first_deploy"
         } else {
@@ -525,8 +549,8 @@ impl Engine {
                     phase: machine.phase().as_str().into(),
                     state: serde_json::to_value(&machine)
                         .map_err(|e| EngineError::Internal(e.to_string()))?,
-                    trigger: "controller".into(),
-                    actor: "system".into(),
+                    trigger,
+                    actor,
                     created_ms: now,
                 },
                 vec![
@@ -945,8 +969,15 @@ impl Engine {
                 .collect();
             let ready = instances.iter().filter(|i| i.ready).count();
             let proxies = self.fleet.proxies.lock().await;
-            let table = proxies
-                .get(&key(&t.project, &t.service, &t.env))
+            let table = ctx
+                .as_ref()
+                .and_then(|c| {
+                    proxies.get(&format!(
+                        "{}@{}",
+                        key(&t.project, &t.service, &t.env),
+                        c.target.expose
+                    ))
+                })
                 .map(|p| p.table());
             let traffic = table
                 .map(|tb| {

@@ -57,7 +57,7 @@ table.matrix td{min-width:230px}table.matrix td:first-child{min-width:0;width:1%
 .cell .rel{display:flex;align-items:baseline;gap:8px;flex-wrap:wrap}.cell .serving{font-size:16px}.cell .desired{color:var(--run);font-weight:600}
 .cell>div{margin-bottom:4px}.cell .running{font-size:12.5px}
 .health{font-size:12.5px;color:var(--mut)}.health.ok{color:var(--ok)}.health.bad{color:var(--bad)}.health.warn{color:var(--warn)}
-td.nw,td.mono.nw{white-space:nowrap;overflow-wrap:normal}td.old{white-space:normal;opacity:.75}td.empty{vertical-align:middle}
+td.nw,td.mono.nw{white-space:nowrap;overflow-wrap:normal}td.old{white-space:normal;opacity:.75}
 .traffic{font-size:12px;white-space:nowrap}svg.bar{vertical-align:middle;border-radius:2px;background:#e8ebef}
 svg.bar .t0{fill:#4f86d9}svg.bar .t1{fill:var(--ok)}svg.bar .t2{fill:var(--warn)}svg.bar .t3{fill:#8a94a3}
 .leg{margin-left:2px;color:var(--mut)}.leg::before{content:"";display:inline-block;width:8px;height:8px;border-radius:2px;margin-right:4px;background:#8a94a3}
@@ -67,7 +67,7 @@ button{font:inherit;font-size:12.5px;padding:2px 10px;border:1px solid #c5ccd5;b
 button:hover{border-color:var(--run);color:var(--run)}button.primary{background:var(--run);border-color:var(--run);color:#fff}button.primary:hover{background:#195cb0;color:#fff}
 button.warn{color:#8a5500;border-color:#e2c48f}button.warn:hover{background:#fdf6ea}button.danger{color:var(--bad);border-color:#e6b8b5}button.danger:hover{background:#fdf0ef}
 .figs .fig{display:inline-block;font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#eef1f5;border-radius:3px;padding:0 6px;margin:1px 2px 1px 0}.figs .k{color:var(--mut)}
-table.timeline td:nth-child(3){white-space:nowrap}
+table.timeline td:nth-child(3){white-space:nowrap}table.timeline td:nth-child(4){min-width:260px;max-width:420px}
 "#;
 
 async fn style() -> Response {
@@ -155,7 +155,8 @@ pub(super) fn dur(start: Option<i64>, end: Option<i64>) -> String {
             if ms < 1000 {
                 format!("{ms} ms")
             } else if ms < 60_000 {
-                format!("{:.1} s", ms as f64 / 1000.0)
+                // Truncated, in integers: the deployment page's script renders the same.
+                format!("{}.{} s", ms / 1000, (ms % 1000) / 100)
             } else {
                 format!("{}m {}s", ms / 60_000, (ms / 1000) % 60)
             }
@@ -249,9 +250,12 @@ const RELOAD_KINDS: [&str; 6] = [
     "project.added",
 ];
 
-/// Reloads the page when the event log moves (debounced), for list pages.
+/// Reloads the page when the event log moves (debounced), for list pages. Every page closes
+/// its streams when it is left: a page kept in the back-forward cache would otherwise hold
+/// one of the few connections a browser allows per host, and live pages opened later stall.
 const LIVE_RELOAD: &str = r#"<script>
 (function(){var es=new EventSource('/api/v1/events/stream');var t=null;
+window.addEventListener('pagehide',function(){es.close();});window.addEventListener('pageshow',function(e){if(e.persisted)location.reload();});
 es.onmessage=es.onerror=null;['run.queued','run.started','run.finished','step.finished','release.created','project.added'].forEach(function(k){
 es.addEventListener(k,function(){if(t)return;t=setTimeout(function(){location.reload()},400);});});})();
 </script>"#;
@@ -421,6 +425,7 @@ async fn events_page(State(e): State<Arc<Engine>>) -> Page {
             }
             (PreEscaped(format!(r#"<script>
 (function(){{var tb=document.getElementById('events');var es=new EventSource('/api/v1/events/stream?after={last}');
+window.addEventListener('pagehide',function(){{es.close();}});window.addEventListener('pageshow',function(e){{if(e.persisted)location.reload();}});
 es.onmessage=null;function add(m){{var e=JSON.parse(m.data);var tr=document.createElement('tr');
 [e.seq,new Date(e.time_ms).toISOString(),e.kind,e.actor,e.subject,JSON.stringify(e.payload)].forEach(function(v,i){{var td=document.createElement('td');td.textContent=v;if(i==0||i>3)td.className='mono';tr.appendChild(td);}});
 tb.insertBefore(tr,tb.firstChild);}}
@@ -611,6 +616,7 @@ es.addEventListener('log',function(m){{var l=JSON.parse(m.data);var p=pre(l.step
 var s=document.createElement('span');s.className=l.stream;s.textContent=l.line+'\n';p.appendChild(s);p.scrollTop=p.scrollHeight;}});
 es.addEventListener('end',function(){{es.close();setTimeout(function(){{location.reload()}},300);}});
 var ev=new EventSource('/api/v1/events/stream?subject=run/{rid}');var t=null;
+window.addEventListener('pagehide',function(){{es.close();ev.close();}});window.addEventListener('pageshow',function(e){{if(e.persisted)location.reload();}});
 function refresh(){{t=null;fetch('/api/v1/runs/{rid}').then(function(r){{return r.json()}}).then(function(run){{
 var rb=document.querySelector('#run-status .badge');rb.className='badge s-'+run.status;rb.textContent=run.status.replace('_',' ');
 run.steps.forEach(function(s){{document.querySelectorAll('[data-step="'+CSS.escape(s.name)+'"] rect').forEach(function(r){{r.setAttribute('class','f-'+s.status)}});

@@ -82,12 +82,12 @@ impl TargetView {
 }
 
 async fn targets(e: &Engine) -> Result<Vec<TargetView>, Response> {
-    e.status()
-        .await
-        .map_err(engine_failure)?
-        .into_iter()
-        .map(|v| serde_json::from_value(v).map_err(internal))
-        .collect()
+    let rows = e.status().await.map_err(engine_failure)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for v in rows {
+        out.push(serde_json::from_value(v).map_err(internal)?);
+    }
+    Ok(out)
 }
 
 /// Parses the status' `traffic` text (`"v1 80%, v2 20%"`) into (version, percent) pairs.
@@ -170,6 +170,8 @@ struct TargetActions {
     promote_to: Option<String>,
     /// A release serves here, so it can be promoted.
     serving: bool,
+    /// A deployment of the target is running.
+    running: bool,
 }
 
 impl TargetActions {
@@ -204,10 +206,16 @@ impl TargetActions {
             rollback_to,
             promote_to,
             serving: t.stable_version.is_some(),
+            running: t.deployment.is_some(),
         })
     }
 
+    /// Rollback and promotion of the target; none while a deployment of it runs (its own
+    /// Abort is the way back then, and a new request would only queue behind it).
     fn buttons(&self, back: &str) -> Markup {
+        if self.running {
+            return html! {};
+        }
         let base = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
             let mut f = vec![
                 ("project", self.project.clone()),
@@ -264,9 +272,33 @@ fn health(t: &TargetView) -> Markup {
     } else {
         "health bad"
     };
+    // Ready/total per version while two run side by side (a deployment, a warm blue), so
+    // the counts never read like "3/2".
+    let mut versions: Vec<(&str, usize, usize)> = Vec::new();
+    for i in &t.instances {
+        match versions.iter_mut().find(|(v, _, _)| *v == i.version) {
+            Some(x) => {
+                x.1 += usize::from(i.ready);
+                x.2 += 1;
+            }
+            None => versions.push((&i.version, usize::from(i.ready), 1)),
+        }
+    }
+    versions.sort_by_key(|(v, _, _)| v.trim_start_matches('v').parse::<i64>().unwrap_or(0));
+    let text = match versions.as_slice() {
+        [] => format!("0/{} ready", t.replicas),
+        [(_, r, _)] => format!("{r}/{} ready", t.replicas),
+        many => {
+            let parts: Vec<String> = many
+                .iter()
+                .map(|(v, r, n)| format!("{v} {r}/{n}"))
+                .collect();
+            format!("{} ready", parts.join(" · "))
+        }
+    };
     html! {
         span class=(class) data-health=(t.health) title=(t.health) {
-            (t.ready) "/" (t.replicas) " ready"
+            (text)
             @if !ok && !t.instances.is_empty() { " · " (t.health) }
         }
     }
@@ -398,7 +430,7 @@ pub(super) fn live_sections(kinds: &[&str], after: i64) -> Markup {
 /// sets `window.sluiceLive`, which is called with each one before the refresh.
 const LIVE_SECTIONS: &str = r#"<script>
 (function(){var es=new EventSource('/api/v1/events/stream?after=__AFTER__');var t=null,busy=false,again=false;
-window.addEventListener('pagehide',function(){es.close();});
+window.addEventListener('pagehide',function(){es.close();});window.addEventListener('pageshow',function(e){if(e.persisted)location.reload();});
 function later(){if(!t)t=setTimeout(refresh,250);}
 function refresh(){t=null;if(busy){again=true;return;}busy=true;
 fetch(location.href,{headers:{accept:'text/html'},cache:'no-store'}).then(function(r){return r.text()}).then(function(h){
@@ -445,7 +477,7 @@ fn deployments_table(deps: &[Deployment]) -> Markup {
                         td { @if let Some(f) = d.from_version { "v" (f) } @else { span.meta { "—" } } }
                         td.nw { (d.strategy) }
                         td.nw { (badge(d.status.as_str())) @if !d.status.is_terminal() { " " span.meta { (d.phase) } } }
-                        td.nw { (d.trigger) " " span.meta { "by " (d.actor) } }
+                        td { (d.trigger) " " span.meta { "by " (d.actor) } }
                         td.meta { (when(d.created_ms)) }
                         td.nw { (dur(Some(d.created_ms), d.finished_ms)) }
                         td { @if let Some(r) = &d.reason { (r) } }
@@ -512,20 +544,38 @@ fn event_line(ev: &Event) -> (String, Vec<(String, String)>) {
             _ => String::new(),
         },
     };
-    let mut figures: Vec<(String, String)> = match p.get("figures").and_then(Value::as_object) {
-        Some(f) => f.iter().map(|(k, v)| (k.clone(), fmt_value(v))).collect(),
-        None => p
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .filter(|(k, v)| !SHOWN.contains(&k.as_str()) && !v.is_null())
-                    .map(|(k, v)| (k.clone(), fmt_value(v)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
+    let mut figures = Vec::new();
+    match p.get("figures").filter(|f| f.is_object()) {
+        Some(f) => flatten("", f, &mut figures),
+        None => {
+            if let Some(o) = p.as_object() {
+                for (k, v) in o {
+                    if !SHOWN.contains(&k.as_str()) && !v.is_null() {
+                        flatten(k, v, &mut figures);
+                    }
+                }
+            }
+        }
+    }
     figures.sort();
     (msg, figures)
+}
+
+/// Nested objects become dotted keys (`stable.error_rate`), so every figure reads alike.
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v.as_object() {
+        Some(o) => {
+            for (k, v) in o {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        None => out.push((prefix.to_string(), fmt_value(v))),
+    }
 }
 
 /// A figure for display: strings as they are, floats to at most four decimals.
@@ -579,12 +629,14 @@ var shown=__SHOWN__;
 function fmt(v){if(typeof v==='number')return Number.isInteger(v)?String(v):String(+v.toFixed(4));if(typeof v==='string')return v;return JSON.stringify(v);}
 function pad(n,w){n=String(n);while(n.length<w)n='0'+n;return n;}
 function clock(ms){var d=new Date(ms);return pad(d.getUTCHours(),2)+':'+pad(d.getUTCMinutes(),2)+':'+pad(d.getUTCSeconds(),2)+'.'+pad(d.getUTCMilliseconds(),3);}
-function dur(ms){ms=Math.max(0,ms);if(ms<1000)return ms+' ms';if(ms<60000)return (ms/1000).toFixed(1)+' s';return Math.floor(ms/60000)+'m '+(Math.floor(ms/1000)%60)+'s';}
+function dur(ms){ms=Math.max(0,ms);if(ms<1000)return ms+' ms';if(ms<60000)return Math.floor(ms/1000)+'.'+Math.floor(ms%1000/100)+' s';return Math.floor(ms/60000)+'m '+(Math.floor(ms/1000)%60)+'s';}
 function msg(e){var p=e.payload||{};if(typeof p.what==='string')return p.what;
 if(e.kind==='deploy.started')return 'deploying v'+fmt(p.version)+(p.from_version!=null?' from v'+fmt(p.from_version):'')+' ('+(p.strategy||'')+')';
 if(e.kind==='deploy.finished')return String(p.status||'').replace('_',' ')+(p.reason?': '+p.reason:'');return '';}
-function figs(p){var out=[];if(p.figures&&typeof p.figures==='object'&&!Array.isArray(p.figures)){Object.keys(p.figures).sort().forEach(function(k){out.push([k,fmt(p.figures[k])]);});}
-else{Object.keys(p).sort().forEach(function(k){if(shown.indexOf(k)<0&&p[k]!=null)out.push([k,fmt(p[k])]);});}return out;}
+function flat(pre,v,out){if(v&&typeof v==='object'&&!Array.isArray(v)){Object.keys(v).forEach(function(k){flat(pre?pre+'.'+k:k,v[k],out);});}else out.push([pre,fmt(v)]);}
+function figs(p){var out=[];if(p.figures&&typeof p.figures==='object'&&!Array.isArray(p.figures)){flat('',p.figures,out);}
+else{Object.keys(p).forEach(function(k){if(shown.indexOf(k)<0&&p[k]!=null)flat(k,p[k],out);});}
+return out.sort(function(a,b){return a[0]<b[0]?-1:a[0]>b[0]?1:0;});}
 function td(text,cls){var c=document.createElement('td');if(cls)c.className=cls;if(text!=null)c.textContent=text;return c;}
 function add(e){if(e.subject!=='deployment/'+id)return;if(tb.querySelector('tr[data-seq="'+e.seq+'"]'))return;
 var tr=document.createElement('tr');tr.setAttribute('data-seq',e.seq);tr.setAttribute('data-kind',e.kind);
@@ -861,6 +913,22 @@ mod tests {
         assert_eq!(fmt_value(&serde_json::json!(412)), "412");
         assert_eq!(fmt_value(&serde_json::json!("x")), "x");
         assert_eq!(fmt_value(&serde_json::json!(true)), "true");
+        let mut out = Vec::new();
+        flatten(
+            "",
+            &serde_json::json!({"b": 1, "stable": {"error_rate": 0.0, "latency_ms": 1.975714}}),
+            &mut out,
+        );
+        out.sort();
+        assert_eq!(
+            out,
+            [
+                ("b", "1"),
+                ("stable.error_rate", "0"),
+                ("stable.latency_ms", "1.9757")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
     }
 
     #[test]

@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# deploy_under_load.sh: failed requests and deploy durations while sluice deploys a service again
+# and again under a constant load, for each strategy (rolling, blue_green, canary).
+#
+# Method: one `sluice server` (own session, 127.0.0.1, scratch bench/.work/deploy/) and a git repo
+# whose sluice.yml has three services, one per strategy (svc-rolling, svc-bluegreen, svc-canary),
+# each exposed by sluice's proxy on its own free loopback port in environment `staging` (branch
+# main), replicas 2, HTTP health check /healthz every 100 ms, stop_grace 2s. The app is a tiny
+# asyncio HTTP/1.1 keep-alive server (python3, stdlib) that answers `version=<release>` and shuts
+# down gracefully on SIGTERM. Two commits give releases 1 and 2 of every service. Then, for each
+# strategy in turn: tools/deploy_load.py keeps RATE=1000 req/s (paced, keep-alive, no retries,
+# 2 s timeout) on that service's address while DEPLOYS=50 consecutive
+# `sluice deploy SVC --env staging --release N` alternate releases 1 and 2; each deploy is
+# followed through GET /api/v1/deployments until it has ended.
+#   duration = request sent (just before `sluice deploy` starts) -> the deployment's finished_ms
+#   (server clock = same machine clock); the server-side span created_ms -> finished_ms is
+#   printed too.
+# Goal: 0 failed requests; deploy durations are reported (median, p95).
+#
+# Knobs (env): SLUICE_BIN (default target/release/sluice, built if missing), DEPLOYS=50,
+#   RATE=1000 (req/s), CONNS=32 (keep-alive connections of the load), STRATEGIES="rolling
+#   blue_green canary", DEPLOY_TIMEOUT=60 (s, one deploy), STRATEGY_LIMIT=900 (s, hard limit of
+#   one strategy's deploy loop; the load stops at STRATEGY_LIMIT+30 s whatever happens).
+# Output: `deploy.<strategy>.<figure> <value> <unit>` on stdout, `#` lines are context; logs on
+#   stderr; details (every deploy, every failed request) under bench/.work/deploy/.
+set -euo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/tools/lib.sh"
+
+DEPLOYS=${DEPLOYS:-50}
+RATE=${RATE:-1000}
+CONNS=${CONNS:-32}
+STRATEGIES=${STRATEGIES:-"rolling blue_green canary"}
+DEPLOY_TIMEOUT=${DEPLOY_TIMEOUT:-60}
+STRATEGY_LIMIT=${STRATEGY_LIMIT:-900}
+W="$BENCH_WORK/deploy"
+# instances outlive `sluice server` by design (docs/deploys.md): on exit, after the server, stop
+# the process group of every process whose working directory is under this run's data dir
+stop_instances() {
+  local p c
+  for p in /proc/[0-9]*; do
+    c=$(readlink "$p/cwd" 2>/dev/null) || continue
+    case $c in "$W/data/"*) kill -TERM -- "-${p#/proc/}" 2>/dev/null || kill -TERM "${p#/proc/}" 2>/dev/null || true ;; esac
+  done
+}
+_cleanup_all() { cleanup; stop_instances; }
+[ -d "$W/data" ] && stop_instances   # left over by an interrupted earlier run
+rm -rf "$W"; mkdir -p "$W"
+setup_traps
+trap _cleanup_all EXIT
+sluice_bin
+
+# distinct free ports: server + one exposed address per service
+PORTS=()
+for _ in 1 2 3 4 5 6 7 8; do
+  p=$(free_port)
+  case " ${PORTS[*]:-} " in *" $p "*) continue ;; esac
+  PORTS+=("$p")
+  [ ${#PORTS[@]} -eq 4 ] && break
+done
+[ ${#PORTS[@]} -eq 4 ] || die "could not find 4 distinct free ports"
+SERVER="http://127.0.0.1:${PORTS[0]}"
+declare -A SVC=([rolling]=svc-rolling [blue_green]=svc-bluegreen [canary]=svc-canary)
+declare -A ADDR=([rolling]="127.0.0.1:${PORTS[1]}" [blue_green]="127.0.0.1:${PORTS[2]}" [canary]="127.0.0.1:${PORTS[3]}")
+PROJECT=deployload
+
+echo "# goal: 0 failed requests under >= $RATE req/s during $DEPLOYS consecutive deploys per strategy; deploy duration median/p95 reported"
+echo "# sluice: $("$SLUICE_BIN" --version 2>/dev/null) ($SLUICE_BIN)"
+echo "# python: $("$PY" --version 2>&1) ($PY) for the app and the load"
+
+# ---------------- the repository: app, sluice.yml, two releases --------------------------------
+R="$W/repo"
+mkdir -p "$R"
+git_q -C "$R" init -q -b main
+cat > "$R/app.py" <<'PYEOF'
+# Tiny fast HTTP/1.1 keep-alive server (asyncio raw protocol) for bench/deploy_under_load.sh.
+# GET /healthz -> "ok", anything else -> "version=<version.txt>". Listens on 127.0.0.1:$PORT.
+# SIGTERM: stop accepting, answer requests already received (with Connection: close), close
+# idle keep-alive connections after 200 ms, exit when none is left (at most 1.5 s).
+import asyncio, os, signal, sys
+HERE = os.path.dirname(os.path.abspath(__file__))
+VERSION = open(os.path.join(HERE, "version.txt")).read().strip()
+MAIN = ("version=%s\n" % VERSION).encode()
+CONNS = set()
+DRAINING = False
+
+def resp(body, close):
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
+            % (len(body), b"Connection: close\r\n" if close else b"")) + body
+
+class Http(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t; self.buf = b""; CONNS.add(self)
+    def connection_lost(self, exc):
+        CONNS.discard(self)
+    def data_received(self, data):
+        self.buf += data
+        out = []
+        while True:
+            i = self.buf.find(b"\r\n\r\n")
+            if i < 0:
+                break
+            head = self.buf[:i]; self.buf = self.buf[i + 4:]
+            parts = head.split(b"\r\n", 1)[0].split(b" ")
+            path = parts[1] if len(parts) > 1 else b"/"
+            lower = head.lower()
+            j = lower.find(b"content-length:")
+            if j >= 0:  # skip a request body (GETs have none)
+                self.buf = self.buf[int(lower[j + 15:].split(b"\r\n", 1)[0].strip() or 0):]
+            close = DRAINING or b"connection: close" in lower
+            out.append(resp(b"ok\n" if path == b"/healthz" else MAIN, close))
+            if close:
+                self.t.write(b"".join(out)); self.t.close(); return
+        if out:
+            self.t.write(b"".join(out))
+
+async def main():
+    global DRAINING
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(Http, "127.0.0.1", int(os.environ["PORT"]), backlog=1024)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    DRAINING = True
+    srv.close()
+    end = loop.time() + 1.5
+    await asyncio.sleep(0.2)
+    for c in list(CONNS):
+        if not c.buf:
+            c.t.close()
+    while CONNS and loop.time() < end:
+        await asyncio.sleep(0.02)
+    sys.exit(0)
+
+asyncio.run(main())
+PYEOF
+# The services' package steps of one run share the checkout and run at the same time: each packs
+# into its own directory.
+svc_yml() { # NAME PORT STRATEGY-YAML
+  cat <<EOF
+  $1:
+    steps:
+      package:
+        run: mkdir -p out-$1 && cp app.py version.txt out-$1/
+        artifacts: ["out-$1/**"]
+    deploy:
+      start: exec $PY out-$1/app.py
+      replicas: 2
+      health: { http: /healthz, interval: 100ms, timeout: 1s }
+      stop_grace: 2s
+      progress_deadline: 30s
+      strategy: $3
+      environments:
+        staging: { expose: "$2" }
+EOF
+}
+{
+  echo "project: $PROJECT"
+  echo "environments:"
+  echo "  staging:"
+  echo "    branch: main"
+  echo "services:"
+  svc_yml svc-rolling "${ADDR[rolling]}" "{ rolling: { max_surge: 1, max_unavailable: 0 } }"
+  svc_yml svc-bluegreen "${ADDR[blue_green]}" "{ blue_green: { keep_warm: 500ms } }"
+  svc_yml svc-canary "${ADDR[canary]}" "{ canary: { steps: [{ weight: 50, pause: 500ms }, { weight: 100 }], analysis: { max_error_rate: 0.01, min_requests: 100, insufficient_traffic: pass, interval: 250ms } } }"
+} > "$R/sluice.yml"
+echo 1 > "$R/version.txt"
+git_q -C "$R" add -A
+git_q -C "$R" commit -q -m "release 1"
+
+# ---------------- server, project, releases 1 and 2 ---------------------------------------------
+start_bg sluice-deploy "$W/server.log" "$SLUICE_BIN" server --listen "127.0.0.1:${PORTS[0]}" --data-dir "$W/data"
+wait_http "$SERVER/healthz" 30 || { tail -n 20 "$W/server.log" >&2; die "sluice server did not answer /healthz"; }
+
+# wait_serving V S: every service serves release V (stable = desired = V, 2/2 ready, no deployment)
+wait_serving() {
+  "$PY" - "$SERVER" "$1" "$2" <<'PYEOF'
+import json, sys, time, urllib.request
+server, v, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + limit
+last = None
+while time.monotonic() < end:
+    try:
+        with urllib.request.urlopen(server + "/api/v1/status", timeout=2) as r:
+            st = json.load(r)
+        last = [(t["service"], t["stable_version"], t["ready"], t["deployment"] is not None) for t in st]
+        if len(st) == 3 and all(t["stable_version"] == v and t["desired_version"] == v
+                                and t["ready"] == t["replicas"] and t["deployment"] is None for t in st):
+            sys.exit(0)
+    except Exception as e:
+        last = repr(e)
+    time.sleep(0.1)
+print("status:", last, file=sys.stderr)
+sys.exit(1)
+PYEOF
+}
+
+"$SLUICE_BIN" project add "$R" --server "$SERVER" --poll-interval 0 >/dev/null || die "project add failed"
+log "waiting for release 1 of the three services to serve"
+wait_serving 1 120 || { tail -n 30 "$W/server.log" >&2; die "release 1 did not serve within 120 s"; }
+echo 2 > "$R/version.txt"
+git_q -C "$R" commit -q -am "release 2"
+"$SLUICE_BIN" run "$PROJECT" --server "$SERVER" >&2 || die "the pipeline of release 2 failed"
+log "waiting for release 2 of the three services to serve"
+wait_serving 2 120 || { tail -n 30 "$W/server.log" >&2; die "release 2 did not serve within 120 s"; }
+
+# ---------------- per strategy: load + DEPLOYS deploys -------------------------------------------
+# wait_deployment SVC VERSION AFTER_ID S: prints "id status created_ms finished_ms strategy" of the
+# first deployment of SVC/staging with id > AFTER_ID and version VERSION once it has ended
+wait_deployment() {
+  "$PY" - "$SERVER" "$PROJECT" "$1" "$2" "$3" "$4" <<'PYEOF'
+import json, sys, time, urllib.request
+server, project, svc, v, after, limit = sys.argv[1:7]
+v, after, end = int(v), int(after), time.monotonic() + float(limit)
+url = f"{server}/api/v1/deployments?project={project}&service={svc}&env=staging&limit=5"
+while time.monotonic() < end:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            ds = json.load(r)
+        for d in ds:
+            if d["id"] > after and d["version"] == v and d["status"] != "running":
+                print(d["id"], d["status"], d["created_ms"], d["finished_ms"], d["strategy"])
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.02)
+sys.exit(1)
+PYEOF
+}
+last_deployment_id() {
+  "$PY" - "$SERVER" "$PROJECT" "$1" <<'PYEOF'
+import json, sys, urllib.request
+server, project, svc = sys.argv[1:4]
+with urllib.request.urlopen(f"{server}/api/v1/deployments?project={project}&service={svc}&env=staging&limit=1", timeout=5) as r:
+    ds = json.load(r)
+print(ds[0]["id"] if ds else 0)
+PYEOF
+}
+now_ms() { date +%s%3N; }
+
+for strat in $STRATEGIES; do
+  svc=${SVC[$strat]:-}; addr=${ADDR[$strat]:-}
+  [ -n "$svc" ] || die "unknown strategy $strat (rolling, blue_green, canary)"
+  D="$W/$strat"; mkdir -p "$D"
+  machine_note
+  start_bg "load-$strat" "$D/load.log" "$PY" "$BENCH_DIR/tools/deploy_load.py" --addr "$addr" \
+    --rate "$RATE" --conns "$CONNS" --timeout 2 --duration $((STRATEGY_LIMIT + 30)) --out "$D/load.json"
+  LPID=$LAST_PID
+  sleep 1
+  kill -0 "$LPID" 2>/dev/null || { cat "$D/load.log" >&2; die "the load generator exited"; }
+  log "$strat: $DEPLOYS deploys of $svc under $RATE req/s on $addr"
+  : > "$D/deploys.tsv"
+  t_limit=$(( $(date +%s) + STRATEGY_LIMIT ))
+  for ((i = 1; i <= DEPLOYS; i++)); do
+    if [ "$(date +%s)" -ge "$t_limit" ]; then log "$strat: STRATEGY_LIMIT=${STRATEGY_LIMIT}s reached after $((i - 1)) deploys"; break; fi
+    v=$(( i % 2 == 1 ? 1 : 2 ))   # release 2 serves at the start
+    prev=$(last_deployment_id "$svc")
+    t0=$(now_ms)
+    rc=0
+    timeout "$DEPLOY_TIMEOUT" "$SLUICE_BIN" deploy "$svc" --env staging --release "$v" --server "$SERVER" \
+      > "$D/cli.out" 2> "$D/cli.err" || rc=$?
+    t1=$(now_ms)
+    cli_id=$(sed -n 's/^deployment #\([0-9]*\) .*/\1/p' "$D/cli.out" | tail -n 1)
+    if res=$(wait_deployment "$svc" "$v" "$prev" "$DEPLOY_TIMEOUT"); then
+      read -r id status created finished dstrat <<< "$res"
+    else
+      id=0; status=timeout; created=0; finished=0; dstrat=-
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$v" "$rc" "$t0" "$t1" "$id" "$status" \
+      "$created" "$finished" "${cli_id:-0}" "$dstrat" >> "$D/deploys.tsv"
+    [ "$status" = succeeded ] || log "$strat: deploy $i (v$v): deployment #$id $status (cli rc=$rc: $(tail -n 1 "$D/cli.out" "$D/cli.err" 2>/dev/null | tr '\n' ' '))"
+  done
+  sleep 1
+  stop_pid "$LPID"
+  [ -s "$D/load.json" ] || { cat "$D/load.log" >&2; die "the load generator wrote no result"; }
+  # figures + failure attribution (deployment and its latest decision before each failure)
+  "$PY" - "$strat" "$D" "$SERVER" <<'PYEOF'
+import json, sys, urllib.request
+strat, d, server = sys.argv[1:4]
+load = json.load(open(f"{d}/load.json"))
+rows = [l.rstrip("\n").split("\t") for l in open(f"{d}/deploys.tsv") if l.strip()]
+deps = [dict(i=int(r[0]), v=int(r[1]), rc=int(r[2]), t0=int(r[3]), t1=int(r[4]), id=int(r[5]),
+             status=r[6], created=int(r[7]), finished=int(r[8]), cli_id=int(r[9]), strategy=r[10])
+        for r in rows]
+def q(vals, p):
+    s = sorted(vals)
+    if not s:
+        return 0.0
+    k = p * (len(s) - 1); lo = int(k); hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+ok = [x for x in deps if x["status"] == "succeeded"]
+dur = [x["finished"] - x["t0"] for x in ok]
+srv = [x["finished"] - x["created"] for x in ok]
+cli = [x["t1"] - x["t0"] for x in deps]
+P = f"deploy.{strat}"
+print(f"{P}.failed_requests {load['failed']} requests")
+print(f"{P}.duration_median {q(dur, .5):.0f} ms")
+print(f"{P}.duration_p95 {q(dur, .95):.0f} ms")
+print(f"{P}.deploys {len(ok)} deploys")
+print(f"{P}.deploys_failed {len(deps) - len(ok)} deploys")
+print(f"{P}.requests {load['requests']} requests")
+print(f"{P}.rps {load['rps']:.0f} req/s")
+lat = load["latency_ms"]
+print(f"# {strat}: server-side span (created -> finished) median {q(srv, .5):.0f} ms, p95 {q(srv, .95):.0f} ms; "
+      f"duration min {min(dur) if dur else 0} ms, max {max(dur) if dur else 0} ms; strategies recorded: {sorted(set(x['strategy'] for x in deps))}")
+stale = [x for x in deps if x["cli_id"] and x["cli_id"] != x["id"]]
+early = [x for x in ok if x["t1"] < x["finished"]]
+print(f"# {strat}: `sluice deploy` wall median {q(cli, .5):.0f} ms; it reported another (older) deployment than the one it caused "
+      f"in {len(stale)}/{len(deps)} deploys and returned before its deployment had finished in {len(early)}/{len(ok)}")
+print(f"# {strat}: load {load['requests']} requests in {load['elapsed_s']} s over {load['conns']} keep-alive connections "
+      f"(lowest 1-s count {load['min_rps_1s']}); ok {load['ok']}, failed {load['failed']} {load['kinds'] or ''}; "
+      f"answers by release {load['versions']}; latency of ok requests p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
+bad = [x for x in deps if x["status"] != "succeeded"]
+for x in bad[:10]:
+    print(f"# {strat}: deploy {x['i']} (v{x['v']}) deployment #{x['id']} {x['status']}")
+fails = load["failures"]
+if fails:
+    events = {}
+    def decisions(i):
+        if i not in events:
+            try:
+                with urllib.request.urlopen(f"{server}/api/v1/deployments/{i}", timeout=5) as r:
+                    events[i] = [(e["time_ms"], e["payload"].get("what") or e["kind"]) for e in json.load(r)["events"]]
+            except Exception:
+                events[i] = []
+        return events[i]
+    groups = {}
+    for f in fails:
+        t = f["t_ms"]
+        dep = next((x for x in deps if x["t0"] - 50 <= t <= (x["finished"] or x["t1"]) + 3000), None)
+        if dep and dep["id"]:
+            before = [w for (tm, w) in decisions(dep["id"]) if tm <= t]
+            where = f"deployment #{dep['id']} v{dep['v']}, after: {before[-1] if before else 'requested'}"
+        else:
+            where = "outside any deployment"
+        f["where"] = where
+        key = (where, f["kind"])
+        groups[key] = groups.get(key, 0) + 1
+    for (where, kind), n in sorted(groups.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"# {strat}: failed {n} x {kind} ({where})")
+    json.dump(fails, open(f"{d}/failures.json", "w"), indent=1)
+    print(f"# {strat}: every failed request with its time and detail: {d}/failures.json")
+PYEOF
+  machine_note
+done

@@ -260,18 +260,27 @@ impl Engine {
         Ok(())
     }
 
-    async fn reconcile(self: &Arc<Self>, t: &Target) -> Result<(), EngineError> {
-        let running = self
+    /// The newest deployment of a target (only a running one if `running`).
+    async fn newest_deployment(
+        &self,
+        t: &Target,
+        running: bool,
+    ) -> Result<Option<Deployment>, EngineError> {
+        Ok(self
             .store
             .deployments(&DeploymentFilter {
                 project: Some(t.project.clone()),
                 service: Some(t.service.clone()),
                 env: Some(t.env.clone()),
-                running: true,
+                running,
                 limit: 1,
             })
             .await?
-            .pop();
+            .pop())
+    }
+
+    async fn reconcile(self: &Arc<Self>, t: &Target) -> Result<(), EngineError> {
+        let running = self.newest_deployment(t, true).await?;
         if let Some(d) = running {
             return self.advance(t, d).await;
         }
@@ -279,17 +288,7 @@ impl Engine {
             (Some(want), stable) if stable != Some(want) => {
                 // A release whose deployment already failed is not tried again until someone
                 // asks for it again (which moves the target's `updated_ms`).
-                let last = self
-                    .store
-                    .deployments(&DeploymentFilter {
-                        project: Some(t.project.clone()),
-                        service: Some(t.service.clone()),
-                        env: Some(t.env.clone()),
-                        running: false,
-                        limit: 1,
-                    })
-                    .await?
-                    .pop();
+                let last = self.newest_deployment(t, false).await?;
                 let failed_already = last.is_some_and(|d| {
                     d.version == want
                         && d.status != DeployStatus::Succeeded
@@ -943,17 +942,7 @@ impl Engine {
     pub async fn status(&self) -> Result<Vec<serde_json::Value>, EngineError> {
         let mut out = Vec::new();
         for t in self.store.targets(None).await? {
-            let running = self
-                .store
-                .deployments(&DeploymentFilter {
-                    project: Some(t.project.clone()),
-                    service: Some(t.service.clone()),
-                    env: Some(t.env.clone()),
-                    running: true,
-                    limit: 1,
-                })
-                .await?
-                .pop();
+            let running = self.newest_deployment(&t, true).await?;
             let version = running.as_ref().map(|d| d.version).or(t.stable_version);
             let ctx = match version {
                 Some(v) => self.ctx(&t.project, &t.service, &t.env, v).await.ok(),

@@ -909,16 +909,8 @@ impl Engine {
     /// Stops background loops and kills every step process this server started.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-        for tx in self
-            .cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            // Not a cancel (that would record the runs as cancelled): the processes are
-            // killed below and the runs are recovered as interrupted on the next start.
-            let _ = tx;
-        }
+        // Running steps are killed, not cancelled (a cancel would record the runs as
+        // cancelled): their runs are recovered as interrupted at the next start.
         let killed = sluice_runner::kill_orphans(&self.token_prefix);
         if !killed.is_empty() {
             tracing::info!(count = killed.len(), "killed step processes at shutdown");

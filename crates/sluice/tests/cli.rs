@@ -574,3 +574,176 @@ fn a_relative_data_dir_works() {
     );
     assert!(tmp.path().join("rel-data/sluice.db").is_file());
 }
+
+const SLOW_APP: &str = r#"
+import os, sys, time, signal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+here = os.path.dirname(os.path.abspath(__file__))
+version = open(os.path.join(here, "version.txt")).read().strip()
+time.sleep(1.5)  # a slow start, so a kill can land while the new release boots
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("version=" + version + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+signal.signal(signal.SIGTERM, lambda *a: (srv.server_close(), sys.exit(0)))
+srv.serve_forever()
+"#;
+
+/// Pids of live service instances of this data directory.
+fn instance_processes(data: &Path) -> Vec<i32> {
+    let id = std::fs::read_to_string(data.join("instance-id")).unwrap();
+    let needle = format!("SLUICE_INSTANCE_TOKEN=sluice-{}:", id.trim());
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        // Count the service process itself, not the `sh -c` wrapping it.
+        if cmd.starts_with(b"python3")
+            && env
+                .split(|b| *b == 0)
+                .any(|v| v.starts_with(needle.as_bytes()))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn http_get(url: &str) -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode(), end='')"])
+        .arg(url)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn http_post(url: &str) {
+    let out = Command::new("python3")
+        .args(["-c", "import sys,urllib.request;urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'', method='POST'), timeout=10)"])
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "POST {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let yml = format!(
+        "project: crashdeploy\nenvironments: {{ staging: {{ branch: main }} }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      stop_grace: 2s\n      progress_deadline: 30s\n      strategy: {{ blue_green: {{ keep_warm: 2s }} }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n"
+    );
+    let repo = repo_with(
+        tmp.path(),
+        &[
+            ("sluice.yml", &yml),
+            ("app.py", SLOW_APP),
+            ("version.txt", "1"),
+        ],
+    );
+    let data = tmp.path().join("data");
+    let api_port = free_port();
+    let mut server = ServerProc::start(&data, api_port);
+    let out = sluice(&[
+        "project",
+        "add",
+        &repo.display().to_string(),
+        "--poll-interval",
+        "0",
+        "--server",
+        &server.url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let service = format!("http://127.0.0.1:{port}/");
+    let deployment_of = |server: &ServerProc, version: i64| -> Option<Value> {
+        server
+            .get("/api/v1/deployments?limit=50")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["version"] == version)
+            .cloned()
+    };
+    wait_for("v1 to serve", 60, || {
+        http_get(&service).as_deref() == Some("version=1\n")
+    });
+
+    // Kill at three points of a blue-green deploy: just after the push, while the new
+    // release boots (before the switch), and after the switch while the old one is warm.
+    for (version, point) in [(2i64, "requested"), (3, "starting"), (4, "keeping_warm")] {
+        std::fs::write(repo.join("version.txt"), version.to_string()).unwrap();
+        git(&repo, &["commit", "-q", "-am", &format!("v{version}")]);
+        http_post(&format!("{}/api/v1/projects/crashdeploy/sync", server.url));
+        match point {
+            "requested" => wait_for("the deploy request", 30, || {
+                server.get("/api/v1/status")[0]["desired_version"] == version
+            }),
+            phase => wait_for(&format!("phase {phase}"), 30, || {
+                deployment_of(&server, version).is_some_and(|d| d["phase"] == phase)
+            }),
+        }
+        server.kill9();
+        let down = Instant::now();
+        server = ServerProc::start(&data, api_port);
+        wait_for(
+            &format!("v{version} to serve after the restart"),
+            60,
+            || http_get(&service).as_deref() == Some(&format!("version={version}\n")),
+        );
+        eprintln!(
+            "deploy.kill9.{point}.kill_to_new_release_serving {} ms",
+            down.elapsed().as_millis()
+        );
+        wait_for("the deployment to finish", 60, || {
+            deployment_of(&server, version).is_some_and(|d| d["status"] == "succeeded")
+        });
+        // Converged: one instance (replicas: 1), no duplicate left by the crash, and the
+        // release was deployed once.
+        wait_for("old instances to be stopped", 30, || {
+            instance_processes(&data).len() == 1
+        });
+        let deploys: Vec<Value> = server
+            .get("/api/v1/deployments?limit=50")
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            deploys.iter().filter(|d| d["version"] == version).count(),
+            1,
+            "v{version} was deployed more than once: {deploys:?}"
+        );
+    }
+    let events = server.get("/api/v1/events?kind=instances.adopted");
+    assert!(
+        !events.as_array().unwrap().is_empty(),
+        "instances were adopted after a restart"
+    );
+    // Leave nothing behind: stop the instances this server started.
+    for pid in instance_processes(&data) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}

@@ -153,37 +153,48 @@ pub async fn deploy(a: DeployArgs) -> Result<i32, CliError> {
             .hint("sluice deploy api --env staging"));
     };
     let client = Client::new(&a.target.c.server);
+    let since = newest_deployment_id(&client).await?;
     let body = json!({ "project": a.target.project, "service": service, "env": env, "version": a.release });
     let v: Value = client.post("/deployments", &body).await?;
-    follow(&client, &v, &service, &env, &a.target).await
+    follow(&client, &v, &service, &env, &a.target, since).await
 }
 
 /// `sluice rollback`.
 pub async fn rollback(a: RollbackArgs) -> Result<i32, CliError> {
     let client = Client::new(&a.target.c.server);
+    let since = newest_deployment_id(&client).await?;
     let body =
         json!({ "project": a.target.project, "service": a.service, "env": a.env, "to": a.to });
     let v: Value = client.post("/rollbacks", &body).await?;
-    follow(&client, &v, &a.service, &a.env, &a.target).await
+    follow(&client, &v, &a.service, &a.env, &a.target, since).await
 }
 
 /// `sluice promote`.
 pub async fn promote(a: PromoteArgs) -> Result<i32, CliError> {
     let client = Client::new(&a.target.c.server);
+    let since = newest_deployment_id(&client).await?;
     let body =
         json!({ "project": a.target.project, "service": a.service, "from": a.from, "to": a.to });
     let v: Value = client.post("/promotions", &body).await?;
-    follow(&client, &v, &a.service, &a.to, &a.target).await
+    follow(&client, &v, &a.service, &a.to, &a.target, since).await
 }
 
-/// Follows the deployment of the target's desired release until it ends; exit 0 when it
-/// succeeded, 1 when it was rolled back or failed.
+/// The id of the newest deployment, 0 when there is none: deployments with a higher id were
+/// started after a request made now.
+async fn newest_deployment_id(client: &Client) -> Result<i64, CliError> {
+    let list: Vec<Value> = client.get("/deployments?limit=1").await?;
+    Ok(list.first().and_then(|d| d["id"].as_i64()).unwrap_or(0))
+}
+
+/// Follows the deployment of the target's desired release started after deployment `since`
+/// until it ends; exit 0 when it succeeded, 1 when it was rolled back or failed.
 async fn follow(
     client: &Client,
     answer: &Value,
     service: &str,
     env: &str,
     o: &TargetOpts,
+    since: i64,
 ) -> Result<i32, CliError> {
     let t = &answer["target"];
     let version = t["desired_version"].as_i64().unwrap_or(0);
@@ -205,6 +216,7 @@ async fn follow(
         let list: Vec<Value> = client.get(&path).await?;
         let mine = list.iter().find(|d| {
             d["version"].as_i64() == Some(version)
+                && d["id"].as_i64().is_some_and(|id| id > since)
                 && seen_id.is_none_or(|id| d["id"].as_i64() == Some(id))
         });
         if let Some(d) = mine {
@@ -273,13 +285,15 @@ async fn show(id: i64, c: ClientOpts) -> Result<i32, CliError> {
     }
     let d = &v["deployment"];
     println!(
-        "deployment #{id}: {} v{} to {} ({}), {} — phase {}",
+        "deployment #{id}: {} v{} to {} ({}), {} — phase {}; {} by {}",
         s(&d["service"]),
         d["version"],
         s(&d["env"]),
         s(&d["strategy"]),
         s(&d["status"]),
-        s(&d["phase"])
+        s(&d["phase"]),
+        s(&d["trigger"]),
+        s(&d["actor"])
     );
     if let Some(r) = d["reason"].as_str() {
         println!("reason: {r}");

@@ -742,7 +742,137 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
         !events.as_array().unwrap().is_empty(),
         "instances were adopted after a restart"
     );
-    // Leave nothing behind: stop the instances this server started.
+    // Leave nothing behind: stop the server (or it would restart them), then the instances.
+    drop(server);
+    for pid in instance_processes(&data) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}
+
+#[test]
+fn deploy_rollback_status_and_deploys_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let yml = format!(
+        "project: cmds\nenvironments: {{ staging: {{ branch: main }} }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      stop_grace: 1s\n      strategy: {{ blue_green: {{ keep_warm: 0s }} }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n"
+    );
+    let repo = repo_with(
+        tmp.path(),
+        &[
+            ("sluice.yml", &yml),
+            ("app.py", SLOW_APP),
+            ("version.txt", "1"),
+        ],
+    );
+    let data = tmp.path().join("data");
+    let server = ServerProc::start(&data, free_port());
+    let url = server.url.clone();
+    let service = format!("http://127.0.0.1:{port}/");
+    assert!(
+        sluice(&[
+            "project",
+            "add",
+            &repo.display().to_string(),
+            "--poll-interval",
+            "0",
+            "--server",
+            &url
+        ])
+        .status
+        .success()
+    );
+    wait_for("v1 to serve", 60, || {
+        http_get(&service).as_deref() == Some("version=1\n")
+    });
+    std::fs::write(repo.join("version.txt"), "2").unwrap();
+    git(&repo, &["commit", "-q", "-am", "v2"]);
+    http_post(&format!("{url}/api/v1/projects/cmds/sync"));
+    wait_for("v2 to serve", 60, || {
+        http_get(&service).as_deref() == Some("version=2\n")
+    });
+
+    // Back to release 1 by hand: the command follows the new deployment to its end.
+    let out = sluice(&[
+        "deploy",
+        "web",
+        "--env",
+        "staging",
+        "--release",
+        "1",
+        "--server",
+        &url,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+    assert_eq!(http_get(&service).as_deref(), Some("version=1\n"));
+    // Rollback goes to the release that ran before the current one (2).
+    let out = sluice(&["rollback", "web", "--env", "staging", "--server", &url]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(http_get(&service).as_deref(), Some("version=2\n"));
+
+    let out = sluice(&["status", "--server", &url, "--output", "json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["stable_version"], 2);
+    let out = sluice(&["deploys", "--server", &url, "--output", "json"]);
+    let deploys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions: Vec<i64> = deploys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![2, 1, 2, 1], "newest first");
+    let out = sluice(&[
+        "deploy",
+        "show",
+        &deploys[0]["id"].to_string(),
+        "--server",
+        &url,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rollback"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = sluice(&["logs", "web", "--env", "staging", "--server", &url]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("starting instance"));
+
+    // Bad input: an unknown release, service or environment.
+    assert_eq!(
+        sluice(&[
+            "deploy",
+            "web",
+            "--env",
+            "staging",
+            "--release",
+            "99",
+            "--server",
+            &url
+        ])
+        .status
+        .code(),
+        Some(3)
+    );
+    assert_eq!(
+        sluice(&["deploy", "nope", "--env", "staging", "--server", &url])
+            .status
+            .code(),
+        Some(3)
+    );
+    let out = sluice(&["deploy", "web", "--env", "prod", "--server", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prod"));
+    drop(server);
     for pid in instance_processes(&data) {
         let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
     }

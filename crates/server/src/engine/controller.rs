@@ -882,6 +882,9 @@ impl Engine {
         let mine = instance_prefix(&t.project, &t.service, &t.env, version);
         for i in self.fleet.runtime.list() {
             if i.id.starts_with(&prefix) && !i.id.starts_with(&mine) {
+                if i.state == InstanceState::Stopping {
+                    continue;
+                }
                 if i.state.is_active() {
                     self.stop_instance(t, &i.id, "not the serving release")
                         .await?;

@@ -289,3 +289,72 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
     );
     s.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_while_blue_is_warm_is_a_switch_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let repo = setup(tmp.path(), port);
+    std::fs::write(
+        repo.0.join("sluice.yml"),
+        yml(port).replace("keep_warm: 1s", "keep_warm: 60s"),
+    )
+    .unwrap();
+    repo.commit("1");
+    let mut c = ServerConfig::new(tmp.path().join("data"));
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    let s = Server::start(c).await.unwrap();
+    let p = s
+        .engine
+        .add_project(&repo.0.display().to_string(), None, Some(0), None, "test")
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::new();
+    deployed(&s, 1).await;
+    repo.commit("2");
+    s.engine
+        .sync_project(&p.name, "poll", "test")
+        .await
+        .unwrap();
+    // Switched to v2, v1 kept warm.
+    let d2 = eventually("v2 to be switched to", 60, || async {
+        last_deployment(&s)
+            .await
+            .filter(|d| d.version == 2 && d.phase == "keeping_warm")
+    })
+    .await;
+    assert_eq!(get(&http, &url).await.as_deref(), Some("version=2\n"));
+    let started = std::time::Instant::now();
+    let r = http
+        .post(format!("{}/api/v1/rollbacks", s.url()))
+        .json(&json!({ "service": "web", "env": "staging" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("v1 to serve again", 10, || async {
+        (get(&http, &url).await.as_deref() == Some("version=1\n")).then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!(
+        "deploy.bluegreen.rollback_while_warm {} ms",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "rollback took {took:?}; blue was warm"
+    );
+    let d = deployed(&s, 2).await;
+    assert_eq!((d.id, d.status), (d2.id, DeployStatus::RolledBack));
+    let t = s
+        .engine
+        .store
+        .target("dep", "web", "staging")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((t.desired_version, t.stable_version), (Some(1), Some(1)));
+    s.stop_all().await;
+}

@@ -184,6 +184,26 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::NotFound(format!("a deployment of `{service}` in `{env}`"))
             })?;
+        // Rolling back while a deployment replaces a release, to that release, is an abort of
+        // the deployment: blue-green switches straight back to the warm old release.
+        let running = self
+            .store
+            .deployments(&DeploymentFilter {
+                project: Some(project.to_string()),
+                service: Some(service.to_string()),
+                env: Some(env.to_string()),
+                running: true,
+                limit: 1,
+            })
+            .await?
+            .pop();
+        if let Some(d) = running
+            && d.from_version.is_some()
+            && (to.is_none() || to == d.from_version)
+        {
+            self.deployment_command(d.id, "abort", actor).await?;
+            return Ok(target);
+        }
         let version = match to {
             Some(v) => v,
             None => {

@@ -107,6 +107,9 @@ pub struct InstanceStatus {
     pub started_ms: i64,
     /// The most recent failure: a failed check, an exit, a restart that could not spawn.
     pub last_error: Option<String>,
+    /// When the instance last became ready, epoch milliseconds; `None` while not ready.
+    #[serde(default)]
+    pub ready_since_ms: Option<i64>,
 }
 
 /// What [`Runtime::adopt`] found for one state record or stray process.

@@ -571,7 +571,13 @@ impl Inner {
         };
         let before = (entry.status.clone(), entry.pgid);
         change(entry);
-        entry.status.ready = entry.status.state == InstanceState::Ready;
+        let ready = entry.status.state == InstanceState::Ready;
+        if ready && !entry.status.ready {
+            entry.status.ready_since_ms = Some(now_ms());
+        } else if !ready {
+            entry.status.ready_since_ms = None;
+        }
+        entry.status.ready = ready;
         let changed = before != (entry.status.clone(), entry.pgid);
         drop(entries);
         if changed {
@@ -1045,6 +1051,7 @@ fn initial_status(
         restarts,
         started_ms,
         last_error: None,
+        ready_since_ms: None,
     }
 }
 

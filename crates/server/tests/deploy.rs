@@ -214,6 +214,26 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
     let d2 = deployed(&s, 2).await;
     assert_eq!(d2.status, DeployStatus::Succeeded, "{:?}", d2.reason);
     assert_eq!(d2.strategy, "blue_green");
+    // The switch: from the last green instance becoming ready to the new route table.
+    let switched = s
+        .engine
+        .store
+        .events(&sluice_store::EventFilter {
+            subject: Some(format!("deployment/{}", d2.id)),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.payload["kind"] == "bluegreen.switched")
+        .unwrap();
+    let switch_ms = switched.payload["switch_after_ready_ms"].as_i64().unwrap();
+    eprintln!("deploy.bluegreen.switch_after_ready {switch_ms} ms");
+    assert!(
+        switch_ms <= 10,
+        "switch took {switch_ms} ms after green was ready"
+    );
     assert_eq!(get(&http, &url).await.as_deref(), Some("version=2\n"));
 
     // Roll back through the API: v1 serves again.

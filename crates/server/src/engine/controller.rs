@@ -721,6 +721,20 @@ impl Engine {
         if proxy.table() != table {
             proxy.set_table(table);
         }
+        // How long after the last green instance became ready the switch took effect (the
+        // proxy table was swapped just above): the blue-green switch time.
+        let switched_after_ready = desired
+            .decisions
+            .iter()
+            .any(|dec| dec.kind == "bluegreen.switched")
+            .then(|| {
+                self.instances(t, d.version)
+                    .iter()
+                    .filter_map(|i| i.ready_since_ms)
+                    .max()
+                    .map(|ready| now_ms() - ready)
+            })
+            .flatten();
         // Record decisions and persist the machine.
         let events: Vec<NewEvent> = desired
             .decisions
@@ -731,6 +745,7 @@ impl Engine {
                     .payload(json!({
                         "deployment": d.id, "service": t.service, "env": t.env, "version": d.version,
                         "what": dec.message, "kind": dec.kind, "figures": dec.figures, "at_ms": dec.at_ms,
+                        "switch_after_ready_ms": (dec.kind == "bluegreen.switched").then_some(switched_after_ready).flatten(),
                     }))
             })
             .collect();

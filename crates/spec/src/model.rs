@@ -131,6 +131,8 @@ pub struct Deploy {
     pub progress_deadline: Duration,
     /// Restarts of an instance (during a deployment) that count as a crash loop.
     pub max_restarts: u32,
+    /// How long an instance may take to answer a request before the proxy answers 504.
+    pub request_timeout: Duration,
     /// One target per environment the service is deployed to, in file order.
     pub targets: Vec<DeployTarget>,
 }

@@ -50,6 +50,7 @@ pub(crate) const DEPLOY_FIELDS: &[&str] = &[
     "stop_grace",
     "progress_deadline",
     "max_restarts",
+    "request_timeout",
     "strategy",
     "environments",
 ];
@@ -344,6 +345,12 @@ pub(crate) struct Deploy {
     #[serde(default)]
     #[schemars(range(min = 0, max = 100), extend("default" = 3))]
     pub max_restarts: u32,
+    /// How long an instance may take to answer a request (until its response headers) before
+    /// the proxy answers 504 and counts a 5xx of that release, so a hanging release shows up in
+    /// the canary analysis. More than zero, at most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "30s"))]
+    pub request_timeout: String,
     /// How a new release replaces the running one.
     #[serde(default)]
     #[schemars(with = "StrategyForm", extend("default" = "rolling"))]

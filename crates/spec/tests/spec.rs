@@ -373,6 +373,7 @@ fn minimal_deploy_gets_defaults() {
             stop_grace: SECS(10),
             progress_deadline: SECS(60),
             max_restarts: 3,
+            request_timeout: SECS(30),
             targets: vec![DeployTarget {
                 env: "staging".into(),
                 expose: addr("127.0.0.1:8080"),

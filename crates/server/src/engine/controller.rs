@@ -63,8 +63,8 @@ impl Fleet {
     }
 }
 
-/// How long an instance may take to answer before the client gets a 504 (a hang is an error
-/// the canary analysis sees).
+/// The upstream timeout of a listener before its first route table (which carries the
+/// service's `request_timeout`).
 const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
 
 fn key(project: &str, service: &str, env: &str) -> String {
@@ -716,7 +716,7 @@ impl Engine {
             groups,
             sticky,
             drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
-            upstream_timeout_ms: UPSTREAM_TIMEOUT_MS,
+            upstream_timeout_ms: ctx.deploy.request_timeout.as_millis() as u64,
         };
         if proxy.table() != table {
             proxy.set_table(table);
@@ -916,7 +916,7 @@ impl Engine {
             }],
             sticky: vec![],
             drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
-            upstream_timeout_ms: UPSTREAM_TIMEOUT_MS,
+            upstream_timeout_ms: ctx.deploy.request_timeout.as_millis() as u64,
         };
         if proxy.table() != table {
             proxy.set_table(table);

@@ -29,6 +29,7 @@ const MAX_REPLICAS: i128 = 64;
 const MAX_COUNT: i128 = 100;
 /// Default time between SIGTERM and SIGKILL.
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time for new instances to become ready.
 const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
 /// Default crash-loop threshold.
@@ -95,6 +96,11 @@ impl Validator<'_> {
             .map_or(Some(DEFAULT_PROGRESS_DEADLINE), |n| {
                 self.duration(n, &sub("progress_deadline"), false)
             });
+        let request_timeout = fields
+            .get("request_timeout")
+            .map_or(Some(DEFAULT_REQUEST_TIMEOUT), |n| {
+                self.duration(n, &sub("request_timeout"), false)
+            });
         let max_restarts = fields
             .get("max_restarts")
             .map_or(Some(DEFAULT_MAX_RESTARTS), |n| {
@@ -128,6 +134,7 @@ impl Validator<'_> {
             stop_grace: stop_grace?,
             progress_deadline: progress_deadline?,
             max_restarts: max_restarts?,
+            request_timeout: request_timeout?,
             targets: targets?,
         })
     }

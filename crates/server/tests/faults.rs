@@ -15,9 +15,6 @@
 //! Also: deploy requests made while a deployment runs are queued, and bad deploy requests (an
 //! unknown service, environment or release, a missing artifact, a taken `expose` port) get a
 //! clear error or a failed deployment with its reason while the serving release keeps serving.
-//!
-//! Tests marked `#[ignore = "bug: ..."]` assert the correct behaviour of a known controller or
-//! proxy bug; run them with `cargo test -p sluice-server --test faults -- --ignored`.
 
 #![allow(clippy::unwrap_used)]
 

@@ -646,20 +646,32 @@ fn http_post(url: &str) {
     );
 }
 
-#[test]
-fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
+/// A repository whose service `web` (the slow-starting app) is deployed blue-green to
+/// `staging` on `port`; `settings` are extra deploy lines, `keep_warm` the keep-warm window.
+fn deploy_repo(root: &Path, project: &str, port: u16, settings: &str, keep_warm: &str) -> PathBuf {
     let yml = format!(
-        "project: crashdeploy\nenvironments: {{ staging: {{ branch: main }} }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      stop_grace: 2s\n      progress_deadline: 30s\n      strategy: {{ blue_green: {{ keep_warm: 2s }} }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n"
+        "project: {project}\nenvironments: {{ staging: {{ branch: main }} }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      {settings}\n      strategy: {{ blue_green: {{ keep_warm: {keep_warm} }} }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n"
     );
-    let repo = repo_with(
-        tmp.path(),
+    repo_with(
+        root,
         &[
             ("sluice.yml", &yml),
             ("app.py", SLOW_APP),
             ("version.txt", "1"),
         ],
+    )
+}
+
+#[test]
+fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let repo = deploy_repo(
+        tmp.path(),
+        "crashdeploy",
+        port,
+        "stop_grace: 2s\n      progress_deadline: 30s",
+        "2s",
     );
     let data = tmp.path().join("data");
     let api_port = free_port();
@@ -753,17 +765,7 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
 fn deploy_rollback_status_and_deploys_commands() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let yml = format!(
-        "project: cmds\nenvironments: {{ staging: {{ branch: main }} }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      stop_grace: 1s\n      strategy: {{ blue_green: {{ keep_warm: 0s }} }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n"
-    );
-    let repo = repo_with(
-        tmp.path(),
-        &[
-            ("sluice.yml", &yml),
-            ("app.py", SLOW_APP),
-            ("version.txt", "1"),
-        ],
-    );
+    let repo = deploy_repo(tmp.path(), "cmds", port, "stop_grace: 1s", "0s");
     let data = tmp.path().join("data");
     let server = ServerProc::start(&data, free_port());
     let url = server.url.clone();

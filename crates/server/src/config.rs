@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub secrets: BTreeMap<String, String>,
     /// The URL people and webhooks reach this server at (used in printed links).
     pub public_url: Option<String>,
+    /// The `sluice` binary to run the proxy daemon with; `None` keeps the traffic listeners
+    /// inside the server process (tests, the demo). `sluice server` sets it to itself, so
+    /// exposed services keep answering while the server restarts.
+    pub proxy_bin: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -63,6 +67,7 @@ impl ServerConfig {
             keep_artifacts: 20,
             secrets: BTreeMap::new(),
             public_url: None,
+            proxy_bin: None,
         }
     }
 

@@ -64,6 +64,9 @@ fn server_config(a: &ServerArgs) -> Result<ServerConfig, CliError> {
     if let Some(n) = a.max_parallel_steps {
         c.max_parallel_steps = n;
     }
+    // Exposed services are served by a proxy daemon of this same binary, so they keep
+    // answering while the server restarts.
+    c.proxy_bin = std::env::current_exe().ok();
     c.validate().map_err(|e| usage(e.to_string()))?;
     Ok(c)
 }

@@ -99,6 +99,9 @@ enum Command {
     Proxy(proxy_cmd::ProxyArgs),
     /// Switch a standalone proxy's listener to another backend, atomically.
     Switch(proxy_cmd::SwitchArgs),
+    /// The proxy daemon `sluice server` starts for its listeners.
+    #[command(hide = true)]
+    ProxyDaemon(proxy_cmd::DaemonArgs),
     /// Print the CLI reference in Markdown (docs/cli.md is generated from it).
     #[command(hide = true)]
     CliDocs,
@@ -128,6 +131,7 @@ fn main() {
     let cli = match cli.command {
         Command::Proxy(a) => finish(proxy_cmd::proxy(a)),
         Command::Switch(a) => finish(proxy_cmd::switch(a)),
+        Command::ProxyDaemon(a) => finish(proxy_cmd::daemon(a)),
         other => Cli { command: other },
     };
     // The server and the demo run many tasks; a client command runs one request at a time,
@@ -189,7 +193,7 @@ async fn dispatch(cmd: Command) -> Result<i32, CliError> {
         Command::Status { c } => deploys::status(c).await,
         Command::Deploys(a) => deploys::deploys(a).await,
         // Handled before a runtime exists (they build their own).
-        Command::Proxy(_) | Command::Switch(_) => Err(CliError::new(
+        Command::Proxy(_) | Command::Switch(_) | Command::ProxyDaemon(_) => Err(CliError::new(
             Exit::Server,
             "the proxy cannot run inside another runtime",
         )),

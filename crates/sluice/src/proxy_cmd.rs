@@ -96,3 +96,37 @@ pub fn switch(a: SwitchArgs) -> Result<i32, CliError> {
         })?;
     Ok(0)
 }
+
+/// `sluice proxy-daemon` options (started by `sluice server`; not for people).
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// File that keeps the listeners and routes across restarts.
+    #[arg(long)]
+    state: PathBuf,
+    /// File to write `{"pid", "admin"}` to once the admin API listens.
+    #[arg(long)]
+    ready: PathBuf,
+}
+
+/// Runs the proxy daemon: listeners are added and switched through its admin API by the
+/// server; it keeps serving while the server restarts.
+pub fn daemon(a: DaemonArgs) -> Result<i32, CliError> {
+    let fail = |e: String| CliError::new(Exit::Server, e);
+    runtime(2)?.block_on(async move {
+        let handle = sluice_proxy::Standalone::start(StandaloneConfig {
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listeners: Vec::new(),
+            state_path: Some(a.state),
+            shutdown_grace: Duration::from_secs(5),
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+        let ready = serde_json::json!({ "pid": std::process::id(), "admin": handle.admin_addr().to_string() });
+        let tmp = a.ready.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string()).map_err(|e| fail(e.to_string()))?;
+        std::fs::rename(&tmp, &a.ready).map_err(|e| fail(e.to_string()))?;
+        crate::commands::wait_for_signal().await;
+        handle.shutdown().await;
+        Ok(0)
+    })
+}

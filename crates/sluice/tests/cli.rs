@@ -633,6 +633,88 @@ fn http_get(url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
+/// One `GET /` over a fresh connection; true on a 200.
+fn raw_get(port: u16) -> bool {
+    use std::io::Write;
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    if c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    // The status line is enough: read until it is complete.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !buf.windows(2).any(|w| w == b"\r\n") {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&buf);
+    line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200")
+}
+
+/// A client sending requests to `port` until stopped (bounded to 5 minutes): (ok, failed).
+struct RawLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl RawLoad {
+    fn start(port: u16) -> RawLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, 0);
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                if raw_get(port) {
+                    ok += 1
+                } else {
+                    failed += 1
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (ok, failed)
+        });
+        RawLoad { stop, thread }
+    }
+
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Kills the proxy daemon a `sluice server` of this data directory started.
+fn proxy_daemons(data: &Path) -> Vec<i32> {
+    let needle = data.join("proxy/state.json").display().to_string();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("proxy-daemon") && cmd.contains(&needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn kill_proxy_daemon(data: &Path) {
+    for pid in proxy_daemons(data) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}
+
 fn http_post(url: &str) {
     let out = Command::new("python3")
         .args(["-c", "import sys,urllib.request;urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'', method='POST'), timeout=10)"])
@@ -703,6 +785,10 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
     wait_for("v1 to serve", 60, || {
         http_get(&service).as_deref() == Some("version=1\n")
     });
+    // The exposed address is served by the proxy daemon: it must answer throughout.
+    let load = RawLoad::start(port);
+    let mut daemons_seen: std::collections::BTreeSet<i32> =
+        proxy_daemons(&data).into_iter().collect();
 
     // Kill at three points of a blue-green deploy: just after the push, while the new
     // release boots (before the switch), and after the switch while the old one is warm.
@@ -721,6 +807,7 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
         server.kill9();
         let down = Instant::now();
         server = ServerProc::start(&data, api_port);
+        daemons_seen.extend(proxy_daemons(&data));
         wait_for(
             &format!("v{version} to serve after the restart"),
             60,
@@ -754,8 +841,23 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
         !events.as_array().unwrap().is_empty(),
         "instances were adopted after a restart"
     );
-    // Leave nothing behind: stop the server (or it would restart them), then the instances.
+    let (ok, failed) = load.stop();
+    eprintln!("deploy.kill9.requests {} requests", ok + failed);
+    eprintln!("deploy.kill9.failed_requests {failed} requests");
+    assert!(ok > 100, "the load ran: {ok}");
+    assert_eq!(
+        daemons_seen.len(),
+        1,
+        "one proxy daemon throughout: {daemons_seen:?}"
+    );
+    assert_eq!(
+        failed, 0,
+        "the service must answer throughout three server crashes"
+    );
+    // Leave nothing behind: stop the server (or it would restart them), the proxy daemon and
+    // the instances.
     drop(server);
+    kill_proxy_daemon(&data);
     for pid in instance_processes(&data) {
         let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
     }
@@ -875,6 +977,7 @@ fn deploy_rollback_status_and_deploys_commands() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("prod"));
     drop(server);
+    kill_proxy_daemon(&data);
     for pid in instance_processes(&data) {
         let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
     }

@@ -33,13 +33,18 @@ use sluice_store::{
 };
 use tokio::sync::Mutex;
 
+use super::listener::{Daemon, Listener};
 use super::{Engine, EngineError, bad, now_ms};
 
 /// The runtime and data plane the controller drives, and its small in-memory bookkeeping.
 pub struct Fleet {
     /// Service instances.
     pub runtime: Arc<ProcessRuntime>,
-    proxies: Mutex<HashMap<String, Proxy>>,
+    proxies: Mutex<HashMap<String, Listener>>,
+    /// The route table last set on each listener (compared before setting again).
+    tables: std::sync::Mutex<HashMap<String, RouteTable>>,
+    /// The standalone proxy daemon, when listeners live outside the server.
+    daemon: Option<Daemon>,
     /// Per deployment: the analysis window being counted and the proxy counters at its start.
     windows: std::sync::Mutex<HashMap<i64, (u64, Stats)>>,
     /// Operator commands waiting for the next step of a deployment.
@@ -50,12 +55,18 @@ pub struct Fleet {
 
 impl Fleet {
     /// A fleet whose instances live under `root`.
-    pub fn new(root: PathBuf, token_prefix: String) -> Result<Fleet, EngineError> {
+    pub fn new(
+        root: PathBuf,
+        token_prefix: String,
+        daemon: Option<Daemon>,
+    ) -> Result<Fleet, EngineError> {
         let runtime = ProcessRuntime::new(root, token_prefix)
             .map_err(|e| EngineError::Internal(format!("cannot prepare the runtime: {e}")))?;
         Ok(Fleet {
             runtime: Arc::new(runtime),
             proxies: Mutex::new(HashMap::new()),
+            tables: Default::default(),
+            daemon,
             windows: Default::default(),
             commands: Default::default(),
             seen_ready: Default::default(),
@@ -307,38 +318,54 @@ impl Engine {
         }
     }
 
-    /// The proxy of a target, bound on first use.
-    async fn proxy(&self, t: &Target, expose: SocketAddr) -> Result<Proxy, EngineError> {
+    /// The listener of a target, created on first use (in the proxy daemon when there is
+    /// one). Returns its key too, for [`Engine::route`].
+    async fn proxy(
+        &self,
+        t: &Target,
+        expose: SocketAddr,
+    ) -> Result<(String, Listener), EngineError> {
         // Keyed by address too: a release may move `expose`.
         let k = format!("{}@{expose}", key(&t.project, &t.service, &t.env));
         let mut proxies = self.fleet.proxies.lock().await;
         if let Some(p) = proxies.get(&k) {
-            return Ok(p.clone());
+            return Ok((k, p.clone()));
         }
-        let p = Proxy::bind(
-            expose,
-            RouteTable {
-                groups: vec![],
-                sticky: vec![],
-                drain_timeout_ms: 5_000,
-                upstream_timeout_ms: UPSTREAM_TIMEOUT_MS,
-            },
-        )
-        .await
-        .map_err(|e| {
-            bad(
-                format!(
-                    "cannot listen on {expose} for {} in {}: {e}",
-                    t.service, t.env
-                ),
-                Some(
-                    "another process uses that address; change `expose` in sluice.yml or free it"
-                        .into(),
-                ),
-            )
-        })?;
-        proxies.insert(k, p.clone());
-        Ok(p)
+        let initial = RouteTable {
+            groups: vec![],
+            sticky: vec![],
+            drain_timeout_ms: 5_000,
+            upstream_timeout_ms: UPSTREAM_TIMEOUT_MS,
+        };
+        let listener = match &self.fleet.daemon {
+            Some(d) => {
+                let name = format!("{}.{}.{}-{}", t.project, t.service, t.env, expose.port());
+                d.listener(&name, expose, initial).await?
+            }
+            None => Listener::Local(Proxy::bind(expose, initial).await.map_err(|e| {
+                bad(
+                    format!("cannot listen on {expose} for {} in {}: {e}", t.service, t.env),
+                    Some("another process uses that address; change `expose` in sluice.yml or free it".into()),
+                )
+            })?),
+        };
+        proxies.insert(k.clone(), listener.clone());
+        Ok((k, listener))
+    }
+
+    /// Sets a listener's route table unless it already has it.
+    async fn route(
+        &self,
+        k: &str,
+        listener: &Listener,
+        table: RouteTable,
+    ) -> Result<(), EngineError> {
+        if lock(&self.fleet.tables).get(k) == Some(&table) {
+            return Ok(());
+        }
+        listener.set_table(table.clone()).await?;
+        lock(&self.fleet.tables).insert(k.to_string(), table);
+        Ok(())
     }
 
     fn instances(&self, t: &Target, version: i64) -> Vec<InstanceStatus> {
@@ -586,7 +613,7 @@ impl Engine {
             EngineError::Internal(format!("deployment {} has unreadable state: {e}", d.id))
         })?;
         let ctx = self.ctx(&t.project, &t.service, &t.env, d.version).await?;
-        let proxy = match self.proxy(t, ctx.target.expose).await {
+        let (pkey, proxy) = match self.proxy(t, ctx.target.expose).await {
             Ok(p) => p,
             Err(e) => {
                 return self
@@ -610,32 +637,35 @@ impl Engine {
             StrategySpec::Canary { analysis, .. } => analysis.quantile,
             _ => 0.99,
         };
+        let current = proxy.stats().await.ok();
         let stats = {
             let windows = lock(&self.fleet.windows);
-            windows.get(&d.id).map(|(window, base)| {
-                let now = proxy.stats();
-                let w = |v: Option<i64>| -> VersionWindow {
-                    let Some(v) = v else {
-                        return VersionWindow::default();
+            windows
+                .get(&d.id)
+                .zip(current.as_ref())
+                .map(|((window, base), now)| {
+                    let w = |v: Option<i64>| -> VersionWindow {
+                        let Some(v) = v else {
+                            return VersionWindow::default();
+                        };
+                        let name = format!("v{v}");
+                        let cur = now.versions.get(&name).cloned().unwrap_or_default();
+                        let since = match base.versions.get(&name) {
+                            Some(b) => cur.since(b),
+                            None => cur,
+                        };
+                        VersionWindow {
+                            requests: since.requests,
+                            errors: since.responses_5xx,
+                            latency_ms_at_quantile: since.quantile_ms(quantile),
+                        }
                     };
-                    let name = format!("v{v}");
-                    let cur = now.versions.get(&name).cloned().unwrap_or_default();
-                    let since = match base.versions.get(&name) {
-                        Some(b) => cur.since(b),
-                        None => cur,
-                    };
-                    VersionWindow {
-                        requests: since.requests,
-                        errors: since.responses_5xx,
-                        latency_ms_at_quantile: since.quantile_ms(quantile),
+                    WindowStats {
+                        window: *window,
+                        candidate: w(Some(d.version)),
+                        stable: w(d.from_version),
                     }
-                };
-                WindowStats {
-                    window: *window,
-                    candidate: w(Some(d.version)),
-                    stable: w(d.from_version),
-                }
-            })
+                })
         };
         let command = lock(&self.fleet.commands).remove(&d.id);
         let obs = Observation {
@@ -650,8 +680,10 @@ impl Engine {
         match desired.analysis_window {
             Some(w) => {
                 let mut windows = lock(&self.fleet.windows);
-                if windows.get(&d.id).map(|(cur, _)| *cur) != Some(w) {
-                    windows.insert(d.id, (w, proxy.stats()));
+                if windows.get(&d.id).map(|(cur, _)| *cur) != Some(w)
+                    && let Some(now) = current.clone()
+                {
+                    windows.insert(d.id, (w, now));
                 }
             }
             None => {
@@ -718,9 +750,7 @@ impl Engine {
             drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
             upstream_timeout_ms: ctx.deploy.request_timeout.as_millis() as u64,
         };
-        if proxy.table() != table {
-            proxy.set_table(table);
-        }
+        self.route(&pkey, &proxy, table).await?;
         // How long after the last green instance became ready the switch took effect (the
         // proxy table was swapped just above): the blue-green switch time.
         let switched_after_ready = desired
@@ -860,21 +890,23 @@ impl Engine {
     /// strays of other releases are stopped, and the proxy routes to the ready instances.
     async fn heal(self: &Arc<Self>, t: &Target, version: i64) -> Result<(), EngineError> {
         let ctx = self.ctx(&t.project, &t.service, &t.env, version).await?;
-        let proxy = self.proxy(t, ctx.target.expose).await?;
+        let (pkey, proxy) = self.proxy(t, ctx.target.expose).await?;
         // Listeners of this target on addresses the serving release no longer uses close.
-        let stale: Vec<Proxy> = {
+        let stale: Vec<(String, Listener)> = {
             let mut proxies = self.fleet.proxies.lock().await;
             let mine = format!("{}@", key(&t.project, &t.service, &t.env));
-            let current = format!("{mine}{}", ctx.target.expose);
             let keys: Vec<String> = proxies
                 .keys()
-                .filter(|k| k.starts_with(&mine) && **k != current)
+                .filter(|k| k.starts_with(&mine) && **k != pkey)
                 .cloned()
                 .collect();
-            keys.iter().filter_map(|k| proxies.remove(k)).collect()
+            keys.into_iter()
+                .filter_map(|k| proxies.remove(&k).map(|p| (k, p)))
+                .collect()
         };
-        for p in stale {
-            p.shutdown(Duration::from_secs(5)).await;
+        for (k, p) in stale {
+            lock(&self.fleet.tables).remove(&k);
+            p.shutdown().await;
         }
         let list = self.instances(t, version);
         let active = list
@@ -918,9 +950,7 @@ impl Engine {
             drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
             upstream_timeout_ms: ctx.deploy.request_timeout.as_millis() as u64,
         };
-        if proxy.table() != table {
-            proxy.set_table(table);
-        }
+        self.route(&pkey, &proxy, table).await?;
         Ok(())
     }
 
@@ -975,17 +1005,15 @@ impl Engine {
                 .filter(|i| i.id.starts_with(&prefix))
                 .collect();
             let ready = instances.iter().filter(|i| i.ready).count();
-            let proxies = self.fleet.proxies.lock().await;
-            let table = ctx
-                .as_ref()
-                .and_then(|c| {
-                    proxies.get(&format!(
+            let table = ctx.as_ref().and_then(|c| {
+                lock(&self.fleet.tables)
+                    .get(&format!(
                         "{}@{}",
                         key(&t.project, &t.service, &t.env),
                         c.target.expose
                     ))
-                })
-                .map(|p| p.table());
+                    .cloned()
+            });
             let traffic = table
                 .map(|tb| {
                     let total: u32 = tb
@@ -1034,7 +1062,7 @@ impl Engine {
     /// Stops the data plane and every instance (used by tests and `sluice demo`; a normal
     /// server shutdown leaves instances running for the next server to adopt).
     pub async fn stop_fleet(&self) {
-        let proxies: Vec<Proxy> = self
+        let proxies: Vec<Listener> = self
             .fleet
             .proxies
             .lock()
@@ -1043,8 +1071,9 @@ impl Engine {
             .map(|(_, p)| p)
             .collect();
         for p in proxies {
-            p.shutdown(Duration::from_millis(500)).await;
+            p.shutdown().await;
         }
+        lock(&self.fleet.tables).clear();
         let _ = self.fleet.runtime.kill_all();
     }
 }

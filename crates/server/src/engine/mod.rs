@@ -10,6 +10,7 @@
 pub mod controller;
 mod deploy;
 mod exec;
+pub mod listener;
 pub mod localref;
 mod recover;
 
@@ -171,8 +172,13 @@ impl Engine {
         }
         let instance = instance_id(d)?;
         let masker = Arc::new(Masker::new(config.secrets.values().cloned()));
-        let fleet = controller::Fleet::new(d.join("runtime"), format!("sluice-{instance}:"))
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let daemon = config
+            .proxy_bin
+            .clone()
+            .map(|bin| listener::Daemon::new(bin, d.join("proxy")));
+        let fleet =
+            controller::Fleet::new(d.join("runtime"), format!("sluice-{instance}:"), daemon)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Arc::new(Engine {
             store,
             step_slots: Arc::new(Semaphore::new(config.max_parallel_steps)),

@@ -591,19 +591,8 @@ impl Engine {
             )
             .await?;
         self.hub.bump();
-        // A proxy that cannot bind fails the deployment at once; what serves keeps serving.
-        if let Err(e) = self.proxy(t, ctx.target.expose).await {
-            return self
-                .finish(
-                    t,
-                    &d,
-                    DeployStatus::Failed,
-                    "failed",
-                    Some(e.to_string()),
-                    None,
-                )
-                .await;
-        }
+        // The first step binds the listener; one that cannot bind fails the deployment at
+        // once while what serves keeps serving.
         self.advance(t, d).await
     }
 

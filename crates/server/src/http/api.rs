@@ -14,24 +14,10 @@ use serde_json::{Value, json};
 use sluice_core::{EventKind, NewEvent, RunStatus};
 use sluice_store::{EventFilter, LogFilter, ReleaseFilter, RunFilter};
 
-use super::ApiError;
+use super::{ApiError, body, query};
 use crate::engine::{Engine, RunRequest};
 
 type Api = Result<Response, ApiError>;
-
-fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    r.map(|Json(t)| t).map_err(|e| {
-        ApiError::bad_request(format!("request body: {}", e.body_text()))
-            .hint("send a JSON object with the fields listed in /api/v1/openapi.json")
-    })
-}
-
-fn query<T>(r: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    r.map(|Query(t)| t).map_err(|e| {
-        ApiError::bad_request(format!("query string: {}", e.body_text()))
-            .hint("see /api/v1/openapi.json for the parameters")
-    })
-}
 
 fn run_id(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {

@@ -13,17 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 use sluice_store::{DeploymentFilter, EventFilter};
 
-use super::ApiError;
+use super::{ApiError, body, query};
 use crate::engine::Engine;
 
 type Api = Result<Response, ApiError>;
-
-fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    r.map(|Json(t)| t).map_err(|e| {
-        ApiError::bad_request(format!("request body: {}", e.body_text()))
-            .hint("send a JSON object with the fields listed in /api/v1/openapi.json")
-    })
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,9 +100,7 @@ pub(super) async fn list(
     State(e): State<Arc<Engine>>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Api {
-    let q = q
-        .map(|Query(q)| q)
-        .map_err(|err| ApiError::bad_request(format!("query string: {}", err.body_text())))?;
+    let q = query(q)?;
     let d = e
         .store
         .deployments(&DeploymentFilter {
@@ -183,9 +174,7 @@ pub(super) async fn instance_log(
     Path(id): Path<String>,
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Api {
-    let q = q
-        .map(|Query(q)| q)
-        .map_err(|err| ApiError::bad_request(format!("query string: {}", err.body_text())))?;
+    let q = query(q)?;
     use sluice_runtime::Runtime;
     if sluice_runtime::validate_id(&id).is_err() {
         return Err(ApiError::new(

@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::Query;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -80,6 +82,22 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
         format!("no such page or endpoint: {}", uri.path()),
     )
     .hint("the API lives under /api/v1; see /api/v1/openapi.json")
+}
+
+/// A JSON body, or the API's 400 with a hint.
+pub(super) fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    r.map(|Json(t)| t).map_err(|e| {
+        ApiError::bad_request(format!("request body: {}", e.body_text()))
+            .hint("send a JSON object with the fields listed in /api/v1/openapi.json")
+    })
+}
+
+/// A query string, or the API's 400 with a hint.
+pub(super) fn query<T>(r: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    r.map(|Query(t)| t).map_err(|e| {
+        ApiError::bad_request(format!("query string: {}", e.body_text()))
+            .hint("see /api/v1/openapi.json for the parameters")
+    })
 }
 
 /// The API's error contract: `{"error": {"code", "message", "hint"}}` with a status.

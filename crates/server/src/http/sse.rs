@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sluice_store::{EventFilter, LogFilter};
 
-use super::ApiError;
 use super::api::EventsQuery;
+use super::{ApiError, query};
 use crate::engine::Engine;
 
 fn last_event_id(headers: &HeaderMap) -> Option<i64> {
@@ -44,9 +44,7 @@ pub(super) async fn event_stream(
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = q
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request(format!("query string: {}", e.body_text())))?;
+    let q = query(q)?;
     let mut filter = q.filter()?;
     if let Some(id) = last_event_id(&headers) {
         filter.after = id;
@@ -105,9 +103,7 @@ pub(super) async fn log_stream(
     headers: HeaderMap,
     q: Result<Query<LogStreamQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = q
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request(format!("query string: {}", e.body_text())))?;
+    let q = query(q)?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::new(
             axum::http::StatusCode::NOT_FOUND,

@@ -26,6 +26,10 @@
 //!
 //! Run: `cargo test -p sluice-server --test browser -- --nocapture`.
 
+mod common;
+
+use common::{free_port, git};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -75,24 +79,6 @@ fn tools() -> Result<(PathBuf, PathBuf), String> {
         }
     }
     Ok((driver, browser))
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "sluice test")
-        .env("GIT_AUTHOR_EMAIL", "test@sluice.invalid")
-        .env("GIT_COMMITTER_NAME", "sluice test")
-        .env("GIT_COMMITTER_EMAIL", "test@sluice.invalid")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("the git CLI must be installed");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A repository whose one step prints `first-line`, waits for `gate1`, prints the late
@@ -736,13 +722,6 @@ srv = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
 signal.signal(signal.SIGTERM, lambda *a: (srv.server_close(), sys.exit(0)))
 srv.serve_forever()
 "#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A repository whose service `web` deploys blue-green to staging (branch `main`) and, by
 /// promotion only, to production (branch `release`, never pushed).

@@ -4,8 +4,8 @@
 #
 # Every target proxies to the same nginx upstream (`return 200 "ok"`, one worker) and gets a warm-up
 # (wrk -t1 -c64 -d2s) then `wrk -t2 -c64 -d10s --latency`; ROUNDS interleaves the targets and reports
-# medians. The candidate is `sluice_proxy serve` (crates/proxy/examples/sluice_proxy.rs, built here
-# with `cargo build --release -p sluice-proxy --example sluice_proxy`) on a runtime of $WORKERS
+# medians. The candidate is `sluice proxy` (built here with `cargo build --release -p sluice`)
+# on a runtime of $WORKERS
 # threads (a current-thread runtime for 1, the match for one nginx worker / one HAProxy thread).
 #
 # Knobs (env): ROUNDS=3 (the machine is noisy), PROXY_WORKERS=1, PEERS_DIR, SLUICE_PROXY_BIN (skip
@@ -21,23 +21,23 @@ export ROUNDS="${ROUNDS:-3}"
 mkdir -p "$BENCH_WORK/bin"
 setup_traps
 
-# proxy_bin: sets SLUICE_PROXY_BIN to a private copy of the example binary, so that other work
+# proxy_bin: sets SLUICE_PROXY_BIN to a private copy of the sluice binary, so that other work
 # rebuilding the shared target dir cannot swap it during the run.
 if [ -z "${SLUICE_PROXY_BIN:-}" ]; then
-  log "cargo build --release -p sluice-proxy --example sluice_proxy"
-  (cd "$REPO_ROOT" && cargo build --release -q -p sluice-proxy --example sluice_proxy) >&2 \
+  log "cargo build --release -p sluice"
+  (cd "$REPO_ROOT" && cargo build --release -q -p sluice) >&2 \
     || die "build failed"
-  built="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/sluice_proxy"
-  cp "$built" "$BENCH_WORK/bin/sluice_proxy"
-  SLUICE_PROXY_BIN="$BENCH_WORK/bin/sluice_proxy"
+  built="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sluice"
+  cp "$built" "$BENCH_WORK/bin/sluice-proxy-bench"
+  SLUICE_PROXY_BIN="$BENCH_WORK/bin/sluice-proxy-bench"
 fi
 [ -x "$SLUICE_PROXY_BIN" ] || die "no proxy binary at $SLUICE_PROXY_BIN"
 export SLUICE_PROXY_BIN
 
 echo "# goal: sluice rps >= nginx rps with the same number of workers"
-echo "# candidate: $SLUICE_PROXY_BIN serve --workers \$WORKERS"
+echo "# candidate: $SLUICE_PROXY_BIN proxy --workers \$WORKERS"
 export PEERS_WORK="$BENCH_WORK/peers"
 export CANDIDATE_NAME=sluice
-export PROXY_CANDIDATE_CMD='exec "$SLUICE_PROXY_BIN" serve --listen "$LISTEN" --upstream "$UPSTREAM" --workers "${WORKERS:-1}"'
+export PROXY_CANDIDATE_CMD='exec "$SLUICE_PROXY_BIN" proxy --listen "$LISTEN" --upstream "$UPSTREAM" --workers "${WORKERS:-1}"'
 log "peer harness: $PEERS_DIR/proxy_overhead.sh (ROUNDS=$ROUNDS, scratch $PEERS_WORK)"
 run_fg bash "$PEERS_DIR/proxy_overhead.sh" || die "the peer harness failed"

@@ -4,8 +4,8 @@
 #
 # Two nginx upstreams answer `version=A` / `version=B`; 8 keep-alive clients send a paced 2000 req/s
 # while the proxy is switched K=30 times, one switch a second. The candidate is
-# `sluice_proxy serve --admin $SLUICE_ADMIN` (crates/proxy/examples/sluice_proxy.rs) and each switch
-# is one `sluice_proxy switch --admin $SLUICE_ADMIN --to $TARGET_UPSTREAM` process: a PUT of the
+# `sluice proxy --admin $SLUICE_ADMIN` and each switch
+# is one `sluice switch --admin $SLUICE_ADMIN --to $TARGET_UPSTREAM` process: a PUT of the
 # new route table to the admin API, so the switch latency includes that process's start-up.
 #
 # Knobs (env): PROXY_WORKERS=1, PEERS_DIR, SLUICE_PROXY_BIN (skip the build), plus the harness's
@@ -21,22 +21,22 @@ mkdir -p "$BENCH_WORK/bin"
 setup_traps
 
 if [ -z "${SLUICE_PROXY_BIN:-}" ]; then
-  log "cargo build --release -p sluice-proxy --example sluice_proxy"
-  (cd "$REPO_ROOT" && cargo build --release -q -p sluice-proxy --example sluice_proxy) >&2 \
+  log "cargo build --release -p sluice"
+  (cd "$REPO_ROOT" && cargo build --release -q -p sluice) >&2 \
     || die "build failed"
-  built="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/sluice_proxy"
-  cp "$built" "$BENCH_WORK/bin/sluice_proxy"
-  SLUICE_PROXY_BIN="$BENCH_WORK/bin/sluice_proxy"
+  built="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sluice"
+  cp "$built" "$BENCH_WORK/bin/sluice-proxy-bench"
+  SLUICE_PROXY_BIN="$BENCH_WORK/bin/sluice-proxy-bench"
 fi
 [ -x "$SLUICE_PROXY_BIN" ] || die "no proxy binary at $SLUICE_PROXY_BIN"
 SLUICE_ADMIN="127.0.0.1:$(free_port)"
 export SLUICE_PROXY_BIN SLUICE_ADMIN
 
 echo "# goal: 0 failed requests and switch latency close to HAProxy's runtime API"
-echo "# candidate: $SLUICE_PROXY_BIN serve --admin $SLUICE_ADMIN; switch = $SLUICE_PROXY_BIN switch"
+echo "# candidate: $SLUICE_PROXY_BIN proxy --admin $SLUICE_ADMIN; switch = $SLUICE_PROXY_BIN switch"
 export PEERS_WORK="$BENCH_WORK/peers"
 export CANDIDATE_NAME=sluice
-export SWITCH_CANDIDATE_START='exec "$SLUICE_PROXY_BIN" serve --listen "$LISTEN" --upstream "$UPSTREAM_A" --admin "$SLUICE_ADMIN" --workers "${WORKERS:-1}"'
+export SWITCH_CANDIDATE_START='exec "$SLUICE_PROXY_BIN" proxy --listen "$LISTEN" --upstream "$UPSTREAM_A" --admin "$SLUICE_ADMIN" --workers "${WORKERS:-1}"'
 export SWITCH_CANDIDATE_SWITCH='exec "$SLUICE_PROXY_BIN" switch --admin "$SLUICE_ADMIN" --to "$TARGET_UPSTREAM"'
 log "peer harness: $PEERS_DIR/switch_under_load.sh (scratch $PEERS_WORK)"
 run_fg bash "$PEERS_DIR/switch_under_load.sh" || die "the peer harness failed"

@@ -420,13 +420,10 @@ async fn checkout_exact_tree_twice_from_snapshot() {
     std::fs::rename(&objects, &hidden).unwrap();
     let second = tmp.path().join("run2");
     std::fs::create_dir(&second).unwrap(); // empty dirs are fine
-    let started = Instant::now();
     let result = mirror.checkout(&sha, &second).await;
-    let took = started.elapsed();
     std::fs::rename(&hidden, &objects).unwrap();
     result.unwrap();
     assert_eq!(describe_tree(&second), expected);
-    assert!(took < Duration::from_millis(500), "took {took:?}");
 
     // Real copies, not hard links: changing one checkout leaves the other and the cache.
     let a = std::fs::metadata(first.join("README.md")).unwrap();

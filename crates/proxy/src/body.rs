@@ -1,38 +1,25 @@
-//! The response body the proxy hands to its clients: either the backend's body, streamed frame by
-//! frame and returning its connection to the pool when it ends, or a small body the proxy made
-//! itself (502s).
+//! The response body the proxy hands to its clients: either the backend's body, decoded from the
+//! backend connection as the client reads it (the connection returns to its pool when the body
+//! ends), or a body the proxy has whole (its own 502s, and small backend bodies that arrived with
+//! their head).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
-use crate::pool::Pooled;
+use crate::upstream::UpstreamBody;
 
 /// A response body streamed to a client.
 pub(crate) enum ProxyBody {
-    /// The backend's body; `pooled` goes back to its pool once the body has ended.
-    Upstream {
-        inner: Incoming,
-        pooled: Option<Pooled>,
-    },
-    /// A body the proxy produced.
+    /// The backend's body, still arriving.
+    Upstream(UpstreamBody),
+    /// A body already complete.
     Full(Option<Bytes>),
 }
 
 impl ProxyBody {
-    pub(crate) fn upstream(inner: Incoming, pooled: Pooled) -> ProxyBody {
-        let mut pooled = Some(pooled);
-        if inner.is_end_stream() {
-            // No body at all (204, 304, HEAD, Content-Length: 0): the connection is free now.
-            if let Some(p) = pooled.take() {
-                p.release();
-            }
-        }
-        ProxyBody::Upstream { inner, pooled }
-    }
-
     pub(crate) fn text(s: &'static str) -> ProxyBody {
         ProxyBody::Full(Some(Bytes::from_static(s.as_bytes())))
     }
@@ -40,48 +27,30 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
-            ProxyBody::Upstream { inner, pooled } => {
-                let res = Pin::new(&mut *inner).poll_frame(cx);
-                match &res {
-                    Poll::Ready(None) => {
-                        if let Some(p) = pooled.take() {
-                            p.release();
-                        }
-                    }
-                    Poll::Ready(Some(Ok(_))) => {
-                        if inner.is_end_stream()
-                            && let Some(p) = pooled.take()
-                        {
-                            p.release();
-                        }
-                    }
-                    // A broken body leaves the connection in an unknown state: never reuse it.
-                    Poll::Ready(Some(Err(_))) => drop(pooled.take()),
-                    Poll::Pending => {}
-                }
-                res
-            }
+            ProxyBody::Upstream(body) => body.poll_data(cx).map(|d| d.map(|r| r.map(Frame::data))),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Upstream(body) => body.is_done(),
             ProxyBody::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
+            ProxyBody::Upstream(body) => body
+                .remaining()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
         }

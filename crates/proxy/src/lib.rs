@@ -21,6 +21,7 @@ mod pool;
 mod proxy;
 mod stats;
 mod table;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -23,9 +23,12 @@ use tokio::task::JoinHandle;
 
 use crate::ProxyError;
 use crate::body::ProxyBody;
-use crate::pool::{BackendPool, Pooled, killed};
+use crate::pool::{BackendPool, killed};
 use crate::stats::{Stats, VersionCounters};
 use crate::table::{Compiled, RouteTable};
+use crate::upstream::{
+    self, Conn, ExchangeError, Framing, ReadSide, ReqFraming, ResponseHead, UpstreamBody,
+};
 
 /// How long a client may take to send request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -391,6 +394,16 @@ fn prepare_request(req: &mut Request<Incoming>, client_ip: &HeaderValue, upgrade
     }
 }
 
+/// Methods a request may be repeated with when a reused connection turned out dead (RFC 9110
+/// section 9.2.2): the backend cannot have acted on a request it never answered, and even if it
+/// did, repeating it changes nothing.
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
 /// Proxies one request. Never fails: every problem becomes a response.
 async fn forward(
     inner: Arc<Inner>,
@@ -417,19 +430,24 @@ async fn forward(
     let upgrade = wants_upgrade(req.headers());
     prepare_request(&mut req, &client_ip, upgrade);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let framing = ReqFraming::of(&parts.headers, &body);
+    let mut body = Some(body);
 
-    // First attempt on the group's next backend; on a failure before the request was sent, one
-    // retry on another backend of the group, or of another group if this one has no other.
+    // First attempt on the group's next backend. One retry when the request provably was not
+    // acted on: the connect failed (another backend of the group, or of another group if this
+    // one has no other), or a reused connection was found dead before any byte of a response
+    // arrived and the request has no body and an idempotent method (the same backend, afresh).
     let mut backend = group.next_backend();
     let mut serving = counters;
     let mut retried = false;
-    let mut last_reused = false;
+    let timeout = table.table.upstream_timeout_ms;
     loop {
         let Some(pool) = backend else {
             counters.response(502, start.elapsed());
             return Ok(bad_gateway("no backend available\n"));
         };
-        let (mut pooled, reused) = match pool.checkout().await {
+        let (conn, reused) = match pool.checkout().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!("{e}");
@@ -447,55 +465,53 @@ async fn forward(
                 continue;
             }
         };
-        last_reused |= reused;
-        let timeout = table.table.upstream_timeout_ms;
-        let sent = if timeout == 0 {
-            Ok(pooled.sender.try_send_request(req).await)
-        } else {
-            tokio::time::timeout(
-                Duration::from_millis(timeout),
-                pooled.sender.try_send_request(req),
-            )
-            .await
+        let exchange = upstream::exchange(conn, &parts, framing, &mut body);
+        let killed_backend = killed(pool.kill_signal());
+        let sent = tokio::select! {
+            biased;
+            r = exchange => Some(r),
+            () = killed_backend => None,
+            () = upstream_deadline(timeout) => {
+                // No answer in time: the connection is dropped (not pooled) and the client gets
+                // a 504, counted as a 5xx of this version so the canary analysis sees a hang.
+                serving.response(504, start.elapsed());
+                return Ok(gateway_timeout());
+            }
         };
-        let Ok(sent) = sent else {
-            // No answer in time: the connection is dropped (not pooled) and the client gets a
-            // 504, counted as a 5xx of this version so the canary analysis sees a hang.
-            serving.response(504, start.elapsed());
-            return Ok(gateway_timeout());
+        let Some(sent) = sent else {
+            serving.response(502, start.elapsed());
+            return Ok(bad_gateway("backend drained\n"));
         };
         match sent {
-            Ok(res) => {
-                let status = res.status();
-                serving.response(status.as_u16(), start.elapsed());
-                let phase = inner.phase.subscribe();
-                return Ok(respond(res, pooled, client_upgrade, phase));
+            Ok((head, side)) => {
+                serving.response(head.status.as_u16(), start.elapsed());
+                return Ok(respond(&inner, head, side, pool, client_upgrade));
             }
-            Err(mut e) => {
-                // The message comes back only if hyper never started writing it: the pooled
-                // connection was closed by the backend while idle. Safe to send again.
-                match e.take_message() {
-                    Some(back) if !retried => {
-                        tracing::debug!("pooled connection closed before sending: {}", e.error());
-                        req = back;
-                        retried = true;
-                        counters.retry();
-                        // Same backend, fresh or other pooled connection.
-                        continue;
-                    }
-                    _ => {
-                        tracing::debug!(
-                            reused = last_reused,
-                            "backend request failed: {}",
-                            e.error()
-                        );
-                        serving.response(502, start.elapsed());
-                        return Ok(bad_gateway("backend failed\n"));
-                    }
-                }
+            Err(ExchangeError::NoResponse(e))
+                if reused
+                    && !retried
+                    && framing == ReqFraming::None
+                    && idempotent(&parts.method) =>
+            {
+                tracing::debug!("reused backend connection was dead: {e}; retrying");
+                retried = true;
+                counters.retry();
+            }
+            Err(e) => {
+                tracing::debug!(reused, "backend request failed: {e}");
+                serving.response(502, start.elapsed());
+                return Ok(bad_gateway("backend failed\n"));
             }
         }
     }
+}
+
+/// Resolves after `ms` milliseconds; never when `ms` is 0 (no upstream timeout).
+async fn upstream_deadline(ms: u64) {
+    if ms == 0 {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 /// Where to retry after `failed` refused a connection: the backend after it in its group (the
@@ -531,48 +547,83 @@ fn retry_target<'a>(
         .find_map(|(_, g)| g.next_backend().map(|b| (b, &g.counters)))
 }
 
-/// Turns the backend's response into the client's: hop-by-hop headers stripped, body streamed,
-/// a `101` tunnelled.
+/// Turns the backend's response into the client's: hop-by-hop headers stripped, body streamed
+/// (or handed over whole when it arrived with the head), a `101` tunnelled.
 fn respond(
-    mut res: Response<Incoming>,
-    pooled: Pooled,
+    inner: &Inner,
+    head: ResponseHead,
+    side: ReadSide,
+    pool: &Arc<BackendPool>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    phase: watch::Receiver<u8>,
 ) -> Response<ProxyBody> {
-    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+    let ResponseHead {
+        status,
+        mut headers,
+        framing,
+        keep_alive,
+    } = head;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let (Some(client_upgrade), ReadSide::Whole(conn)) = (client_upgrade, side) else {
             // A 101 nobody asked for cannot be relayed.
             return bad_gateway("backend switched protocols unasked\n");
         };
-        let backend_upgrade = hyper::upgrade::on(&mut res);
-        let (mut parts, _) = res.into_parts();
-        strip_hop_by_hop(&mut parts.headers, true);
-        let kill = pooled.kill_signal();
-        tokio::spawn(tunnel(client_upgrade, backend_upgrade, kill, phase));
-        return Response::from_parts(parts, ProxyBody::Full(None));
+        strip_hop_by_hop(&mut headers, true);
+        let phase = inner.phase.subscribe();
+        tokio::spawn(tunnel(client_upgrade, conn, pool.kill_signal(), phase));
+        return response(status, headers, ProxyBody::Full(None));
     }
-    let (mut parts, body) = res.into_parts();
-    strip_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(parts, ProxyBody::upstream(body, pooled))
+    strip_hop_by_hop(&mut headers, false);
+    match (framing, side) {
+        (Framing::Length(n), ReadSide::Whole(mut conn)) if conn.buf.len() as u64 >= n => {
+            // The whole body came with the head: hand it over whole, pool the connection now.
+            let body = conn.buf.split_to(usize::try_from(n).unwrap_or(usize::MAX));
+            if keep_alive && conn.buf.is_empty() {
+                pool.put(conn);
+            }
+            let body = (!body.is_empty()).then(|| body.freeze());
+            response(status, headers, ProxyBody::Full(body))
+        }
+        (framing, side) => {
+            let body = UpstreamBody::new(side, framing, keep_alive, pool.clone());
+            response(status, headers, ProxyBody::Upstream(body))
+        }
+    }
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: ProxyBody) -> Response<ProxyBody> {
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
 }
 
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
-    backend: hyper::upgrade::OnUpgrade,
+    conn: Conn,
     kill: watch::Receiver<bool>,
     mut phase: watch::Receiver<u8>,
 ) {
-    let (client, backend) = match tokio::try_join!(client, backend) {
-        Ok(pair) => pair,
+    let client = match client.await {
+        Ok(c) => c,
         Err(e) => {
             tracing::debug!("upgrade failed: {e}");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut backend = TokioIo::new(backend);
+    let Conn {
+        stream: mut backend,
+        buf: early,
+        ..
+    } = conn;
     tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut backend) => {
+        r = async {
+            // Bytes the backend sent right after its 101 go first.
+            if !early.is_empty() {
+                tokio::io::AsyncWriteExt::write_all(&mut client, &early).await?;
+            }
+            tokio::io::copy_bidirectional(&mut client, &mut backend).await
+        } => {
             if let Err(e) = r {
                 tracing::debug!("tunnel ended: {e}");
             }

@@ -951,3 +951,164 @@ async fn admin_api_survives_garbage() {
     );
     sa.shutdown().await;
 }
+
+/// A raw backend that answers each request with a canned response picked by its path, to drive
+/// the proxy's upstream client through every framing: `(response bytes, close afterwards)`.
+async fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    fn script(method: &str, path: &str) -> (&'static [u8], bool) {
+        match (method, path) {
+            (_, "/chunked") => (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+                false,
+            ),
+            (_, "/http10") => (b"HTTP/1.0 200 OK\r\n\r\nuntil close", true),
+            (_, "/close") => (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                true,
+            ),
+            (_, "/nocontent") => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+            (_, "/continue") => (
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone",
+                false,
+            ),
+            (_, "/garbage") => (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", true),
+            (_, "/cut") => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial", true),
+            ("HEAD", _) => (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", false),
+            _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let acc = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            acc.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let mut line = head.split(' ');
+                    let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+                    let (res, close) = script(method, path);
+                    if s.write_all(res).await.is_err() || close {
+                        return;
+                    }
+                    if path == "/then-idle-close" {
+                        // Like a backend whose keep-alive timeout is shorter than the proxy's.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn every_response_framing_is_relayed_and_connections_reused_only_when_safe() {
+    let (addr, accepted) = scripted_backend().await;
+    let p = proxy(RouteTable::single("A", vec![addr])).await;
+    let mut c = Client::connect(p.local_addr()).await;
+    let conns = || accepted.load(Ordering::SeqCst);
+
+    assert_eq!(
+        c.get("/chunked").await,
+        (StatusCode::OK, "hello world".into())
+    );
+    assert_eq!(c.get("/continue").await, (StatusCode::OK, "done".into()));
+    assert_eq!(c.get("/nocontent").await.0, StatusCode::NO_CONTENT);
+    let head = Request::head("/len")
+        .header("host", "app.example")
+        .body(Empty::new().boxed())
+        .unwrap();
+    let res = within("HEAD", c.request(head)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-length"], "10");
+    assert!(
+        res.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+    assert_eq!(c.get("/").await, (StatusCode::OK, "ok".into()));
+    assert_eq!(
+        conns(),
+        1,
+        "every exchange so far could reuse the first connection"
+    );
+
+    // Close-delimited and `Connection: close` responses arrive whole; their connection is not
+    // reused.
+    assert_eq!(
+        c.get("/http10").await,
+        (StatusCode::OK, "until close".into())
+    );
+    assert_eq!(c.get("/").await.1, "ok");
+    assert_eq!(conns(), 2);
+    assert_eq!(c.get("/close").await, (StatusCode::OK, "ok".into()));
+    assert_eq!(c.get("/").await.1, "ok");
+    assert_eq!(conns(), 3);
+
+    // A backend that closes its idle keep-alive connection: the next request is not lost.
+    assert_eq!(c.get("/then-idle-close").await.1, "ok");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(c.get("/").await, (StatusCode::OK, "ok".into()));
+    assert_eq!(
+        conns(),
+        4,
+        "the closed idle connection is replaced, not used"
+    );
+
+    // Not HTTP: 502 and a 5xx in the counters. A body cut short: the client sees an error, not
+    // a silently short body.
+    assert_eq!(c.get("/garbage").await.0, StatusCode::BAD_GATEWAY);
+    let mut c2 = Client::connect(p.local_addr()).await;
+    let cut = within("cut body", c2.try_get("/cut", &[])).await;
+    assert!(
+        cut.is_err(),
+        "a truncated body must not look complete: {cut:?}"
+    );
+    let s = &p.stats().versions["A"];
+    assert_eq!(s.responses_5xx, 1, "{s:?}");
+    // The client connection that saw the garbage still works.
+    assert_eq!(c.get("/").await, (StatusCode::OK, "ok".into()));
+}
+
+#[tokio::test]
+async fn a_chunked_request_body_of_unknown_length_reaches_the_backend() {
+    let a = upstream("A").await;
+    let p = proxy(RouteTable::single("A", vec![a.addr])).await;
+    let mut s = TcpStream::connect(p.local_addr()).await.unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    within("echo of a chunked body", async {
+        // The echo comes back chunked too: each chunk as it was sent, then the last chunk.
+        while !String::from_utf8_lossy(&got).ends_with("0\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+    assert!(got.contains("abcd") && got.contains("efg"), "{got}");
+}

@@ -75,6 +75,8 @@ string_enum! {
         InstanceUnhealthy => "instance.unhealthy",
         /// Instances of a previous control plane were re-adopted at start-up (payload: adopted, lost).
         InstancesAdopted => "instances.adopted",
+        /// The proxy daemon had died and was restarted.
+        ProxyRestarted => "proxy.restarted",
         /// The runtime drifted from the desired state and was healed (payload: service, env, what).
         DriftHealed => "drift.healed",
     }

@@ -791,8 +791,24 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
         proxy_daemons(&data).into_iter().collect();
 
     // Kill at three points of a blue-green deploy: just after the push, while the new
-    // release boots (before the switch), and after the switch while the old one is warm.
-    for (version, point) in [(2i64, "requested"), (3, "starting"), (4, "keeping_warm")] {
+    // release boots (before the switch), and after the switch while the old one is warm and
+    // its connections drain; then in the middle of a canary step (release 5 switches the
+    // service to the canary strategy: half the traffic on the canary for 3 s).
+    for (version, point) in [
+        (2i64, "requested"),
+        (3, "starting"),
+        (4, "keeping_warm"),
+        (5, "canary_step"),
+    ] {
+        if point == "canary_step" {
+            let yml = std::fs::read_to_string(repo.join("sluice.yml")).unwrap();
+            let canary = "strategy: { canary: { steps: [{ weight: 50, pause: 3s }, { weight: 100 }], \
+                          analysis: { max_error_rate: 0.5, min_requests: 1, \
+                          insufficient_traffic: pass, interval: 250ms } } }";
+            let yml = yml.replace("strategy: { blue_green: { keep_warm: 2s } }", canary);
+            assert!(yml.contains("canary"), "{yml}");
+            std::fs::write(repo.join("sluice.yml"), yml).unwrap();
+        }
         std::fs::write(repo.join("version.txt"), version.to_string()).unwrap();
         git(&repo, &["commit", "-q", "-am", &format!("v{version}")]);
         http_post(&format!("{}/api/v1/projects/crashdeploy/sync", server.url));
@@ -950,6 +966,27 @@ fn deploy_rollback_status_and_deploys_commands() {
     );
     let out = sluice(&["logs", "web", "--env", "staging", "--server", &url]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("starting instance"));
+
+    // The proxy daemon dies (kill -9): the server notices, starts a new one, which serves the
+    // same routes, and records it.
+    let before = proxy_daemons(&data);
+    assert_eq!(before.len(), 1, "{before:?}");
+    kill_proxy_daemon(&data);
+    let down = Instant::now();
+    wait_for("a new proxy daemon to serve", 30, || {
+        http_get(&service).as_deref() == Some("version=2\n")
+    });
+    eprintln!(
+        "deploy.proxy_daemon.kill_to_serving {} ms",
+        down.elapsed().as_millis()
+    );
+    let after = proxy_daemons(&data);
+    assert!(
+        after.len() == 1 && after != before,
+        "one new daemon: {before:?} -> {after:?}"
+    );
+    let restarted = server.get("/api/v1/events?kind=proxy.restarted");
+    assert_eq!(restarted.as_array().unwrap().len(), 1, "{restarted}");
 
     // Bad input: an unknown release, service or environment.
     assert_eq!(

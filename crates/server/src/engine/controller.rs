@@ -77,6 +77,8 @@ impl Fleet {
 /// The upstream timeout of a listener before its first route table (which carries the
 /// service's `request_timeout`).
 const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
+/// How often the controller checks that the proxy daemon answers.
+const DAEMON_CHECK: Duration = Duration::from_secs(1);
 
 fn key(project: &str, service: &str, env: &str) -> String {
     format!("{project}/{service}/{env}")
@@ -249,7 +251,12 @@ impl Engine {
         }
         let mut shutdown = self.shutdown.subscribe();
         let mut changes = self.fleet.runtime.subscribe();
+        let mut next_daemon_check = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_daemon_check {
+                next_daemon_check = tokio::time::Instant::now() + DAEMON_CHECK;
+                self.supervise_daemon().await;
+            }
             if let Err(e) = self.reconcile_all().await {
                 tracing::warn!(error = %e, "deploy controller tick failed");
             }
@@ -258,6 +265,33 @@ impl Engine {
                 _ = self.controller_wake.notified() => {}
                 _ = changes.changed() => {}
                 _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Restarts the proxy daemon if it died (killed by hand, OOM, a crash): the new one serves
+    /// the routes of its state file at once, and every listener handle is looked up again so
+    /// the next reconcile talks to it.
+    async fn supervise_daemon(&self) {
+        let Some(daemon) = &self.fleet.daemon else {
+            return;
+        };
+        match daemon.revive().await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!("the proxy daemon had stopped answering; started a new one");
+                self.fleet.proxies.lock().await.clear();
+                lock(&self.fleet.tables).clear();
+                let _ = self
+                    .record(vec![NewEvent::new(
+                        EventKind::ProxyRestarted,
+                        "system",
+                        "proxy",
+                    )])
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the proxy daemon is down and could not be restarted")
             }
         }
     }

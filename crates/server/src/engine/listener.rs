@@ -186,6 +186,20 @@ impl Daemon {
         }
     }
 
+    /// Supervision: `Ok(true)` if the daemon this server used stopped answering and a new one
+    /// was started (it restores its listeners and routes from its state file); `Ok(false)` if
+    /// it is fine or was never needed.
+    pub async fn revive(&self) -> Result<bool, EngineError> {
+        let Some(admin) = *self.admin.lock().await else {
+            return Ok(false);
+        };
+        if self.healthy(admin).await {
+            return Ok(false);
+        }
+        self.admin().await?;
+        Ok(true)
+    }
+
     /// A listener in the daemon (created, or the existing one after a server restart).
     pub async fn listener(
         &self,

@@ -22,6 +22,13 @@ pub struct Environment {
     pub name: String,
     /// Pushes to this branch run pipelines for this environment.
     pub branch: String,
+    /// Deploy-type actions and secrets here need the releaser role (or this environment's own
+    /// pipeline).
+    pub protected: bool,
+    /// Approvals by other people a manual deploy here needs (0 = none).
+    pub approvals: u32,
+    /// How long a manual deploy here waits after it was asked for.
+    pub wait_timer: Duration,
 }
 
 /// One deployable unit of the repository.

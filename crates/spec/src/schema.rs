@@ -17,7 +17,7 @@ use serde::Deserialize;
 /// Fields of the top level.
 pub(crate) const CONFIG_FIELDS: &[&str] = &["project", "environments", "services"];
 /// Fields of an environment.
-pub(crate) const ENVIRONMENT_FIELDS: &[&str] = &["branch"];
+pub(crate) const ENVIRONMENT_FIELDS: &[&str] = &["branch", "protected", "approvals", "wait_timer"];
 /// Fields of a service.
 pub(crate) const SERVICE_FIELDS: &[&str] = &["paths", "env", "steps", "deploy"];
 /// Fields of a step.
@@ -141,6 +141,23 @@ pub(crate) struct Environment {
     /// environments cannot share a branch.
     #[schemars(length(min = 1))]
     pub branch: String,
+    /// Only people with the `releaser` role (or a pipeline run on this environment's branch)
+    /// may deploy, roll back, promote into or pause this environment, or read and write its
+    /// secrets. Developers can still see it.
+    #[serde(default)]
+    pub protected: bool,
+    /// How many people other than the one who asked must approve a manual deploy, rollback or
+    /// promotion into this environment before it starts (`sluice approve`), 0 to 10. Needs
+    /// `protected: true`. Deploys by the environment's own pipeline need no approval.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10))]
+    pub approvals: u32,
+    /// How long a manual deploy, rollback or promotion into this environment waits after it
+    /// was asked for before it starts (a duration such as `10m`, at most `24h`; the approvals,
+    /// if any, are needed as well). Needs `protected: true`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "0s"))]
+    pub wait_timer: String,
 }
 
 /// One deployable unit of the repository, the pipeline that builds it and, optionally, how

@@ -25,6 +25,8 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 pub(crate) const MAX_RETRIES: i128 = 10;
 /// Longest project, environment, service and step name.
 const MAX_NAME_LEN: usize = 63;
+/// Most approvals a protected environment may ask for.
+const MAX_APPROVALS: i128 = 10;
 
 /// Validation state: the source (for scalar spelling), the file name and what was found.
 pub(crate) struct Validator<'a> {
@@ -207,9 +209,47 @@ impl<'a> Validator<'a> {
                 continue;
             }
             branches.insert(branch.clone(), entry.name.clone());
+            let protected = match fields.get("protected") {
+                Some(n) => self.boolean(n, &format!("{path}.protected")),
+                None => Some(false),
+            };
+            let approvals = match fields.get("approvals") {
+                Some(n) => self.count(
+                    n,
+                    &format!("{path}.approvals"),
+                    0..=MAX_APPROVALS,
+                    "use 0 to 10 approvals",
+                ),
+                None => Some(0),
+            };
+            let wait_timer = match fields.get("wait_timer") {
+                Some(n) => self.duration(n, &format!("{path}.wait_timer"), true),
+                None => Some(Duration::ZERO),
+            };
+            let (Some(protected), Some(approvals), Some(wait_timer)) =
+                (protected, approvals, wait_timer)
+            else {
+                ok = false;
+                continue;
+            };
+            if !protected && (approvals > 0 || !wait_timer.is_zero()) {
+                let field = if approvals > 0 { "approvals" } else { "wait_timer" };
+                let pos = fields.get(field).map_or(entry.key.pos, |n| n.pos);
+                self.error(
+                    pos,
+                    &format!("{path}.{field}"),
+                    format!("{field} only applies to a protected environment"),
+                    Some("add `protected: true` to this environment".into()),
+                );
+                ok = false;
+                continue;
+            }
             envs.push(Environment {
                 name: entry.name.clone(),
                 branch,
+                protected,
+                approvals,
+                wait_timer,
             });
         }
         ok.then_some(envs)

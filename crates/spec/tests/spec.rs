@@ -131,6 +131,7 @@ fn invalid_pipeline_cases() -> Vec<(&'static str, String)> {
         ("retry_wrong_type", with_steps("      lint:\n        run: x\n        retry: always\n")),
         ("bad_secret_name", with_steps("      lint:\n        run: x\n        secrets: [NPM_TOKEN, npm_token]\n")),
         ("cache_errors", with_steps("      lint:\n        run: x\n        cache:\n          - key_files: [package-lock.json]\n          - paths: [\"..\"]\n            keyfiles: [a]\n")),
+        ("protection_errors", "project: shop\nenvironments:\n  staging:\n    branch: main\n    approvals: 1\n  production:\n    branch: release\n    protected: \"yes\"\n    approvals: 11\n    wait_timer: 25h\n  qa:\n    branch: qa\n    wait_timer: 5m\nservices: {api: {steps: {lint: {run: x}}}}\n".into()),
         ("not_a_mapping", "- project: shop\n- services: {}\n".into()),
         ("scalar_document", "just some text\n".into()),
         ("empty_file", "".into()),
@@ -230,11 +231,17 @@ fn minimal_file_gets_defaults() {
             environments: vec![
                 Environment {
                     name: "production".into(),
-                    branch: "release".into()
+                    branch: "release".into(),
+                    protected: false,
+                    approvals: 0,
+                    wait_timer: Duration::ZERO,
                 },
                 Environment {
                     name: "staging".into(),
-                    branch: "main".into()
+                    branch: "main".into(),
+                    protected: false,
+                    approvals: 0,
+                    wait_timer: Duration::ZERO,
                 },
             ],
             services: vec![Service {

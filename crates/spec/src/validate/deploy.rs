@@ -405,7 +405,7 @@ impl Validator<'_> {
     }
 
     /// A whole number in `range`, named by the last part of `path` in messages.
-    fn count(
+    pub(super) fn count(
         &mut self,
         node: &Node,
         path: &str,
@@ -460,7 +460,7 @@ impl Validator<'_> {
         None
     }
 
-    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+    pub(super) fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
         match node.value {
             Value::Bool(b) => Some(b),
             _ => {

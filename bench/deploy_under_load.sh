@@ -16,12 +16,22 @@
 #   (server clock = same machine clock); the server-side span created_ms -> finished_ms is
 #   printed too.
 # Goal: 0 failed requests; deploy durations are reported (median, p95). With the defaults the
-# whole run takes about 2.5 minutes (rolling ~25 s, blue_green ~50 s, canary ~65 s, set-up ~5 s).
+# whole run takes about 3 minutes (rolling ~25 s, blue_green ~50 s, canary ~65 s, rollbacks
+# ~20 s, set-up ~5 s).
+# Blue-green switch time: every blue-green deployment records, on its `bluegreen.switched`
+# decision, the time from the last green instance passing its health check to the new route
+# table being in the proxy (`switch_after_ready_ms`); printed as median/p95/max (goal <= 10 ms).
+# Rollback while blue is warm: a fourth service (blue-green, keep_warm 120 s) is deployed
+# ROLLBACKS=10 times; each time, once its deployment is keeping blue warm,
+# `POST /api/v1/rollbacks` is sent and GET is repeated on its address until the previous
+# release answers: request -> first answer of the previous release, median/p95/max (goal
+# <= 1 s).
 #
 # Knobs (env): SLUICE_BIN (default target/release/sluice, built if missing), DEPLOYS=50,
 #   RATE=1000 (req/s), CONNS=32 (keep-alive connections of the load), STRATEGIES="rolling
 #   blue_green canary", DEPLOY_TIMEOUT=60 (s, one deploy), STRATEGY_LIMIT=900 (s, hard limit of
-#   one strategy's deploy loop; the load stops at STRATEGY_LIMIT+30 s whatever happens).
+#   one strategy's deploy loop; the load stops at STRATEGY_LIMIT+30 s whatever happens),
+#   ROLLBACKS=10 (0 skips the rollback figures).
 # Output: `deploy.<strategy>.<figure> <value> <unit>` on stdout, `#` lines are context; logs on
 #   stderr; details (every deploy, every failed request) under bench/.work/deploy/.
 set -euo pipefail
@@ -33,6 +43,7 @@ CONNS=${CONNS:-32}
 STRATEGIES=${STRATEGIES:-"rolling blue_green canary"}
 DEPLOY_TIMEOUT=${DEPLOY_TIMEOUT:-60}
 STRATEGY_LIMIT=${STRATEGY_LIMIT:-900}
+ROLLBACKS=${ROLLBACKS:-10}
 W="$BENCH_WORK/deploy"
 # instances outlive `sluice server` by design (docs/deploys.md): on exit, after the server, stop
 # the process group of every process whose working directory is under this run's data dir
@@ -52,16 +63,17 @@ sluice_bin
 
 # distinct free ports: server + one exposed address per service
 PORTS=()
-for _ in 1 2 3 4 5 6 7 8; do
+for _ in 1 2 3 4 5 6 7 8 9 10; do
   p=$(free_port)
   case " ${PORTS[*]:-} " in *" $p "*) continue ;; esac
   PORTS+=("$p")
-  [ ${#PORTS[@]} -eq 4 ] && break
+  [ ${#PORTS[@]} -eq 5 ] && break
 done
-[ ${#PORTS[@]} -eq 4 ] || die "could not find 4 distinct free ports"
+[ ${#PORTS[@]} -eq 5 ] || die "could not find 5 distinct free ports"
 SERVER="http://127.0.0.1:${PORTS[0]}"
 declare -A SVC=([rolling]=svc-rolling [blue_green]=svc-bluegreen [canary]=svc-canary)
 declare -A ADDR=([rolling]="127.0.0.1:${PORTS[1]}" [blue_green]="127.0.0.1:${PORTS[2]}" [canary]="127.0.0.1:${PORTS[3]}")
+RB_SVC=svc-rollback; RB_ADDR="127.0.0.1:${PORTS[4]}"
 PROJECT=deployload
 
 echo "# goal: 0 failed requests under >= $RATE req/s during $DEPLOYS consecutive deploys per strategy; deploy duration median/p95 reported"
@@ -164,6 +176,7 @@ EOF
   svc_yml svc-rolling "${ADDR[rolling]}" "{ rolling: { max_surge: 1, max_unavailable: 0 } }"
   svc_yml svc-bluegreen "${ADDR[blue_green]}" "{ blue_green: { keep_warm: 500ms } }"
   svc_yml svc-canary "${ADDR[canary]}" "{ canary: { steps: [{ weight: 50, pause: 500ms }, { weight: 100 }], analysis: { max_error_rate: 0.01, min_requests: 100, insufficient_traffic: pass, interval: 250ms } } }"
+  svc_yml "$RB_SVC" "$RB_ADDR" "{ blue_green: { keep_warm: 120s } }"
 } > "$R/sluice.yml"
 echo 1 > "$R/version.txt"
 git_q -C "$R" add -A
@@ -184,6 +197,8 @@ while time.monotonic() < end:
     try:
         with urllib.request.urlopen(server + "/api/v1/status", timeout=2) as r:
             st = json.load(r)
+        # the rollback service keeps blue warm for 120 s after each deploy: not waited for
+        st = [t for t in st if t["service"] != "svc-rollback"]
         last = [(t["service"], t["stable_version"], t["ready"], t["deployment"] is not None) for t in st]
         if len(st) == 3 and all(t["stable_version"] == v and t["desired_version"] == v
                                 and t["ready"] == t["replicas"] and t["deployment"] is None for t in st):
@@ -301,6 +316,21 @@ print(f"{P}.deploys {len(ok)} deploys")
 print(f"{P}.deploys_failed {len(deps) - len(ok)} deploys")
 print(f"{P}.requests {load['requests']} requests")
 print(f"{P}.rps {load['rps']:.0f} req/s")
+if strat == "blue_green":
+    sw = []
+    for x in ok:
+        try:
+            with urllib.request.urlopen(f"{server}/api/v1/deployments/{x['id']}", timeout=5) as r:
+                evs = json.load(r)["events"]
+        except Exception:
+            continue
+        sw += [e["payload"]["switch_after_ready_ms"] for e in evs
+               if e["payload"].get("kind") == "bluegreen.switched" and e["payload"].get("switch_after_ready_ms") is not None]
+    if sw:
+        print(f"{P}.switch_after_ready_median {q(sw, .5):.0f} ms")
+        print(f"{P}.switch_after_ready_p95 {q(sw, .95):.0f} ms")
+        print(f"{P}.switch_after_ready_max {max(sw)} ms")
+        print(f"# {strat}: switch time recorded on {len(sw)}/{len(ok)} deployments (goal <= 10 ms)")
 lat = load["latency_ms"]
 print(f"# {strat}: server-side span (created -> finished) median {q(srv, .5):.0f} ms, p95 {q(srv, .95):.0f} ms; "
       f"duration min {min(dur) if dur else 0} ms, max {max(dur) if dur else 0} ms; strategies recorded: {sorted(set(x['strategy'] for x in deps))}")
@@ -344,3 +374,75 @@ if fails:
 PYEOF
   machine_note
 done
+
+# ---------------- rollback while blue is warm ----------------------------------------------------
+if [ "$ROLLBACKS" -gt 0 ]; then
+  log "rollback: $ROLLBACKS deploys of $RB_SVC, each rolled back while blue is warm"
+  "$PY" - "$SERVER" "$PROJECT" "$RB_SVC" "$RB_ADDR" "$ROLLBACKS" <<'PYEOF'
+import http.client, json, sys, time, urllib.request
+server, project, svc, addr, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+host, port = addr.split(":")
+def api(method, path, body=None):
+    req = urllib.request.Request(server + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r) if r.status != 204 else None
+def answer():
+    c = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        c.request("GET", "/")
+        return c.getresponse().read().decode().strip()
+    except Exception:
+        return None
+    finally:
+        c.close()
+def q(vals, p):
+    s = sorted(vals); k = p * (len(s) - 1); lo = int(k); hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+times, not_warm = [], 0
+LATEST = f"/api/v1/deployments?project={project}&service={svc}&env=staging&limit=1"
+for i in range(n):
+    ds = api("GET", LATEST)
+    dep = ds[0] if ds and ds[0]["status"] == "running" and ds[0]["phase"] == "keeping_warm" else None
+    end = time.monotonic() + 60
+    if dep is None:
+        cur = answer()
+        old = int(cur.split("=")[1]) if cur and cur.startswith("version=") else 2
+        new = 1 if old == 2 else 2
+        prev = ds[0]["id"] if ds else 0
+        api("POST", "/api/v1/deployments", {"project": project, "service": svc, "env": "staging", "version": new})
+    else:
+        # the deploy of release 2 at set-up is still keeping blue warm: roll that one back
+        old, new, end = dep["from_version"], dep["version"], 0
+    while time.monotonic() < end:
+        ds = [d for d in api("GET", LATEST) if d["id"] > prev]
+        if ds and ds[0]["phase"] == "keeping_warm":
+            dep = ds[0]; break
+        if ds and ds[0]["status"] != "running":
+            break
+        time.sleep(0.02)
+    if dep is None:
+        print(f"# rollback {i}: the deploy of v{new} never kept blue warm", file=sys.stderr); not_warm += 1; continue
+    t0 = time.monotonic()
+    api("POST", "/api/v1/rollbacks", {"project": project, "service": svc, "env": "staging"})
+    while time.monotonic() - t0 < 30 and answer() != f"version={old}":
+        time.sleep(0.002)
+    times.append((time.monotonic() - t0) * 1000)
+    # let the aborted deployment finish before the next one
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        ds = api("GET", f"/api/v1/deployments?project={project}&service={svc}&env=staging&limit=1&running=true")
+        if not ds:
+            break
+        time.sleep(0.05)
+P = "deploy.rollback_warm"
+if times:
+    print(f"{P}.median {q(times, .5):.0f} ms")
+    print(f"{P}.p95 {q(times, .95):.0f} ms")
+    print(f"{P}.max {max(times):.0f} ms")
+print(f"{P}.rollbacks {len(times)} rollbacks")
+print(f"# rollback_warm: request -> first answer of the previous release, {len(times)} rollbacks "
+      f"while blue was warm ({not_warm} deploys never reached keeping_warm); goal <= 1000 ms")
+PYEOF
+fi

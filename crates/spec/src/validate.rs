@@ -233,7 +233,11 @@ impl<'a> Validator<'a> {
                 continue;
             };
             if !protected && (approvals > 0 || !wait_timer.is_zero()) {
-                let field = if approvals > 0 { "approvals" } else { "wait_timer" };
+                let field = if approvals > 0 {
+                    "approvals"
+                } else {
+                    "wait_timer"
+                };
                 let pos = fields.get(field).map_or(entry.key.pos, |n| n.pos);
                 self.error(
                     pos,

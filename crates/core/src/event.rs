@@ -79,6 +79,42 @@ string_enum! {
         ProxyRestarted => "proxy.restarted",
         /// The runtime drifted from the desired state and was healed (payload: service, env, what).
         DriftHealed => "drift.healed",
+        /// A user signed in with a password (payload: user, session).
+        AuthLogin => "auth.login",
+        /// A sign-in was refused: unknown user, wrong password, disabled, rate limited (payload: user, reason).
+        AuthLoginFailed => "auth.login_failed",
+        /// A user signed out or a session was ended (payload: user, reason).
+        AuthLogout => "auth.logout",
+        /// A user was created (payload: user, admin, via).
+        UserCreated => "user.created",
+        /// A user's password, admin flag or disabled flag changed (payload: user, what).
+        UserUpdated => "user.updated",
+        /// A user was deleted with their grants, tokens and sessions (payload: user).
+        UserDeleted => "user.deleted",
+        /// A role was granted (payload: user, role, project, environment).
+        GrantAdded => "grant.added",
+        /// A grant was removed (payload: user, role, project, environment).
+        GrantRemoved => "grant.removed",
+        /// An API token was created (payload: token, user, name, scopes, expires_ms); never the token itself.
+        TokenCreated => "token.created",
+        /// An API token was revoked (payload: token, user).
+        TokenRevoked => "token.revoked",
+        /// A secret got a new version (payload: secret, environment, name, version); never the value.
+        SecretWritten => "secret.written",
+        /// A secret's value was read or injected (payload: secret, environment, name, version, purpose).
+        SecretRead => "secret.read",
+        /// A secret was deleted (payload: environment, name, versions).
+        SecretDeleted => "secret.deleted",
+        /// Every secret's data key was re-wrapped under a new key-encryption key (payload: from, to, secrets).
+        SecretsRekeyed => "secrets.rekeyed",
+        /// The secret store was unsealed (payload: kek_id).
+        VaultUnsealed => "vault.unsealed",
+        /// The secret store was sealed (payload: reason).
+        VaultSealed => "vault.sealed",
+        /// A deployment was approved (payload: deployment, user, comment, approvals).
+        DeploymentApproved => "deployment.approved",
+        /// A request was refused for lack of permission (payload: action, project, environment, reason).
+        AccessDenied => "access.denied",
     }
 }
 
@@ -95,6 +131,12 @@ pub struct NewEvent {
     pub project: Option<String>,
     /// Figures and details; a JSON object.
     pub payload: serde_json::Value,
+    /// The client address of the request that caused it (e.g. `203.0.113.7`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The id of the request that caused it, if any; ties the event to the server's logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl NewEvent {
@@ -106,6 +148,8 @@ impl NewEvent {
             subject: subject.into(),
             project: None,
             payload: serde_json::Value::Object(Default::default()),
+            source: None,
+            request_id: None,
         }
     }
 
@@ -120,11 +164,49 @@ impl NewEvent {
         self.payload = payload;
         self
     }
+
+    /// Sets the client address of the request that caused the event.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Sets the id of the request that caused the event.
+    pub fn request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_context_is_optional_and_round_trips() {
+        let plain = NewEvent::new(EventKind::ServerStarted, "system", "server");
+        assert_eq!(
+            (plain.source.as_deref(), plain.request_id.as_deref()),
+            (None, None)
+        );
+        // Absent context is left out of the JSON, and old JSON without it still reads.
+        let text = serde_json::to_string(&plain).unwrap_or_default();
+        assert!(
+            !text.contains("source") && !text.contains("request_id"),
+            "{text}"
+        );
+        let old = r#"{"kind":"server.started","actor":"system","subject":"server","project":null,"payload":{}}"#;
+        assert_eq!(serde_json::from_str::<NewEvent>(old).ok(), Some(plain));
+        let e = NewEvent::new(EventKind::AccessDenied, "user:ann", "project/shop")
+            .source("203.0.113.7")
+            .request_id("r-1");
+        assert_eq!(e.source.as_deref(), Some("203.0.113.7"));
+        assert_eq!(e.request_id.as_deref(), Some("r-1"));
+        let back: Option<NewEvent> = serde_json::to_string(&e)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        assert_eq!(back, Some(e));
+    }
 
     #[test]
     fn every_kind_is_documented() {

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     /// inside the server process (tests, the demo). `sluice server` sets it to itself, so
     /// exposed services keep answering while the server restarts.
     pub proxy_bin: Option<PathBuf>,
+    /// How often the audit trail's head is signed (also when nothing happened), so that a
+    /// deleted tail or a stopped server shows as a gap (`sluice audit verify`).
+    pub checkpoint_interval: Duration,
 }
 
 impl ServerConfig {
@@ -68,6 +71,7 @@ impl ServerConfig {
             secrets: BTreeMap::new(),
             public_url: None,
             proxy_bin: None,
+            checkpoint_interval: Duration::from_secs(60),
         }
     }
 

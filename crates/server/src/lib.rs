@@ -5,6 +5,7 @@
 //! HTTP edge ([`http`]) and the engine ([`engine`]) are separate: the engine decides, the
 //! edge translates. Tests and `sluice demo` embed the server by giving it port 0.
 
+pub mod audit;
 pub mod config;
 pub mod engine;
 pub mod http;
@@ -81,6 +82,18 @@ impl Server {
             ])
             .await?;
         engine.recover().await?;
+        let auditor = audit::Auditor::open(
+            &engine.config.data_dir,
+            store.clone(),
+            engine.config.checkpoint_interval,
+        )
+        .map_err(|e| StartError::Io(format!("audit trail: {e}")))?;
+        // The first checkpoint before anything is served: it covers everything so far.
+        auditor
+            .checkpoint()
+            .await
+            .map_err(|e| StartError::Io(format!("audit trail: {e}")))?;
+        tokio::spawn(auditor.run(engine.shutdown_signal()));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on {listen}: {e}")))?;

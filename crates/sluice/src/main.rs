@@ -2,6 +2,7 @@
 //! for a running server. Every subcommand has `--help`; list commands take `--output json`;
 //! exit codes are documented in [`exit`] and `docs/cli.md`.
 
+mod audit_cmd;
 mod client;
 mod commands;
 mod demo;
@@ -95,6 +96,9 @@ enum Command {
     },
     /// List deployments, newest first.
     Deploys(deploys::DeploysArgs),
+    /// Verify or export the tamper-evident audit trail (the event log's hash chain).
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
     /// Run the traffic proxy as its own process (it keeps serving across control-plane restarts).
     Proxy(proxy_cmd::ProxyArgs),
     /// Switch a standalone proxy's listener to another backend, atomically.
@@ -192,6 +196,9 @@ async fn dispatch(cmd: Command) -> Result<i32, CliError> {
         Command::Promote(a) => deploys::promote(a).await,
         Command::Status { c } => deploys::status(c).await,
         Command::Deploys(a) => deploys::deploys(a).await,
+        Command::Audit(audit_cmd::AuditCmd::Verify(a)) => audit_cmd::verify(a).await,
+        Command::Audit(audit_cmd::AuditCmd::Export(a)) => audit_cmd::export(a).await,
+        Command::Audit(audit_cmd::AuditCmd::PublicKey(s)) => audit_cmd::public_key(&s),
         // Handled before a runtime exists (they build their own).
         Command::Proxy(_) | Command::Switch(_) | Command::ProxyDaemon(_) => Err(CliError::new(
             Exit::Server,

@@ -5,15 +5,23 @@
 //! URL. Every mutating method writes its state change and the matching events of the
 //! append-only log in one transaction, so the log never misses a change and a crash never
 //! leaves a change without its event. Writes are serialised through one writer lock, which
-//! is what makes event sequence numbers gap-free and monotonic in commit order.
+//! is what makes event sequence numbers gap-free and monotonic in commit order; each event
+//! is also hashed into a chain with the one before it in the same transaction
+//! (`chain.rs`), so edits, deletions and reorderings of the log are detectable.
+//! Users, grants, API tokens, sessions, setup tokens and approvals live in `access.rs`
+//! (credentials only as hashes), sealed secrets and settings in `secrets.rs`.
 //! Architecture invariant: this crate knows SQL and the model types, nothing of HTTP, git or
 //! processes. The same conformance suite (`tests/conformance.rs`) runs against both backends.
 
+mod access;
+mod chain;
 mod deploys;
 mod migrate;
 mod model;
 mod rows;
+mod secrets;
 
+pub use access::TOUCH_INTERVAL_MS;
 pub use model::*;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +33,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
+use chain::insert_events;
 use rows::{
     Arg, BRANCH_HEAD_COLS, EVENT_COLS, LOG_COLS, PROJECT_COLS, RELEASE_COLS, RUN_COLS, STEP_COLS,
     SqlBuilder, to_json,
@@ -50,6 +59,12 @@ pub enum StoreError {
     /// A stored value could not be decoded (corruption or a newer schema).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// A value the store refuses to keep (e.g. a plaintext token where its hash belongs).
+    #[error("invalid value: {0}")]
+    Invalid(String),
+    /// Sealing a secret failed (e.g. the vault is sealed).
+    #[error(transparent)]
+    Secrets(#[from] sluice_secrets::SecretsError),
 }
 
 /// Result alias for the store.
@@ -192,45 +207,6 @@ fn fill_subjects(events: &mut [NewEvent], id: i64, version: Option<i64>) {
     }
 }
 
-/// Appends events inside the caller's write transaction: `seq` continues from the highest
-/// stored one, so the log is gap-free and ordered as transactions commit.
-async fn insert_events(conn: &mut AnyConnection, events: Vec<NewEvent>) -> Result<Vec<Event>> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let last: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM events")
-        .fetch_one(&mut *conn)
-        .await?;
-    let time_ms = now_ms();
-    let mut out = Vec::with_capacity(events.len());
-    for (seq, e) in (last + 1..).zip(events) {
-        let payload = to_json(&e.payload, "event payload")?;
-        sqlx::query(
-            "INSERT INTO events (seq, time_ms, kind, actor, subject, project, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(seq)
-        .bind(time_ms)
-        .bind(e.kind.as_str())
-        .bind(e.actor.as_str())
-        .bind(e.subject.as_str())
-        .bind(e.project.as_deref())
-        .bind(payload)
-        .execute(&mut *conn)
-        .await?;
-        out.push(Event {
-            seq,
-            time_ms,
-            kind: e.kind,
-            actor: e.actor,
-            subject: e.subject,
-            project: e.project,
-            payload: e.payload,
-        });
-    }
-    Ok(out)
-}
-
 /// A write in progress: the writer lock and the transaction it protects.
 struct Write<'a> {
     _guard: MutexGuard<'a, ()>,
@@ -254,7 +230,8 @@ impl Write<'_> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` and applies pending migrations.
+    /// Opens (creating if needed) the database at `url`, applies pending migrations and
+    /// chains events written before the audit chain existed (once, in one transaction).
     /// `url` is a filesystem path or `sqlite://PATH` for SQLite, `postgres://...` for PostgreSQL.
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
@@ -295,7 +272,11 @@ impl Store {
                 (Backend::Sqlite, pool)
             }
         };
-        if let Err(e) = migrate::migrate(&pool, backend).await {
+        let ready = async {
+            migrate::migrate(&pool, backend).await?;
+            chain::backfill(&pool, backend).await
+        };
+        if let Err(e) = ready.await {
             pool.close().await;
             return Err(e);
         }
@@ -1055,8 +1036,46 @@ mod tests {
         assert_send(&s.logs(&LogFilter::default()));
         assert_send(&s.create_release(rel, e.clone()));
         assert_send(&s.last_release_in_env("", "", ""));
-        assert_send(&s.mark_artifact_pruned(1, e));
+        assert_send(&s.mark_artifact_pruned(1, e.clone()));
         assert_send(&s.run_counts());
+    }
+
+    /// The same for the audit, access and secret methods.
+    #[allow(dead_code)]
+    fn security_futures_are_send(
+        s: &Store,
+        e: NewEvent,
+        cp: &sluice_audit::Checkpoint,
+        t: &TokenRow,
+        ses: &SessionRow,
+        g: &sluice_auth::Grant,
+        n: NewSecret,
+    ) {
+        assert_send(&s.audit_entries(0, 0));
+        assert_send(&s.last_event());
+        assert_send(&s.add_checkpoint(cp));
+        assert_send(&s.checkpoints());
+        assert_send(&s.create_user("", "", false, e.clone()));
+        assert_send(&s.set_user_disabled("", true, e.clone()));
+        assert_send(&s.delete_user("", e.clone()));
+        assert_send(&s.grant("", g, e.clone()));
+        assert_send(&s.revoke_grant("", g, e.clone()));
+        assert_send(&s.create_token(t, e.clone()));
+        assert_send(&s.touch_token("", 0));
+        assert_send(&s.revoke_token("", 0, e.clone()));
+        assert_send(&s.create_session(ses, vec![]));
+        assert_send(&s.touch_session("", 0, 0));
+        assert_send(&s.use_setup_token("", 0));
+        assert_send(&s.approve(1, "", 0, "", e.clone()));
+        assert_send(&s.put_secret(
+            n,
+            |_r: &sluice_secrets::SecretRef| -> Result<sluice_secrets::Sealed, sluice_secrets::SecretsError> {
+                Err(sluice_secrets::SecretsError::Sealed)
+            },
+            e.clone(),
+        ));
+        assert_send(&s.rewrap_secrets("", vec![], e.clone()));
+        assert_send(&s.delete_secret("", None, "", e));
     }
 
     #[test]

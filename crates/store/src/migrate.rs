@@ -35,6 +35,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_deploys.sql"),
         postgres: include_str!("../migrations/postgres/0002_deploys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "security",
+        sqlite: include_str!("../migrations/sqlite/0003_security.sql"),
+        postgres: include_str!("../migrations/postgres/0003_security.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -1,8 +1,12 @@
 //! The stored model: plain data types that cross the store boundary.
-//! Times are milliseconds since the Unix epoch (UTC); ids are integers assigned by the store.
+//! Times are milliseconds since the Unix epoch (UTC); ids are integers assigned by the store,
+//! except for API tokens and secrets, whose text ids the caller mints.
 
 use serde::{Deserialize, Serialize};
+use sluice_audit::Hash;
+use sluice_auth::{Approval, Scope, TokenRecord};
 use sluice_core::{EventKind, RunStatus, StepStatus};
+use sluice_secrets::{Sealed, SecretRef};
 
 /// One entry of the append-only event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +25,19 @@ pub struct Event {
     pub project: Option<String>,
     /// Details.
     pub payload: serde_json::Value,
+    /// The client address of the request that caused it, if any.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The id of the request that caused it, if any.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// The previous event's [`Event::hash`]; [`Hash::GENESIS`] for seq 1.
+    #[serde(default)]
+    pub prev_hash: Hash,
+    /// This event's entry hash in the audit chain ([`sluice_audit::entry_hash`] over
+    /// `prev_hash` and the fields above, the payload as its stored JSON text).
+    #[serde(default)]
+    pub hash: Hash,
 }
 
 /// Which events to read.
@@ -451,4 +468,157 @@ pub struct DeploymentFilter {
     pub running: bool,
     /// At most this many (0 means 50), newest first.
     pub limit: i64,
+}
+
+// ---- who may do what ----
+
+/// The setting that holds the [`sluice_secrets::Kek::key_id`] every secret is wrapped under.
+pub const SETTING_KEK_ID: &str = "secrets.kek_id";
+
+/// A local user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRow {
+    /// Unique name; also the `user:NAME` actor of the events the user causes.
+    pub name: String,
+    /// The Argon2id PHC string of the password (`$argon2id$...`), or empty for an account
+    /// that cannot sign in with a password. Never the password itself, never serialised.
+    #[serde(skip_serializing, default)]
+    pub password_hash: String,
+    /// Instance administrator: may do everything.
+    pub admin: bool,
+    /// A disabled user cannot sign in and their tokens do not work.
+    pub disabled: bool,
+    /// When the user was created.
+    pub created_ms: i64,
+    /// Last change of the password or the flags.
+    pub updated_ms: i64,
+}
+
+/// A personal API token as stored: only the hash of the token, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRow {
+    /// Stable id (minted by the caller), shown in listings and used to revoke.
+    pub id: String,
+    /// The owning user's name.
+    pub user: String,
+    /// A label chosen by the owner.
+    pub name: String,
+    /// [`sluice_auth::token::hash_token`] of the plaintext; unique. Never serialised.
+    #[serde(skip_serializing, default)]
+    pub hash: String,
+    /// What the token may be used for.
+    pub scopes: Vec<Scope>,
+    /// When it was created.
+    pub created_ms: i64,
+    /// Expiry; `None` = never.
+    pub expires_ms: Option<i64>,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
+    /// When it was last used (recorded at most about once a minute).
+    pub last_used_ms: Option<i64>,
+}
+
+impl TokenRow {
+    /// The record sluice-auth checks (revoked, expired, scopes).
+    pub fn record(&self) -> TokenRecord {
+        TokenRecord {
+            id: self.id.clone(),
+            user: self.user.clone(),
+            hash: self.hash.clone(),
+            scopes: self.scopes.clone(),
+            expires_ms: self.expires_ms,
+            revoked: self.revoked_ms.is_some(),
+        }
+    }
+}
+
+/// A browser session as stored: only the hash of the session id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    /// [`sluice_auth::token::hash_token`] of the session id (the cookie value).
+    pub id_hash: String,
+    /// The signed-in user's name.
+    pub user: String,
+    /// When the session started.
+    pub created_ms: i64,
+    /// When it ends unless extended.
+    pub expires_ms: i64,
+    /// When it was last used (recorded at most about once a minute).
+    pub last_seen_ms: i64,
+}
+
+/// One approval of a gated deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRow {
+    /// The approved deployment.
+    pub deployment_id: i64,
+    /// The approving user's name.
+    pub user: String,
+    /// When they approved.
+    pub at_ms: i64,
+    /// What they said (may be empty).
+    pub comment: String,
+}
+
+impl ApprovalRow {
+    /// The form sluice-auth's approval gate counts.
+    pub fn approval(&self) -> Approval {
+        Approval {
+            by: self.user.clone(),
+            at_ms: self.at_ms,
+        }
+    }
+}
+
+/// A new version of a secret to write; the store assigns the version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSecret {
+    /// Id of the new version's row (minted by the caller; bound into its ciphertexts).
+    pub id: String,
+    /// Project.
+    pub project: String,
+    /// Environment, or `None` for every environment of the project.
+    pub environment: Option<String>,
+    /// Name (see [`sluice_secrets::validate_name`]).
+    pub name: String,
+    /// When it is written.
+    pub created_ms: i64,
+    /// Who wrote it (`user:NAME`).
+    pub created_by: String,
+}
+
+/// One stored version of a secret, sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Its identity: id, project, environment, name, version (bound into the ciphertexts).
+    pub secret: SecretRef,
+    /// The wrapped data key and the encrypted value.
+    pub sealed: Sealed,
+    /// When this version was written.
+    pub created_ms: i64,
+    /// Who wrote it.
+    pub created_by: String,
+    /// When the secret was deleted (a tombstone), if it was.
+    pub deleted_ms: Option<i64>,
+}
+
+/// What may be shown about a secret: everything but the sealed value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMeta {
+    /// Id of the current version's row.
+    pub id: String,
+    /// Project.
+    pub project: String,
+    /// Environment, or `None` for every environment of the project.
+    pub environment: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Current version.
+    pub version: i64,
+    /// Key id of the key-encryption key that wraps it.
+    pub kek_id: String,
+    /// When the current version was written.
+    pub created_ms: i64,
+    /// Who wrote it.
+    pub created_by: String,
 }

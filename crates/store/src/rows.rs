@@ -5,6 +5,7 @@
 //! documents as JSON text, booleans as 0/1.
 
 use serde::de::DeserializeOwned;
+use sluice_audit::{Hash, StoredEntry};
 use sluice_core::{EventKind, RunStatus, StepStatus};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
@@ -13,7 +14,8 @@ use sqlx::{Any, AssertSqlSafe, Row};
 use crate::{BranchHead, Event, LogLine, Project, Release, Result, Run, Step, StoreError};
 
 /// Columns read by [`event`], in order.
-pub(crate) const EVENT_COLS: &str = "seq, time_ms, kind, actor, subject, project, payload";
+pub(crate) const EVENT_COLS: &str = "seq, time_ms, kind, actor, subject, project, payload, \
+     source, request_id, prev_hash, hash";
 /// Columns read by [`project`].
 pub(crate) const PROJECT_COLS: &str = "name, source, poll_interval_s, webhook_secret, created_ms";
 /// Columns read by [`branch_head`].
@@ -56,6 +58,33 @@ pub(crate) fn event(row: &AnyRow) -> Result<Event> {
         subject: row.try_get("subject")?,
         project: row.try_get("project")?,
         payload: json(&payload, &format!("payload of event {seq}"))?,
+        source: row.try_get("source")?,
+        request_id: row.try_get("request_id")?,
+        prev_hash: stored_hash(&row.try_get::<String, _>("prev_hash")?),
+        hash: stored_hash(&row.try_get::<String, _>("hash")?),
+    })
+}
+
+/// A stored chain hash. Text that is not 64 hex digits (tampering, or a row not yet chained)
+/// reads as all zeros, so audit verification reports the entry instead of the read failing.
+pub(crate) fn stored_hash(text: &str) -> Hash {
+    text.parse().unwrap_or(Hash::GENESIS)
+}
+
+/// One event as an audit chain entry, the payload as its exact stored text.
+pub(crate) fn audit_entry(row: &AnyRow) -> Result<StoredEntry> {
+    Ok(StoredEntry {
+        seq: row.try_get("seq")?,
+        time_ms: row.try_get("time_ms")?,
+        kind: row.try_get("kind")?,
+        actor: row.try_get("actor")?,
+        subject: row.try_get("subject")?,
+        project: row.try_get("project")?,
+        payload: row.try_get("payload")?,
+        source: row.try_get("source")?,
+        request_id: row.try_get("request_id")?,
+        prev_hash: stored_hash(&row.try_get::<String, _>("prev_hash")?),
+        hash: stored_hash(&row.try_get::<String, _>("hash")?),
     })
 }
 

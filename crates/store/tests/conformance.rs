@@ -14,12 +14,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use sluice_core::{EventKind, NewEvent, RunStatus, StepStatus};
-use sluice_store::{
-    Backend, BranchHead, EventFilter, LogFilter, LogLine, NewProject, NewRelease, NewRun, NewStep,
-    ReleaseFilter, RunFilter, StepUpdate, Store, StoreError, TestSummary,
+use sluice_audit::{
+    Checkpoint, Hash, Problem, Signer, StoredEntry, VerifyOptions, VerifyReport, verify,
 };
-use sqlx::{AnyPool, AssertSqlSafe, Connection};
+use sluice_auth::{Grant, Role, Scope, TokenKind};
+use sluice_core::{EventKind, NewEvent, RunStatus, StepStatus};
+use sluice_secrets::{Kek, Sealed};
+use sluice_store::{
+    Backend, BranchHead, EventFilter, LogFilter, LogLine, NewProject, NewRelease, NewRun,
+    NewSecret, NewStep, ReleaseFilter, RunFilter, SETTING_KEK_ID, SecretRow, SessionRow,
+    StepUpdate, Store, StoreError, TestSummary, TokenRow,
+};
+use sqlx::{AnyPool, AssertSqlSafe, Connection, Row};
 
 /// One test's database, with what is needed to reopen it and clean it up.
 struct Ctx {
@@ -31,6 +37,8 @@ struct Ctx {
     _dir: Option<tempfile::TempDir>,
     /// For PostgreSQL: the admin URL and the database to drop at the end.
     pg: Option<(String, String)>,
+    /// Further PostgreSQL databases made by [`Ctx::blank`], dropped at the end.
+    extra: std::sync::Mutex<Vec<String>>,
 }
 
 impl Ctx {
@@ -47,6 +55,7 @@ impl Ctx {
             url,
             _dir: Some(dir),
             pg: None,
+            extra: Default::default(),
         }
     }
 
@@ -98,6 +107,7 @@ impl Ctx {
             url,
             _dir: None,
             pg: Some((admin, name)),
+            extra: Default::default(),
         })
     }
 
@@ -110,16 +120,56 @@ impl Ctx {
         AnyPool::connect(&self.raw_url).await.unwrap()
     }
 
+    /// A second, empty database of the same backend that no store has opened yet:
+    /// `(url for Store::open, url for a raw pool)`.
+    async fn blank(&self, label: &str) -> (String, String) {
+        match &self.pg {
+            None => {
+                let dir = self._dir.as_ref().unwrap();
+                let path = dir.path().join(format!("{label}.db"));
+                let url = path.to_str().unwrap().to_owned();
+                (url.clone(), format!("sqlite://{url}?mode=rwc"))
+            }
+            Some((admin, name)) => {
+                let extra = format!("{name}_{label}");
+                let mut conn = sqlx::postgres::PgConnection::connect(admin).await.unwrap();
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {extra}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+                self.extra.lock().unwrap().push(extra.clone());
+                let url = with_database(admin, &extra);
+                (url.clone(), url)
+            }
+        }
+    }
+
     async fn finish(self) {
         self.store.close().await;
         if let Some((admin, name)) = self.pg {
             let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+            let extra = self.extra.lock().unwrap().clone();
+            for db in extra.iter().chain([&name]) {
+                // FORCE can fail while a background worker (autovacuum) that the test role
+                // may not terminate is connected to the database; it leaves soon, so retry.
+                let mut attempt = 0;
+                loop {
+                    let dropped = sqlx::raw_sql(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                    match dropped {
+                        Ok(_) => break,
+                        Err(_) if attempt < 20 => {
+                            attempt += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                        }
+                        Err(e) => panic!("cannot drop test database {db}: {e}"),
+                    }
+                }
+            }
             conn.close().await.unwrap();
         }
     }
@@ -188,6 +238,24 @@ conformance!(
     state_change_and_events_are_atomic,
     reopening_keeps_data,
     deploy_targets_and_deployments,
+    chain_is_continuous_across_appends_and_reopen,
+    chain_covers_request_context,
+    backfill_chains_events_of_an_old_database,
+    events_of_an_older_writer_are_chained,
+    tamper_edited_payload_is_found,
+    tamper_deleted_middle_row_is_found,
+    tamper_reordered_rows_are_found,
+    tamper_truncated_tail_is_found,
+    tamper_rehashed_rewrite_is_found,
+    checkpoints_are_kept,
+    users_and_grants,
+    api_tokens,
+    sessions,
+    setup_tokens_are_single_use,
+    approvals,
+    secrets_are_versioned,
+    secrets_rewrap_in_one_transaction,
+    no_plaintext_credentials_are_stored,
 );
 
 // ---- helpers ----
@@ -288,14 +356,14 @@ async fn placeholders_bind_by_number(cx: &Ctx) {
 }
 
 async fn migrations_are_idempotent(cx: &Ctx) {
-    assert_eq!(cx.store.schema_version().await.unwrap(), 2);
+    assert_eq!(cx.store.schema_version().await.unwrap(), 3);
     cx.store
         .add_project(project("shop"), ev(EventKind::ProjectAdded, "project/shop"))
         .await
         .unwrap();
     for _ in 0..2 {
         let again = cx.reopen().await;
-        assert_eq!(again.schema_version().await.unwrap(), 2);
+        assert_eq!(again.schema_version().await.unwrap(), 3);
         assert_eq!(again.projects().await.unwrap().len(), 1);
         again.close().await;
     }
@@ -304,7 +372,7 @@ async fn migrations_are_idempotent(cx: &Ctx) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(rows, 2, "each migration is recorded once");
+    assert_eq!(rows, 3, "each migration is recorded once");
     if cx.store.backend() == Backend::Sqlite {
         // WAL is a property of the file, so a plain connection sees what open set.
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -386,6 +454,8 @@ async fn event_seq_is_gap_free_under_concurrency(cx: &Ctx) {
         .map(|e| e.seq)
         .collect();
     assert_eq!(returned, appended);
+    // Concurrent writers still form one unbroken chain.
+    assert_chain_ok(&cx.store).await;
 }
 
 async fn event_filters(cx: &Ctx) {
@@ -1370,4 +1440,1452 @@ async fn deploy_targets_and_deployments(cx: &Ctx) {
         s.deployment(999).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+// ---- audit chain ----
+
+const KEY_SEED: [u8; 32] = [7; 32];
+
+fn signer() -> Signer {
+    Signer::from_seed(&KEY_SEED)
+}
+
+async fn entries(store: &Store) -> Vec<StoredEntry> {
+    store.audit_entries(0, 1_000_000).await.unwrap()
+}
+
+/// Verifies the whole stored log against the stored checkpoints.
+async fn verify_store(store: &Store) -> VerifyReport {
+    verify(
+        entries(store).await,
+        &store.checkpoints().await.unwrap(),
+        &signer().public_key(),
+        VerifyOptions {
+            now_ms: 0,
+            checkpoint_interval_ms: 0,
+        },
+    )
+}
+
+async fn assert_chain_ok(store: &Store) {
+    let report = verify_store(store).await;
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let all = entries(store).await;
+    assert_eq!(report.entries_checked, all.len() as u64);
+    // The events API shows the same chain as the audit read.
+    let events = all_events(store).await;
+    assert_eq!(events.len(), all.len());
+    for (e, a) in events.iter().zip(&all) {
+        assert_eq!((e.seq, e.prev_hash, e.hash), (a.seq, a.prev_hash, a.hash));
+    }
+    let head = all.last().map(|e| (e.seq, e.hash));
+    assert_eq!(store.last_event().await.unwrap(), head);
+}
+
+/// Signs and stores a checkpoint of the current head.
+async fn checkpoint_now(store: &Store, time_ms: i64) -> Checkpoint {
+    let (seq, hash) = store
+        .last_event()
+        .await
+        .unwrap()
+        .unwrap_or((0, Hash::GENESIS));
+    let cp = signer().sign(seq, hash, time_ms);
+    store.add_checkpoint(&cp).await.unwrap();
+    cp
+}
+
+/// Ten events of assorted shapes, then a checkpoint of seq 10.
+async fn ten_events_and_checkpoint(store: &Store) {
+    for i in 0..10 {
+        let mut e = ev(EventKind::ServerStarted, &format!("thing/{i}"))
+            .payload(json!({"i": i, "text": "grüße \"quoted\""}));
+        if i % 2 == 0 {
+            e = e
+                .project("shop")
+                .source("192.0.2.1")
+                .request_id(format!("req-{i}"));
+        }
+        store.append_events(vec![e]).await.unwrap();
+    }
+    checkpoint_now(store, 1_000).await;
+    assert!(verify_store(store).await.is_ok());
+}
+
+fn first_problem(report: &VerifyReport) -> Problem {
+    report.first_problem.clone().expect("a problem is reported")
+}
+
+async fn chain_is_continuous_across_appends_and_reopen(cx: &Ctx) {
+    let s = &cx.store;
+    assert_eq!(s.last_event().await.unwrap(), None);
+    assert!(entries(s).await.is_empty());
+    // Every kind of writer appends to the one chain.
+    let first = s
+        .append_events(vec![
+            ev(EventKind::ServerStarted, "server"),
+            ev(EventKind::ServerStarted, "server"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(first[0].prev_hash, Hash::GENESIS);
+    assert_eq!(first[1].prev_hash, first[0].hash);
+    s.add_project(project("shop"), ev(EventKind::ProjectAdded, "project/shop"))
+        .await
+        .unwrap();
+    let run = s
+        .create_run(
+            new_run("shop", "staging", "c1"),
+            vec![ev(EventKind::RunQueued, "run/{id}")],
+        )
+        .await
+        .unwrap();
+    s.set_run_status(
+        run.id,
+        RunStatus::Running,
+        5,
+        vec![ev(EventKind::RunStarted, "run/1")],
+    )
+    .await
+    .unwrap();
+    s.create_release(new_release("api", "c1", "staging"), release_event())
+        .await
+        .unwrap();
+    for i in 0..50 {
+        s.append_events(vec![
+            ev(EventKind::ServerStarted, "server").payload(json!({"i": i})),
+        ])
+        .await
+        .unwrap();
+    }
+    assert_chain_ok(s).await;
+    // The returned hashes are the stored ones and recompute from the fields.
+    let stored = entries(s).await;
+    assert_eq!(stored.len(), 56);
+    assert_eq!(stored[0].hash, first[0].hash);
+    for e in &stored {
+        assert_eq!(e.recompute(), e.hash, "seq {}", e.seq);
+    }
+    checkpoint_now(s, 100).await;
+    s.close().await;
+
+    let again = cx.reopen().await;
+    assert_eq!(entries(&again).await, stored, "reopening changes nothing");
+    let next = again
+        .append_events(vec![ev(EventKind::ServerStarted, "server")])
+        .await
+        .unwrap();
+    assert_eq!(next[0].seq, 57);
+    assert_eq!(next[0].prev_hash, stored[55].hash);
+    let report = verify_store(&again).await;
+    assert!(report.is_ok(), "{:?}", report.problems);
+    again.close().await;
+}
+
+async fn chain_covers_request_context(cx: &Ctx) {
+    let s = &cx.store;
+    let out = s
+        .append_events(vec![
+            ev(EventKind::AccessDenied, "project/shop")
+                .project("shop")
+                .source("203.0.113.7")
+                .request_id("req-1")
+                .payload(json!({"action": "deploy"})),
+            ev(EventKind::ServerStarted, "server"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out[0].source.as_deref(), Some("203.0.113.7"));
+    assert_eq!(out[0].request_id.as_deref(), Some("req-1"));
+    let read = all_events(s).await;
+    assert_eq!(read, out);
+    assert_eq!(read[1].source, None);
+    let e = &entries(s).await[0];
+    assert_eq!(
+        (e.source.as_deref(), e.request_id.as_deref()),
+        (Some("203.0.113.7"), Some("req-1"))
+    );
+    assert_chain_ok(s).await;
+    // The context is covered by the hash: changing the address is tampering.
+    let pool = cx.raw_pool().await;
+    sqlx::query("UPDATE events SET source = '198.51.100.1' WHERE seq = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(matches!(
+        first_problem(&verify_store(s).await),
+        Problem::EntryAltered { seq: 1, .. }
+    ));
+}
+
+async fn backfill_chains_events_of_an_old_database(cx: &Ctx) {
+    // A database as sluice left it at schema version 2, built from the old scripts.
+    let (url, raw) = cx.blank("old").await;
+    let (v1, v2) = match cx.store.backend() {
+        Backend::Sqlite => (
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_deploys.sql"),
+        ),
+        Backend::Postgres => (
+            include_str!("../migrations/postgres/0001_init.sql"),
+            include_str!("../migrations/postgres/0002_deploys.sql"),
+        ),
+    };
+    sqlx::any::install_default_drivers();
+    let pool = AnyPool::connect(&raw).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+         applied_ms BIGINT NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(v1))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(v2))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO schema_migrations (version, name, applied_ms) \
+         VALUES (1, 'init', 0), (2, 'deploys', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Payload texts exactly as stored, including spacing serde would not produce.
+    let old: Vec<(i64, &str, Option<&str>, &str)> = (1..=1500)
+        .map(|seq| match seq % 3 {
+            0 => (seq, "run.queued", Some("shop"), r#"{"env":"staging"}"#),
+            1 => (seq, "server.started", None, r#"{ "version" : "0.1.0" }"#),
+            _ => (
+                seq,
+                "project.added",
+                Some("blog"),
+                r#"{"source":"/src/blög"}"#,
+            ),
+        })
+        .collect();
+    for (seq, kind, project, payload) in &old {
+        sqlx::query(
+            "INSERT INTO events (seq, time_ms, kind, actor, subject, project, payload) \
+             VALUES ($1, $2, $3, 'system', 'server', $4, $5)",
+        )
+        .bind(*seq)
+        .bind(1_000 + seq)
+        .bind(*kind)
+        .bind(*project)
+        .bind(*payload)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 3);
+    let chained = entries(&store).await;
+    assert_eq!(chained.len(), old.len());
+    for (e, (seq, kind, project, payload)) in chained.iter().zip(&old) {
+        // Contents unchanged, byte for byte.
+        assert_eq!(
+            (
+                e.seq,
+                e.time_ms,
+                e.kind.as_str(),
+                e.project.as_deref(),
+                e.payload.as_str()
+            ),
+            (*seq, 1_000 + seq, *kind, *project, *payload)
+        );
+        assert_eq!((e.source.as_deref(), e.request_id.as_deref()), (None, None));
+    }
+    assert_eq!(chained[0].prev_hash, Hash::GENESIS);
+    assert_chain_ok(&store).await;
+    let unchained: i64 =
+        sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM events WHERE hash = ''")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unchained, 0);
+    store.close().await;
+
+    // Idempotent: a second open changes nothing.
+    let again = Store::open(&url).await.unwrap();
+    assert_eq!(entries(&again).await, chained);
+    // New events continue the chain.
+    let next = again
+        .append_events(vec![ev(EventKind::ServerStarted, "server")])
+        .await
+        .unwrap();
+    assert_eq!(next[0].seq, 1501);
+    assert_eq!(next[0].prev_hash, chained[1499].hash);
+    assert_chain_ok(&again).await;
+    again.close().await;
+    pool.close().await;
+}
+
+async fn tamper_edited_payload_is_found(cx: &Ctx) {
+    ten_events_and_checkpoint(&cx.store).await;
+    let pool = cx.raw_pool().await;
+    sqlx::query("UPDATE events SET payload = $1 WHERE seq = 4")
+        .bind(r#"{"i":4,"text":"nothing to see"}"#)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let report = verify_store(&cx.store).await;
+    assert!(
+        matches!(first_problem(&report), Problem::EntryAltered { seq: 4, .. }),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(first_problem(&report).seq(), 4);
+}
+
+async fn tamper_deleted_middle_row_is_found(cx: &Ctx) {
+    ten_events_and_checkpoint(&cx.store).await;
+    let pool = cx.raw_pool().await;
+    sqlx::query("DELETE FROM events WHERE seq = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let report = verify_store(&cx.store).await;
+    assert!(
+        matches!(
+            first_problem(&report),
+            Problem::Missing {
+                from: 5,
+                to: 5,
+                next_seq: 6,
+                ..
+            }
+        ),
+        "{:?}",
+        report.problems
+    );
+}
+
+async fn tamper_reordered_rows_are_found(cx: &Ctx) {
+    ten_events_and_checkpoint(&cx.store).await;
+    // Swap the positions of events 3 and 6 (their contents and hashes move with them).
+    let pool = cx.raw_pool().await;
+    for (from, to) in [(3, -1), (6, 3), (-1, 6)] {
+        sqlx::query("UPDATE events SET seq = $2 WHERE seq = $1")
+            .bind(from as i64)
+            .bind(to as i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let report = verify_store(&cx.store).await;
+    assert_eq!(first_problem(&report).seq(), 3, "{:?}", report.problems);
+    assert!(matches!(
+        first_problem(&report),
+        Problem::EntryAltered { seq: 3, .. }
+    ));
+}
+
+async fn tamper_truncated_tail_is_found(cx: &Ctx) {
+    ten_events_and_checkpoint(&cx.store).await;
+    let pool = cx.raw_pool().await;
+    sqlx::query("DELETE FROM events WHERE seq >= 8")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    // The chain left is intact; only the signed checkpoint proves the tail existed.
+    let without_checkpoints = verify(
+        entries(&cx.store).await,
+        &[],
+        &signer().public_key(),
+        VerifyOptions {
+            now_ms: 0,
+            checkpoint_interval_ms: 0,
+        },
+    );
+    assert!(without_checkpoints.is_ok());
+    let report = verify_store(&cx.store).await;
+    assert!(
+        matches!(
+            first_problem(&report),
+            Problem::Truncated {
+                last_seq: 7,
+                checkpoint_seq: 10,
+                ..
+            }
+        ),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(first_problem(&report).seq(), 8);
+}
+
+async fn tamper_rehashed_rewrite_is_found(cx: &Ctx) {
+    let s = &cx.store;
+    for i in 0..3 {
+        s.append_events(vec![ev(EventKind::ServerStarted, &format!("a/{i}"))])
+            .await
+            .unwrap();
+    }
+    checkpoint_now(s, 500).await; // covers seq 3
+    ten_events_and_checkpoint(s).await; // seqs 4..=13, checkpoint at 13
+    // Someone who knows the algorithm edits seq 6 and re-hashes everything after it.
+    let pool = cx.raw_pool().await;
+    sqlx::query("UPDATE events SET actor = 'nobody' WHERE seq = 6")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut prev = Hash::GENESIS;
+    for mut e in entries(s).await {
+        if e.seq >= 6 {
+            e.prev_hash = prev;
+            e.hash = e.recompute();
+            sqlx::query("UPDATE events SET prev_hash = $2, hash = $3 WHERE seq = $1")
+                .bind(e.seq)
+                .bind(e.prev_hash.to_string())
+                .bind(e.hash.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        prev = e.hash;
+    }
+    pool.close().await;
+    // The chain itself is consistent again, but the signed checkpoint disagrees.
+    let report = verify_store(s).await;
+    assert!(
+        matches!(
+            first_problem(&report),
+            Problem::CheckpointMismatch {
+                seq: 13,
+                last_good_seq: 3,
+                ..
+            }
+        ),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(first_problem(&report).seq(), 4);
+}
+
+async fn checkpoints_are_kept(cx: &Ctx) {
+    let s = &cx.store;
+    assert!(s.checkpoints().await.unwrap().is_empty());
+    assert_eq!(s.last_checkpoint().await.unwrap(), None);
+    // An empty log is checkpointed as seq 0.
+    let empty = checkpoint_now(s, 10).await;
+    assert_eq!((empty.seq, empty.hash), (0, Hash::GENESIS));
+    s.append_events(vec![ev(EventKind::ServerStarted, "server")])
+        .await
+        .unwrap();
+    let before = s.last_event_seq().await.unwrap();
+    let one = checkpoint_now(s, 20).await;
+    assert_eq!(s.last_event_seq().await.unwrap(), before, "no event");
+    let err = s.add_checkpoint(&one).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(s.checkpoints().await.unwrap(), vec![empty, one.clone()]);
+    assert_eq!(s.last_checkpoint().await.unwrap(), Some(one));
+    let report = verify(
+        entries(s).await,
+        &s.checkpoints().await.unwrap(),
+        &signer().public_key(),
+        VerifyOptions {
+            now_ms: 25,
+            checkpoint_interval_ms: 10,
+        },
+    );
+    assert!(report.is_ok(), "{:?}", report.problems);
+    // A checkpoint under another key is stored but fails verification.
+    let other = Signer::from_seed(&[9; 32]).sign(1, s.last_event().await.unwrap().unwrap().1, 30);
+    s.add_checkpoint(&other).await.unwrap();
+    assert!(matches!(
+        first_problem(&verify_store(s).await),
+        Problem::BadCheckpoint { seq: 1, .. }
+    ));
+}
+
+// ---- who may do what ----
+
+/// A PHC string shaped like Argon2id output (hashing for real is slow in debug builds).
+const PHC: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+
+fn token_hash(kind: TokenKind) -> String {
+    sluice_auth::token::generate_token(kind).unwrap().1
+}
+
+async fn user(s: &Store, name: &str) -> sluice_store::UserRow {
+    s.create_user(
+        name,
+        PHC,
+        false,
+        ev(EventKind::UserCreated, &format!("user/{name}")),
+    )
+    .await
+    .unwrap()
+}
+
+async fn users_and_grants(cx: &Ctx) {
+    let s = &cx.store;
+    assert_eq!(s.user_count().await.unwrap(), 0);
+    let ann = s
+        .create_user("ann", PHC, true, ev(EventKind::UserCreated, "user/ann"))
+        .await
+        .unwrap();
+    assert!(ann.admin && !ann.disabled);
+    assert_eq!(s.user("ann").await.unwrap(), Some(ann.clone()));
+    assert_eq!(s.user("nobody").await.unwrap(), None);
+    let seq = s.last_event_seq().await.unwrap();
+    let err = s
+        .create_user("ann", PHC, false, ev(EventKind::UserCreated, "user/ann"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    for bad_password in ["hunter2hunter2", "slc_a_plaintext"] {
+        let err = s
+            .create_user(
+                "bob",
+                bad_password,
+                false,
+                ev(EventKind::UserCreated, "user/bob"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+    for bad_name in ["", "*"] {
+        let err = s
+            .create_user(bad_name, PHC, false, ev(EventKind::UserCreated, "user/"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+    assert_eq!(
+        s.last_event_seq().await.unwrap(),
+        seq,
+        "refusals write nothing"
+    );
+    user(s, "bob").await;
+    assert_eq!(s.user_count().await.unwrap(), 2);
+    let names: Vec<String> = s
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["ann", "bob"]);
+    // Serialised users never carry the password hash.
+    assert!(!serde_json::to_string(&ann).unwrap().contains("argon2"));
+
+    // Updates.
+    let other_phc = PHC.replace("c2Fsd", "b3RoZ");
+    s.set_password("bob", &other_phc, ev(EventKind::UserUpdated, "user/bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.user("bob").await.unwrap().unwrap().password_hash,
+        other_phc
+    );
+    s.set_user_admin("bob", true, ev(EventKind::UserUpdated, "user/bob"))
+        .await
+        .unwrap();
+    assert!(s.user("bob").await.unwrap().unwrap().admin);
+    let sid = token_hash(TokenKind::Session);
+    s.create_session(&session_row(&sid, "bob", 10_000), vec![])
+        .await
+        .unwrap();
+    s.set_user_disabled("bob", true, ev(EventKind::UserUpdated, "user/bob"))
+        .await
+        .unwrap();
+    assert!(s.user("bob").await.unwrap().unwrap().disabled);
+    assert_eq!(
+        s.session(&sid).await.unwrap(),
+        None,
+        "disabling ends sessions"
+    );
+    s.set_user_disabled("bob", false, ev(EventKind::UserUpdated, "user/bob"))
+        .await
+        .unwrap();
+    assert!(!s.user("bob").await.unwrap().unwrap().disabled);
+    for err in [
+        s.set_password("zed", PHC, ev(EventKind::UserUpdated, "user/zed"))
+            .await
+            .unwrap_err(),
+        s.set_user_disabled("zed", true, ev(EventKind::UserUpdated, "user/zed"))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    }
+
+    // Grants: None (all) is one value for uniqueness, like any name.
+    let all = Grant::new(Role::Viewer, None, None);
+    let shop = Grant::new(Role::Developer, Some("shop"), None);
+    let shop_prod = Grant::new(Role::Releaser, Some("shop"), Some("production"));
+    let prod = Grant::new(Role::Developer, None, Some("production"));
+    for g in [&all, &shop, &shop_prod, &prod] {
+        s.grant("bob", g, ev(EventKind::GrantAdded, "user/bob"))
+            .await
+            .unwrap();
+    }
+    let seq = s.last_event_seq().await.unwrap();
+    for g in [&all, &shop, &shop_prod, &prod] {
+        let err = s
+            .grant("bob", g, ev(EventKind::GrantAdded, "user/bob"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    }
+    let err = s
+        .grant("zed", &all, ev(EventKind::GrantAdded, "user/zed"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    let err = s
+        .grant(
+            "bob",
+            &Grant::new(Role::Admin, Some("*"), None),
+            ev(EventKind::GrantAdded, "user/bob"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(s.last_event_seq().await.unwrap(), seq);
+    // The same role on all projects and on one project are different grants.
+    s.grant(
+        "bob",
+        &Grant::new(Role::Viewer, Some("shop"), None),
+        ev(EventKind::GrantAdded, "user/bob"),
+    )
+    .await
+    .unwrap();
+    let grants = s.grants("bob").await.unwrap();
+    assert_eq!(grants.len(), 5);
+    for g in [&all, &shop, &shop_prod, &prod] {
+        assert!(grants.contains(g), "{g:?} in {grants:?}");
+    }
+    assert!(s.grants("ann").await.unwrap().is_empty());
+    s.revoke_grant("bob", &shop_prod, ev(EventKind::GrantRemoved, "user/bob"))
+        .await
+        .unwrap();
+    let err = s
+        .revoke_grant("bob", &shop_prod, ev(EventKind::GrantRemoved, "user/bob"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(s.grants("bob").await.unwrap().len(), 4);
+
+    // Deleting a user takes their grants, tokens and sessions along, in one go.
+    let t = token_row("t1", "bob", &token_hash(TokenKind::Api));
+    s.create_token(&t, ev(EventKind::TokenCreated, "token/t1"))
+        .await
+        .unwrap();
+    s.create_session(&session_row(&sid, "bob", 10_000), vec![])
+        .await
+        .unwrap();
+    s.delete_user("bob", ev(EventKind::UserDeleted, "user/bob"))
+        .await
+        .unwrap();
+    assert_eq!(s.user("bob").await.unwrap(), None);
+    assert!(s.grants("bob").await.unwrap().is_empty());
+    assert_eq!(s.token_by_hash(&t.hash).await.unwrap(), None);
+    assert_eq!(s.session(&sid).await.unwrap(), None);
+    let err = s
+        .delete_user("bob", ev(EventKind::UserDeleted, "user/bob"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // A new user of the same name starts with nothing.
+    user(s, "bob").await;
+    assert!(s.grants("bob").await.unwrap().is_empty());
+    assert!(s.tokens("bob").await.unwrap().is_empty());
+
+    let kinds: Vec<EventKind> = all_events(s).await.iter().map(|e| e.kind).collect();
+    let count = |k| kinds.iter().filter(|x| **x == k).count();
+    assert_eq!(count(EventKind::UserCreated), 3);
+    assert_eq!(count(EventKind::UserUpdated), 4);
+    assert_eq!(count(EventKind::GrantAdded), 5);
+    assert_eq!(count(EventKind::GrantRemoved), 1);
+    assert_eq!(count(EventKind::UserDeleted), 1);
+    assert_chain_ok(s).await;
+}
+
+fn token_row(id: &str, user: &str, hash: &str) -> TokenRow {
+    TokenRow {
+        id: id.into(),
+        user: user.into(),
+        name: format!("{id} laptop"),
+        hash: hash.into(),
+        scopes: vec![Scope::Read, Scope::Deploy],
+        created_ms: 1_000,
+        expires_ms: Some(100_000),
+        revoked_ms: None,
+        last_used_ms: None,
+    }
+}
+
+fn session_row(id_hash: &str, user: &str, expires_ms: i64) -> SessionRow {
+    SessionRow {
+        id_hash: id_hash.into(),
+        user: user.into(),
+        created_ms: 1_000,
+        expires_ms,
+        last_seen_ms: 1_000,
+    }
+}
+
+async fn api_tokens(cx: &Ctx) {
+    let s = &cx.store;
+    user(s, "ann").await;
+    let (plain, hash) = sluice_auth::token::generate_token(TokenKind::Api).unwrap();
+    let t = token_row("tok1", "ann", &hash);
+    assert_eq!(
+        s.create_token(&t, ev(EventKind::TokenCreated, "token/tok1"))
+            .await
+            .unwrap(),
+        t
+    );
+    let seq = s.last_event_seq().await.unwrap();
+    // Same id, same hash, plaintext instead of hash, unknown owner: refused, nothing written.
+    let same_id = token_row("tok1", "ann", &token_hash(TokenKind::Api));
+    let same_hash = token_row("tok2", "ann", &hash);
+    for (row, conflict) in [(&same_id, true), (&same_hash, true)] {
+        let err = s
+            .create_token(row, ev(EventKind::TokenCreated, "token"))
+            .await
+            .unwrap_err();
+        assert_eq!(matches!(err, StoreError::Conflict(_)), conflict, "{err}");
+    }
+    let err = s
+        .create_token(
+            &token_row("tok3", "ann", &plain),
+            ev(EventKind::TokenCreated, "token"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = s
+        .create_token(
+            &token_row("tok4", "zed", &token_hash(TokenKind::Api)),
+            ev(EventKind::TokenCreated, "token"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(s.last_event_seq().await.unwrap(), seq);
+
+    // Look-up by the hash of what a client presents.
+    let found = s
+        .token_by_hash(&sluice_auth::token::hash_token(&plain))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, t);
+    assert!(found.record().matches(&plain));
+    assert!(found.record().check(50_000).is_ok());
+    assert!(found.record().has_scope(Scope::Deploy));
+    assert!(found.record().check(100_000).is_err(), "expired");
+    assert_eq!(s.token("tok1").await.unwrap(), Some(t.clone()));
+    assert_eq!(
+        s.token_by_hash(&token_hash(TokenKind::Api)).await.unwrap(),
+        None
+    );
+
+    // Last use is recorded, at most once a minute.
+    s.touch_token("tok1", 10_000).await.unwrap();
+    assert_eq!(
+        s.token("tok1").await.unwrap().unwrap().last_used_ms,
+        Some(10_000)
+    );
+    s.touch_token("tok1", 30_000).await.unwrap();
+    assert_eq!(
+        s.token("tok1").await.unwrap().unwrap().last_used_ms,
+        Some(10_000)
+    );
+    s.touch_token("tok1", 70_000).await.unwrap();
+    assert_eq!(
+        s.token("tok1").await.unwrap().unwrap().last_used_ms,
+        Some(70_000)
+    );
+    s.touch_token("nope", 70_000).await.unwrap();
+    assert_eq!(
+        s.last_event_seq().await.unwrap(),
+        seq,
+        "touching writes no event"
+    );
+
+    // Revocation: once, with its event; the record then refuses the token.
+    let t2 = token_row("tok2", "ann", &token_hash(TokenKind::Api));
+    s.create_token(&t2, ev(EventKind::TokenCreated, "token/tok2"))
+        .await
+        .unwrap();
+    assert!(
+        s.revoke_token("tok1", 80_000, ev(EventKind::TokenRevoked, "token/tok1"))
+            .await
+            .unwrap()
+    );
+    let seq = s.last_event_seq().await.unwrap();
+    assert!(
+        !s.revoke_token("tok1", 90_000, ev(EventKind::TokenRevoked, "token/tok1"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.last_event_seq().await.unwrap(), seq);
+    let err = s
+        .revoke_token("nope", 1, ev(EventKind::TokenRevoked, "token/nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    let revoked = s.token_by_hash(&t.hash).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_ms, Some(80_000));
+    assert_eq!(
+        revoked.record().check(50_000),
+        Err(sluice_auth::AuthError::Revoked)
+    );
+    let listed = s.tokens("ann").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["tok1", "tok2"]
+    );
+    assert_eq!(listed[1].scopes, [Scope::Read, Scope::Deploy]);
+    // Serialised tokens never carry the hash.
+    assert!(
+        !serde_json::to_string(&listed[1])
+            .unwrap()
+            .contains(&t2.hash)
+    );
+    assert_chain_ok(s).await;
+}
+
+async fn sessions(cx: &Ctx) {
+    let s = &cx.store;
+    user(s, "ann").await;
+    user(s, "bob").await;
+    let a1 = token_hash(TokenKind::Session);
+    let a2 = token_hash(TokenKind::Session);
+    let b1 = token_hash(TokenKind::Session);
+    s.create_session(
+        &session_row(&a1, "ann", 50_000),
+        vec![ev(EventKind::AuthLogin, "user/ann")],
+    )
+    .await
+    .unwrap();
+    s.create_session(&session_row(&a2, "ann", 5_000), vec![])
+        .await
+        .unwrap();
+    s.create_session(&session_row(&b1, "bob", 50_000), vec![])
+        .await
+        .unwrap();
+    let err = s
+        .create_session(&session_row(&a1, "ann", 50_000), vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = s
+        .create_session(
+            &session_row(&token_hash(TokenKind::Session), "zed", 1),
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(
+        s.session(&a1).await.unwrap(),
+        Some(session_row(&a1, "ann", 50_000))
+    );
+
+    // Sliding expiry, throttled.
+    s.touch_session(&a1, 30_000, 90_000).await.unwrap();
+    let now = s.session(&a1).await.unwrap().unwrap();
+    assert_eq!(
+        (now.last_seen_ms, now.expires_ms),
+        (1_000, 50_000),
+        "too soon"
+    );
+    s.touch_session(&a1, 61_000, 121_000).await.unwrap();
+    let now = s.session(&a1).await.unwrap().unwrap();
+    assert_eq!((now.last_seen_ms, now.expires_ms), (61_000, 121_000));
+    s.touch_session("nope", 61_000, 1).await.unwrap();
+
+    // Pruning removes only expired sessions.
+    assert_eq!(s.prune_sessions(10_000).await.unwrap(), 1);
+    assert_eq!(s.session(&a2).await.unwrap(), None);
+
+    // Logout.
+    let seq = s.last_event_seq().await.unwrap();
+    assert!(
+        s.delete_session(&b1, vec![ev(EventKind::AuthLogout, "user/bob")])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_session(&b1, vec![ev(EventKind::AuthLogout, "user/bob")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.last_event_seq().await.unwrap(), seq + 1);
+    // Every session of a user.
+    s.create_session(&session_row(&a2, "ann", 500_000), vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delete_sessions_of("ann", vec![ev(EventKind::AuthLogout, "user/ann")])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.delete_sessions_of("ann", vec![ev(EventKind::AuthLogout, "user/ann")])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.last_event_seq().await.unwrap(), seq + 2);
+    assert_eq!(s.session(&a1).await.unwrap(), None);
+}
+
+async fn setup_tokens_are_single_use(cx: &Ctx) {
+    let s = &cx.store;
+    let (plain, hash) = sluice_auth::token::generate_token(TokenKind::Setup).unwrap();
+    let err = s.create_setup_token(&plain, 10_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    s.create_setup_token(&hash, 10_000).await.unwrap();
+    let err = s.create_setup_token(&hash, 10_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(
+        !s.use_setup_token(&token_hash(TokenKind::Setup), 1)
+            .await
+            .unwrap()
+    );
+    // Many at once: exactly one wins.
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let (store, hash) = (s.clone(), hash.clone());
+        handles.push(tokio::spawn(async move {
+            store.use_setup_token(&hash, 5_000).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for h in handles {
+        wins += usize::from(h.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert!(!s.use_setup_token(&hash, 5_001).await.unwrap());
+    // Expired tokens are refused.
+    let late = token_hash(TokenKind::Setup);
+    s.create_setup_token(&late, 10_000).await.unwrap();
+    assert!(!s.use_setup_token(&late, 10_000).await.unwrap());
+    assert_eq!(s.last_event_seq().await.unwrap(), 0);
+}
+
+async fn approvals(cx: &Ctx) {
+    use sluice_store::NewDeployment;
+    let s = &cx.store;
+    let d = s
+        .create_deployment(
+            NewDeployment {
+                project: "shop".into(),
+                service: "api".into(),
+                env: "production".into(),
+                version: 1,
+                from_version: None,
+                strategy: "rolling".into(),
+                phase: "awaiting_approval".into(),
+                state: json!({}),
+                trigger: "manual".into(),
+                actor: "user:ann".into(),
+                created_ms: 1,
+            },
+            vec![],
+        )
+        .await
+        .unwrap();
+    let approved = |user: &str| {
+        ev(
+            EventKind::DeploymentApproved,
+            &format!("deployment/{}", d.id),
+        )
+        .project("shop")
+        .payload(json!({"user": user}))
+    };
+    let a = s
+        .approve(d.id, "bob", 20, "looks good", approved("bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            a.deployment_id,
+            a.user.as_str(),
+            a.at_ms,
+            a.comment.as_str()
+        ),
+        (d.id, "bob", 20, "looks good")
+    );
+    let seq = s.last_event_seq().await.unwrap();
+    let err = s
+        .approve(d.id, "bob", 30, "again", approved("bob"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = s
+        .approve(d.id + 100, "bob", 30, "", approved("bob"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(s.last_event_seq().await.unwrap(), seq);
+    s.approve(d.id, "cyd", 10, "", approved("cyd"))
+        .await
+        .unwrap();
+    let list = s.approvals(d.id).await.unwrap();
+    assert_eq!(
+        list.iter().map(|a| a.user.as_str()).collect::<Vec<_>>(),
+        ["cyd", "bob"]
+    );
+    assert_eq!(list[1].approval().by, "bob");
+    assert!(s.approvals(d.id + 1).await.unwrap().is_empty());
+    let kinds: Vec<EventKind> = all_events(s).await.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::DeploymentApproved)
+            .count(),
+        2
+    );
+}
+
+// ---- secrets ----
+
+fn new_secret(id: &str, env: Option<&str>, name: &str) -> NewSecret {
+    NewSecret {
+        id: id.into(),
+        project: "shop".into(),
+        environment: env.map(str::to_owned),
+        name: name.into(),
+        created_ms: 1_000,
+        created_by: "user:ann".into(),
+    }
+}
+
+fn written(name: &str) -> NewEvent {
+    ev(
+        EventKind::SecretWritten,
+        &format!("secret/shop/{name}/{{version}}"),
+    )
+    .project("shop")
+    .payload(json!({"name": name}))
+}
+
+async fn put(
+    s: &Store,
+    kek: &Kek,
+    id: &str,
+    env: Option<&str>,
+    name: &str,
+    value: &str,
+) -> SecretRow {
+    s.put_secret(
+        new_secret(id, env, name),
+        |r| sluice_secrets::seal(kek, r, value.as_bytes()),
+        written(name),
+    )
+    .await
+    .unwrap()
+}
+
+fn open(kek: &Kek, row: &SecretRow) -> String {
+    let value = sluice_secrets::open(kek, &row.secret, &row.sealed).unwrap();
+    String::from_utf8(value.to_vec()).unwrap()
+}
+
+async fn secrets_are_versioned(cx: &Ctx) {
+    let s = &cx.store;
+    let kek = Kek::generate().unwrap();
+    assert_eq!(s.secret("shop", None, "DB_URL").await.unwrap(), None);
+    let v1 = put(s, &kek, "s1", None, "DB_URL", "postgres://one").await;
+    assert_eq!(v1.secret.version, 1);
+    let v2 = put(s, &kek, "s2", None, "DB_URL", "postgres://two").await;
+    assert_eq!(v2.secret.version, 2);
+    // Environments are separate secrets with their own versions.
+    let p1 = put(
+        s,
+        &kek,
+        "s3",
+        Some("production"),
+        "DB_URL",
+        "postgres://prod",
+    )
+    .await;
+    assert_eq!(p1.secret.version, 1);
+    put(s, &kek, "s4", None, "API_KEY", "k-1").await;
+
+    let current = s.secret("shop", None, "DB_URL").await.unwrap().unwrap();
+    assert_eq!(current, v2);
+    assert_eq!(open(&kek, &current), "postgres://two");
+    let prod = s
+        .secret("shop", Some("production"), "DB_URL")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(open(&kek, &prod), "postgres://prod");
+    assert_eq!(
+        s.secret("shop", Some("staging"), "DB_URL").await.unwrap(),
+        None
+    );
+    assert_eq!(s.secret("blog", None, "DB_URL").await.unwrap(), None);
+    // The version is bound into the ciphertext: v1's blob under v2's identity fails.
+    let mut swapped = v1.secret.clone();
+    swapped.version = 2;
+    assert!(sluice_secrets::open(&kek, &swapped, &v1.sealed).is_err());
+
+    // Events carry the version; never the value.
+    let events: Vec<_> = all_events(s)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::SecretWritten)
+        .collect();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[1].subject, "secret/shop/DB_URL/2");
+    assert_eq!(events[1].payload["version"], 2);
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("postgres://")
+    );
+
+    // Listing: current versions only, no values.
+    let meta = s.secrets("shop").await.unwrap();
+    let listed: Vec<(Option<&str>, &str, i64)> = meta
+        .iter()
+        .map(|m| (m.environment.as_deref(), m.name.as_str(), m.version))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (None, "API_KEY", 1),
+            (None, "DB_URL", 2),
+            (Some("production"), "DB_URL", 1)
+        ]
+    );
+    assert_eq!(meta[1].id, "s2");
+    assert_eq!(meta[1].kek_id, kek.key_id());
+
+    // Refusals write nothing.
+    let seq = s.last_event_seq().await.unwrap();
+    let refuse =
+        |n: NewSecret| s.put_secret(n, |r| sluice_secrets::seal(&kek, r, b"x"), written("X"));
+    let err = refuse(new_secret("s1", None, "OTHER")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = refuse(new_secret("s9", None, "bad-name"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Secrets(_)), "{err}");
+    let err = refuse(new_secret("s9", Some("*"), "X")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = s
+        .put_secret(
+            new_secret("s9", None, "X"),
+            |_| Err(sluice_secrets::SecretsError::Sealed),
+            written("X"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Secrets(sluice_secrets::SecretsError::Sealed)
+        ),
+        "{err}"
+    );
+    // Once the expected key is recorded, values under another key are refused.
+    s.set_setting(SETTING_KEK_ID, &kek.key_id()).await.unwrap();
+    let other = Kek::generate().unwrap();
+    let err = s
+        .put_secret(
+            new_secret("s9", None, "X"),
+            |r| sluice_secrets::seal(&other, r, b"x"),
+            written("X"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(s.last_event_seq().await.unwrap(), seq);
+    assert_eq!(s.secret("shop", None, "X").await.unwrap(), None);
+
+    // Delete: tombstones every version; the count continues afterwards.
+    let n = s
+        .delete_secret(
+            "shop",
+            None,
+            "DB_URL",
+            ev(EventKind::SecretDeleted, "secret/shop/DB_URL").project("shop"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(s.secret("shop", None, "DB_URL").await.unwrap(), None);
+    assert!(
+        s.secret("shop", Some("production"), "DB_URL")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let err = s
+        .delete_secret("shop", None, "DB_URL", ev(EventKind::SecretDeleted, "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(s.secrets("shop").await.unwrap().len(), 2);
+    let v3 = put(s, &kek, "s5", None, "DB_URL", "postgres://three").await;
+    assert_eq!(v3.secret.version, 3);
+    let rows = s.all_secret_rows().await.unwrap();
+    assert_eq!(rows.len(), 5, "tombstones are kept");
+    assert_eq!(rows.iter().filter(|r| r.deleted_ms.is_some()).count(), 2);
+    assert_chain_ok(s).await;
+}
+
+async fn secrets_rewrap_in_one_transaction(cx: &Ctx) {
+    let s = &cx.store;
+    let old = Kek::generate().unwrap();
+    let new = Kek::generate().unwrap();
+    s.set_setting(SETTING_KEK_ID, &old.key_id()).await.unwrap();
+    assert_eq!(s.setting(SETTING_KEK_ID).await.unwrap(), Some(old.key_id()));
+    assert_eq!(s.setting("nothing").await.unwrap(), None);
+    put(s, &old, "a1", None, "A", "alpha-1").await;
+    put(s, &old, "a2", None, "A", "alpha-2").await;
+    put(s, &old, "b1", Some("staging"), "B", "beta").await;
+    s.delete_secret(
+        "shop",
+        Some("staging"),
+        "B",
+        ev(EventKind::SecretDeleted, "x"),
+    )
+    .await
+    .unwrap();
+    let rewrap_all = |rows: &[SecretRow]| -> Vec<(String, Sealed)> {
+        rows.iter()
+            .map(|r| {
+                let sealed = sluice_secrets::rewrap(&old, &new, &r.secret, &r.sealed).unwrap();
+                (r.secret.id.clone(), sealed)
+            })
+            .collect()
+    };
+    let rekeyed = || ev(EventKind::SecretsRekeyed, "secrets");
+    let before_rows = s.all_secret_rows().await.unwrap();
+    let updates = rewrap_all(&before_rows);
+
+    // A secret written after the rows were read would stay under the old key: refused,
+    // and nothing at all changes.
+    put(s, &old, "c1", None, "C", "gamma").await;
+    let seq = s.last_event_seq().await.unwrap();
+    let err = s
+        .rewrap_secrets(&new.key_id(), updates.clone(), rekeyed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let unchanged = s.all_secret_rows().await.unwrap();
+    assert!(unchanged.iter().all(|r| r.sealed.kek_id == old.key_id()));
+    let mut untouched: Vec<_> = unchanged.iter().filter(|r| r.secret.id != "c1").collect();
+    untouched.sort_by(|a, b| a.secret.id.cmp(&b.secret.id));
+    let mut before: Vec<_> = before_rows.iter().collect();
+    before.sort_by(|a, b| a.secret.id.cmp(&b.secret.id));
+    assert_eq!(untouched, before, "no row was half rotated");
+    assert_eq!(s.setting(SETTING_KEK_ID).await.unwrap(), Some(old.key_id()));
+    assert_eq!(s.last_event_seq().await.unwrap(), seq);
+
+    // Updates that change a ciphertext, or are under another key, are refused too.
+    let mut bad = rewrap_all(&unchanged);
+    bad[1].1.ciphertext[30] ^= 1;
+    let err = s
+        .rewrap_secrets(&new.key_id(), bad, rekeyed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = s
+        .rewrap_secrets("someotherkey", rewrap_all(&unchanged), rekeyed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(s.all_secret_rows().await.unwrap(), unchanged);
+
+    // Read again, retry: every row (tombstones too) moves to the new key at once.
+    let n = s
+        .rewrap_secrets(&new.key_id(), rewrap_all(&unchanged), rekeyed())
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    let after = s.all_secret_rows().await.unwrap();
+    for (a, b) in after.iter().zip(&unchanged) {
+        assert_eq!(a.sealed.kek_id, new.key_id());
+        assert_eq!(a.sealed.ciphertext, b.sealed.ciphertext, "values untouched");
+        assert_ne!(a.sealed.wrapped_dek, b.sealed.wrapped_dek);
+        assert_eq!(a.secret, b.secret);
+        assert!(sluice_secrets::open(&old, &a.secret, &a.sealed).is_err());
+    }
+    assert_eq!(open(&new, &after[1]), "alpha-2");
+    assert_eq!(s.setting(SETTING_KEK_ID).await.unwrap(), Some(new.key_id()));
+    assert_eq!(s.last_event_seq().await.unwrap(), seq + 1);
+    // New writes must now use the new key.
+    let err = s
+        .put_secret(
+            new_secret("d1", None, "D"),
+            |r| sluice_secrets::seal(&old, r, b"x"),
+            written("D"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    put(s, &new, "d1", None, "D", "delta").await;
+    assert_chain_ok(s).await;
+}
+
+async fn no_plaintext_credentials_are_stored(cx: &Ctx) {
+    let s = &cx.store;
+    let password = "correct horse battery staple";
+    let phc = sluice_auth::password::hash_password(password).unwrap();
+    s.create_user("ann", &phc, true, ev(EventKind::UserCreated, "user/ann"))
+        .await
+        .unwrap();
+    let mut plaintexts = vec![password.to_owned()];
+    let (api, api_hash) = sluice_auth::token::generate_token(TokenKind::Api).unwrap();
+    s.create_token(
+        &token_row("t1", "ann", &api_hash),
+        ev(EventKind::TokenCreated, "token/t1").payload(json!({"user": "ann"})),
+    )
+    .await
+    .unwrap();
+    let (session, session_hash) = sluice_auth::token::generate_token(TokenKind::Session).unwrap();
+    s.create_session(
+        &session_row(&session_hash, "ann", i64::MAX),
+        vec![ev(EventKind::AuthLogin, "user/ann")],
+    )
+    .await
+    .unwrap();
+    let (setup, setup_hash) = sluice_auth::token::generate_token(TokenKind::Setup).unwrap();
+    s.create_setup_token(&setup_hash, i64::MAX).await.unwrap();
+    let kek = Kek::generate().unwrap();
+    put(s, &kek, "s1", None, "PASSWORD", "sekrit-value-123").await;
+    plaintexts.extend([api.clone(), session.clone(), setup.clone()]);
+    plaintexts.push("sekrit-value-123".into());
+
+    // Every plaintext is refused where its hash belongs.
+    let refusals = [
+        s.create_user("bob", password, false, ev(EventKind::UserCreated, "u"))
+            .await
+            .unwrap_err(),
+        s.create_token(
+            &token_row("t2", "ann", &api),
+            ev(EventKind::TokenCreated, "t"),
+        )
+        .await
+        .unwrap_err(),
+        s.create_session(&session_row(&session, "ann", 1), vec![])
+            .await
+            .unwrap_err(),
+        s.create_setup_token(&setup, 1).await.unwrap_err(),
+    ];
+    for err in refusals {
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+
+    // Scan every text column of every table.
+    let pool = cx.raw_pool().await;
+    let tables: Vec<String> = match s.backend() {
+        Backend::Sqlite => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        ),
+        Backend::Postgres => sqlx::query_scalar(
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+             WHERE table_schema = current_schema()",
+        ),
+    }
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for t in [
+        "users",
+        "api_tokens",
+        "sessions",
+        "setup_tokens",
+        "secrets",
+        "events",
+    ] {
+        assert!(tables.iter().any(|x| x == t), "{t} in {tables:?}");
+    }
+    let mut texts = 0;
+    for table in &tables {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT * FROM {table}")))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for row in &rows {
+            for i in 0..row.columns().len() {
+                let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) else {
+                    continue;
+                };
+                texts += 1;
+                for p in &plaintexts {
+                    assert!(
+                        !text.contains(p.as_str()),
+                        "table {table} stores a plaintext credential or secret"
+                    );
+                }
+            }
+        }
+    }
+    assert!(texts > 20, "the scan read the text columns ({texts})");
+    pool.close().await;
+    // The stored forms are exactly the hashes.
+    assert_eq!(s.user("ann").await.unwrap().unwrap().password_hash, phc);
+    assert!(sluice_auth::password::verify_password(&phc, password));
+    assert!(s.token_by_hash(&api_hash).await.unwrap().is_some());
+    assert!(s.session(&session_hash).await.unwrap().is_some());
+    assert!(s.use_setup_token(&setup_hash, 1).await.unwrap());
+}
+
+/// An event as a pre-chain sluice writes it (no context, no hash), behind the store's back.
+async fn insert_unchained(pool: &AnyPool, seq: i64) {
+    sqlx::query(
+        "INSERT INTO events (seq, time_ms, kind, actor, subject, project, payload) \
+         VALUES ($1, 5, 'server.started', 'old', 'server', NULL, '{}')",
+    )
+    .bind(seq)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn events_of_an_older_writer_are_chained(cx: &Ctx) {
+    // An older sluice sharing the database appends without hashes; the next write (or the
+    // next open) chains them after the stored chain, without rewriting any stored hash.
+    let s = &cx.store;
+    s.append_events(vec![ev(EventKind::ServerStarted, "server")])
+        .await
+        .unwrap();
+    let pool = cx.raw_pool().await;
+    insert_unchained(&pool, 2).await;
+    insert_unchained(&pool, 3).await;
+    let next = s
+        .append_events(vec![ev(EventKind::ServerStarted, "server")])
+        .await
+        .unwrap();
+    assert_eq!(next[0].seq, 4);
+    assert_chain_ok(s).await;
+    let chained = entries(s).await;
+    assert_eq!(chained[1].actor, "old");
+    assert_eq!(next[0].prev_hash, chained[2].hash);
+
+    insert_unchained(&pool, 5).await;
+    s.close().await;
+    let again = cx.reopen().await;
+    let reopened = entries(&again).await;
+    assert_eq!(&reopened[..4], &chained[..], "stored hashes are kept");
+    assert_eq!(reopened[4].prev_hash, chained[3].hash);
+    assert_chain_ok(&again).await;
+    again.close().await;
+    pool.close().await;
 }

@@ -912,6 +912,11 @@ impl Engine {
         }
     }
 
+    /// A receiver that turns true when the engine shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     /// Stops background loops and kills every step process this server started.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);

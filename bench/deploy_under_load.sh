@@ -290,7 +290,7 @@ for strat in $STRATEGIES; do
   stop_pid "$LPID"
   [ -s "$D/load.json" ] || { cat "$D/load.log" >&2; die "the load generator wrote no result"; }
   # figures + failure attribution (deployment and its latest decision before each failure)
-  "$PY" - "$strat" "$D" "$SERVER" <<'PYEOF'
+  PYTHONPATH="$BENCH_DIR/tools" "$PY" - "$strat" "$D" "$SERVER" <<'PYEOF'
 import json, sys, urllib.request
 strat, d, server = sys.argv[1:4]
 load = json.load(open(f"{d}/load.json"))
@@ -298,12 +298,7 @@ rows = [l.rstrip("\n").split("\t") for l in open(f"{d}/deploys.tsv") if l.strip(
 deps = [dict(i=int(r[0]), v=int(r[1]), rc=int(r[2]), t0=int(r[3]), t1=int(r[4]), id=int(r[5]),
              status=r[6], created=int(r[7]), finished=int(r[8]), cli_id=int(r[9]), strategy=r[10])
         for r in rows]
-def q(vals, p):
-    s = sorted(vals)
-    if not s:
-        return 0.0
-    k = p * (len(s) - 1); lo = int(k); hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+from benchstats import quantile as q
 ok = [x for x in deps if x["status"] == "succeeded"]
 dur = [x["finished"] - x["t0"] for x in ok]
 srv = [x["finished"] - x["created"] for x in ok]
@@ -378,7 +373,7 @@ done
 # ---------------- rollback while blue is warm ----------------------------------------------------
 if [ "$ROLLBACKS" -gt 0 ]; then
   log "rollback: $ROLLBACKS deploys of $RB_SVC, each rolled back while blue is warm"
-  "$PY" - "$SERVER" "$PROJECT" "$RB_SVC" "$RB_ADDR" "$ROLLBACKS" <<'PYEOF'
+  PYTHONPATH="$BENCH_DIR/tools" "$PY" - "$SERVER" "$PROJECT" "$RB_SVC" "$RB_ADDR" "$ROLLBACKS" <<'PYEOF'
 import http.client, json, sys, time, urllib.request
 server, project, svc, addr, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 host, port = addr.split(":")
@@ -397,9 +392,7 @@ def answer():
         return None
     finally:
         c.close()
-def q(vals, p):
-    s = sorted(vals); k = p * (len(s) - 1); lo = int(k); hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+from benchstats import quantile as q
 times, not_warm = [], 0
 LATEST = f"/api/v1/deployments?project={project}&service={svc}&env=staging&limit=1"
 for i in range(n):

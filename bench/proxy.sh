@@ -18,21 +18,9 @@ source "$(cd "$(dirname "$0")" && pwd)/tools/lib.sh"
 PEERS_DIR="${PEERS_DIR:-$(cd "$REPO_ROOT/.." && pwd)/shared/bench/peers}"
 [ -f "$PEERS_DIR/proxy_overhead.sh" ] || die "peer harness not found at $PEERS_DIR (set PEERS_DIR)"
 export ROUNDS="${ROUNDS:-3}"
-mkdir -p "$BENCH_WORK/bin"
 setup_traps
 
-# proxy_bin: sets SLUICE_PROXY_BIN to a private copy of the sluice binary, so that other work
-# rebuilding the shared target dir cannot swap it during the run.
-if [ -z "${SLUICE_PROXY_BIN:-}" ]; then
-  log "cargo build --release -p sluice"
-  (cd "$REPO_ROOT" && cargo build --release -q -p sluice) >&2 \
-    || die "build failed"
-  built="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sluice"
-  cp "$built" "$BENCH_WORK/bin/sluice-proxy-bench"
-  SLUICE_PROXY_BIN="$BENCH_WORK/bin/sluice-proxy-bench"
-fi
-[ -x "$SLUICE_PROXY_BIN" ] || die "no proxy binary at $SLUICE_PROXY_BIN"
-export SLUICE_PROXY_BIN
+proxy_bin
 
 echo "# goal: sluice rps >= nginx rps with the same number of workers"
 echo "# candidate: $SLUICE_PROXY_BIN proxy --workers \$WORKERS"

@@ -17,20 +17,11 @@ source "$(cd "$(dirname "$0")" && pwd)/tools/lib.sh"
 
 PEERS_DIR="${PEERS_DIR:-$(cd "$REPO_ROOT/.." && pwd)/shared/bench/peers}"
 [ -f "$PEERS_DIR/switch_under_load.sh" ] || die "peer harness not found at $PEERS_DIR (set PEERS_DIR)"
-mkdir -p "$BENCH_WORK/bin"
 setup_traps
 
-if [ -z "${SLUICE_PROXY_BIN:-}" ]; then
-  log "cargo build --release -p sluice"
-  (cd "$REPO_ROOT" && cargo build --release -q -p sluice) >&2 \
-    || die "build failed"
-  built="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sluice"
-  cp "$built" "$BENCH_WORK/bin/sluice-proxy-bench"
-  SLUICE_PROXY_BIN="$BENCH_WORK/bin/sluice-proxy-bench"
-fi
-[ -x "$SLUICE_PROXY_BIN" ] || die "no proxy binary at $SLUICE_PROXY_BIN"
+proxy_bin
 SLUICE_ADMIN="127.0.0.1:$(free_port)"
-export SLUICE_PROXY_BIN SLUICE_ADMIN
+export SLUICE_ADMIN
 
 echo "# goal: 0 failed requests and switch latency close to HAProxy's runtime API"
 echo "# candidate: $SLUICE_PROXY_BIN proxy --admin $SLUICE_ADMIN; switch = $SLUICE_PROXY_BIN switch"

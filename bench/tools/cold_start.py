@@ -21,13 +21,11 @@ import subprocess
 import sys
 import time
 
+from benchstats import quantile
+
 
 def pct(v, p):
-    v = sorted(v)
-    k = (len(v) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+    return quantile(v, p / 100.0)
 
 
 def free_port():

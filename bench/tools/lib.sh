@@ -36,6 +36,21 @@ sluice_bin() {
   export SLUICE_BIN
 }
 
+# proxy_bin: unless SLUICE_PROXY_BIN is set, builds the release binary and points
+# SLUICE_PROXY_BIN at a private copy of it, so that other work rebuilding the shared target dir
+# cannot swap it during the run.
+proxy_bin() {
+  if [ -z "${SLUICE_PROXY_BIN:-}" ]; then
+    log "cargo build --release -p sluice"
+    (cd "$REPO_ROOT" && cargo build --release -q -p sluice) >&2 || die "build failed"
+    mkdir -p "$BENCH_WORK/bin"
+    cp "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sluice" "$BENCH_WORK/bin/sluice-proxy-bench"
+    SLUICE_PROXY_BIN="$BENCH_WORK/bin/sluice-proxy-bench"
+  fi
+  [ -x "$SLUICE_PROXY_BIN" ] || die "no proxy binary at $SLUICE_PROXY_BIN"
+  export SLUICE_PROXY_BIN
+}
+
 free_port() {
   "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

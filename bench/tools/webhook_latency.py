@@ -27,13 +27,11 @@ import sys
 import time
 import urllib.parse
 
+from benchstats import quantile
+
 
 def pct(v, p):
-    v = sorted(v)
-    k = (len(v) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+    return quantile(v, p / 100.0)
 
 
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@localhost",

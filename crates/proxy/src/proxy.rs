@@ -316,11 +316,7 @@ fn gateway_timeout() -> Response<ProxyBody> {
 /// True if `headers` ask for a protocol upgrade (`Connection: upgrade` plus `Upgrade`).
 fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
-        })
+        && upstream::has_token(headers, header::CONNECTION, "upgrade")
 }
 
 /// Removes hop-by-hop headers: the fixed list and every header named in `Connection`.

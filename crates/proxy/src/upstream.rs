@@ -353,7 +353,8 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<ParsedHead>,
     })))
 }
 
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+/// True if a comma-separated header (`Connection`, ...) lists `token`, in any case.
+pub(crate) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
         v.as_bytes()
             .split(|b| *b == b',')

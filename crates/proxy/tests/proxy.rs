@@ -954,70 +954,82 @@ async fn admin_api_survives_garbage() {
 
 /// A raw backend that answers each request with a canned response picked by its path, to drive
 /// the proxy's upstream client through every framing: `(response bytes, close afterwards)`.
-async fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
-    fn script(method: &str, path: &str) -> (&'static [u8], bool) {
-        match (method, path) {
-            (_, "/chunked") => (
-                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
-                false,
-            ),
-            (_, "/http10") => (b"HTTP/1.0 200 OK\r\n\r\nuntil close", true),
-            (_, "/close") => (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                true,
-            ),
-            (_, "/nocontent") => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
-            (_, "/continue") => (
-                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone",
-                false,
-            ),
-            (_, "/garbage") => (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", true),
-            (_, "/cut") => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial", true),
-            ("HEAD", _) => (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", false),
-            _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
-        }
-    }
+/// Returns its address and its counts of accepted and of closed connections.
+async fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let acc = accepted.clone();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (acc, clo) = (accepted.clone(), closed.clone());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             acc.fetch_add(1, Ordering::SeqCst);
+            let clo = clo.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                    buf.drain(..end + 4);
-                    let mut line = head.split(' ');
-                    let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
-                    let (res, close) = script(method, path);
-                    if s.write_all(res).await.is_err() || close {
-                        return;
-                    }
-                    if path == "/then-idle-close" {
-                        // Like a backend whose keep-alive timeout is shorter than the proxy's.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        return;
-                    }
-                }
+                serve_script(&mut s).await;
+                drop(s);
+                clo.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, closed)
+}
+
+/// The canned response for a request: its bytes and whether the connection closes after it.
+fn script(method: &str, path: &str) -> (&'static [u8], bool) {
+    match (method, path) {
+        (_, "/chunked") => (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+            false,
+        ),
+        (_, "/http10") => (b"HTTP/1.0 200 OK\r\n\r\nuntil close", true),
+        (_, "/close") => (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+            true,
+        ),
+        (_, "/nocontent") => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        (_, "/continue") => (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone",
+            false,
+        ),
+        (_, "/garbage") => (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", true),
+        (_, "/cut") => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial", true),
+        ("HEAD", _) => (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", false),
+        _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
+    }
+}
+
+/// Answers requests on one backend connection by script until it is to be closed.
+async fn serve_script(s: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end + 4);
+        let mut line = head.split(' ');
+        let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+        let (res, close) = script(method, path);
+        if s.write_all(res).await.is_err() || close {
+            return;
+        }
+        if path == "/then-idle-close" {
+            // Like a backend whose keep-alive timeout is shorter than the proxy's.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+    }
 }
 
 #[tokio::test]
 async fn every_response_framing_is_relayed_and_connections_reused_only_when_safe() {
-    let (addr, accepted) = scripted_backend().await;
+    let (addr, accepted, closed) = scripted_backend().await;
     let p = proxy(RouteTable::single("A", vec![addr])).await;
     let mut c = Client::connect(p.local_addr()).await;
     let conns = || accepted.load(Ordering::SeqCst);
@@ -1064,7 +1076,10 @@ async fn every_response_framing_is_relayed_and_connections_reused_only_when_safe
 
     // A backend that closes its idle keep-alive connection: the next request is not lost.
     assert_eq!(c.get("/then-idle-close").await.1, "ok");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    eventually("the backend to close the idle connection", || {
+        closed.load(Ordering::SeqCst) == 3
+    })
+    .await;
     assert_eq!(c.get("/").await, (StatusCode::OK, "ok".into()));
     assert_eq!(
         conns(),

@@ -15,7 +15,7 @@ use sluice_audit::{Checkpoint, Hash, Signer};
 use sluice_store::Store;
 use tokio::sync::watch;
 
-use crate::engine::EngineError;
+use crate::engine::{EngineError, now_ms};
 
 /// The key file, relative to the data directory.
 pub const KEY_FILE: &str = "audit/signing.key";
@@ -76,10 +76,4 @@ impl Auditor {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

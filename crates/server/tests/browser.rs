@@ -28,7 +28,7 @@
 
 mod common;
 
-use common::{free_port, git};
+use common::{APP, free_port, git};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -696,32 +696,6 @@ async fn run_page_shows_log_lines_printed_after_it_was_opened() {
 // Deployments
 
 const DEPLOY_PROJECT: &str = "ui-deploy";
-
-/// The service: answers `version=N` on every path and `ok` on `/healthz`. When `gate.txt`
-/// names a file, it only starts listening once that file exists (so the test decides when
-/// the release becomes ready).
-const APP: &str = r#"
-import os, sys, time, signal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-here = os.path.dirname(os.path.abspath(__file__))
-version = open(os.path.join(here, "version.txt")).read().strip()
-gate = open(os.path.join(here, "gate.txt")).read().strip()
-while gate and not os.path.exists(gate):
-    time.sleep(0.05)
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = b"ok\n" if self.path == "/healthz" else ("version=" + version + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-srv = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
-signal.signal(signal.SIGTERM, lambda *a: (srv.server_close(), sys.exit(0)))
-srv.serve_forever()
-"#;
 
 /// A repository whose service `web` deploys blue-green to staging (branch `main`) and, by
 /// promotion only, to production (branch `release`, never pushed).

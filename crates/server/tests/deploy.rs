@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Repo, eventually, free_port};
+use common::{APP, Repo, eventually, free_port};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,28 +18,6 @@ use serde_json::{Value, json};
 use sluice_core::DeployStatus;
 use sluice_server::{Server, ServerConfig};
 use sluice_store::DeploymentFilter;
-
-const APP: &str = r#"
-import os, sys, signal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-here = os.path.dirname(os.path.abspath(__file__))
-version = open(os.path.join(here, "version.txt")).read().strip()
-if version == "crash":
-    sys.exit(3)
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = b"ok\n" if self.path == "/healthz" else ("version=" + version + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-srv = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
-signal.signal(signal.SIGTERM, lambda *a: (srv.server_close(), sys.exit(0)))
-srv.serve_forever()
-"#;
 
 fn yml(port: u16) -> String {
     format!(

@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{Repo, eventually, free_port};
+use common::{APP, Repo, eventually, free_port};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,61 +31,6 @@ use sluice_core::DeployStatus;
 use sluice_runtime::Runtime as _;
 use sluice_server::{Engine, Server, ServerConfig};
 use sluice_store::{Deployment, DeploymentFilter, ReleaseFilter};
-
-/// The app. `version.txt` picks its behaviour: a plain version answers 200 with
-/// `version=<v>`; `exit` exits at once; `unhealthy` answers 503 on `/healthz`; `errors` answers
-/// 500 to every 5th request (health checks not counted); `slow` sleeps 500 ms per request;
-/// `hang` never answers a request (health stays OK). SIGTERM stops accepting and lets requests
-/// in flight finish before exiting (a hung one is killed after `stop_grace`).
-const APP: &str = r#"
-import os, sys, signal, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-here = os.path.dirname(os.path.abspath(__file__))
-version = open(os.path.join(here, "version.txt")).read().strip()
-if version == "exit":
-    sys.exit(3)
-lock = threading.Lock()
-state = {"count": 0, "busy": 0}
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path == "/healthz":
-            self.reply(503 if version == "unhealthy" else 200, b"ok\n")
-            return
-        with lock:
-            state["count"] += 1
-            state["busy"] += 1
-            n = state["count"]
-        try:
-            if version == "hang":
-                while True:
-                    time.sleep(3600)
-            if version == "slow":
-                time.sleep(0.5)
-            status = 500 if version == "errors" and n % 5 == 0 else 200
-            self.reply(status, ("version=" + version + "\n").encode())
-        finally:
-            with lock:
-                state["busy"] -= 1
-    def reply(self, status, body):
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-srv = S(("127.0.0.1", int(os.environ["PORT"])), H)
-signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown, daemon=True).start())
-srv.serve_forever(poll_interval=0.05)
-srv.server_close()
-deadline = time.time() + 10
-while state["busy"] and time.time() < deadline:
-    time.sleep(0.01)
-os._exit(0)
-"#;
 
 /// Requests per second of the client load.
 const RATE: u64 = 200;

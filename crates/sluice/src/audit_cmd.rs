@@ -163,7 +163,7 @@ pub async fn verify(a: VerifyArgs) -> Result<i32, CliError> {
         &checkpoints,
         &key,
         VerifyOptions {
-            now_ms: now_ms(),
+            now_ms: sluice_server::engine::now_ms(),
             checkpoint_interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
         },
     );
@@ -246,10 +246,4 @@ pub fn public_key(s: &Source) -> Result<i32, CliError> {
     let key = read_key(&s.data_dir.join("audit/signing.pub"))?;
     println!("{key}");
     Ok(0)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

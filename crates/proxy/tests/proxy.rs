@@ -222,6 +222,21 @@ impl Client {
     }
 }
 
+/// Sends `GET /hold` through the proxy at `addr` on a connection of its own and returns once
+/// `a` holds it; the handle yields the response after `a.release` is notified.
+async fn hold_request(
+    addr: SocketAddr,
+    a: &Upstream,
+) -> tokio::task::JoinHandle<Result<(StatusCode, String), String>> {
+    let mut slow = Client::connect(addr).await;
+    let held = tokio::spawn(async move { slow.try_get("/hold", &[]).await });
+    eventually("request held by A", || {
+        a.holding.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    held
+}
+
 fn group(version: &str, weight: u32, backends: Vec<SocketAddr>) -> Group {
     Group {
         version: version.into(),
@@ -510,12 +525,7 @@ async fn in_flight_requests_finish_on_the_old_version_and_old_connections_drain(
     let a = upstream("A").await;
     let b = upstream("B").await;
     let p = proxy(RouteTable::single("A", vec![a.addr])).await;
-    let mut slow = Client::connect(p.local_addr()).await;
-    let held = tokio::spawn(async move { slow.try_get("/hold", &[]).await });
-    eventually("request held by A", || {
-        a.holding.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let held = hold_request(p.local_addr(), &a).await;
     let mut warm = Client::connect(p.local_addr()).await;
     assert_eq!(warm.get("/").await.1, "version=A"); // leaves an idle pooled connection to A
     assert_eq!(a.open.load(Ordering::SeqCst), 2);
@@ -540,12 +550,7 @@ async fn drain_timeout_closes_connections_that_stay_busy() {
     let a = upstream("A").await;
     let b = upstream("B").await;
     let p = proxy(RouteTable::single("A", vec![a.addr])).await;
-    let mut slow = Client::connect(p.local_addr()).await;
-    let held = tokio::spawn(async move { slow.try_get("/hold", &[]).await });
-    eventually("request held by A", || {
-        a.holding.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let held = hold_request(p.local_addr(), &a).await;
     let mut tb = RouteTable::single("B", vec![b.addr]);
     tb.drain_timeout_ms = 100;
     p.set_table(tb);
@@ -718,12 +723,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
     let a = upstream("A").await;
     let p = proxy(RouteTable::single("A", vec![a.addr])).await;
     let addr = p.local_addr();
-    let mut slow = Client::connect(addr).await;
-    let held = tokio::spawn(async move { slow.try_get("/hold", &[]).await });
-    eventually("request held by A", || {
-        a.holding.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let held = hold_request(addr, &a).await;
     let stopping = tokio::spawn(p.shutdown(Duration::from_secs(5)));
     // Stopped accepting (bounded wait: the accept task is aborted first).
     eventually("listener closed", || {

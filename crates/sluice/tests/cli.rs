@@ -54,6 +54,24 @@ fn sluice(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Registers `repo` with polling off and asserts that it worked.
+fn add_project(repo: &Path, url: &str) {
+    let out = sluice(&[
+        "project",
+        "add",
+        &repo.display().to_string(),
+        "--poll-interval",
+        "0",
+        "--server",
+        url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -208,20 +226,7 @@ services:
     let data = tmp.path().join("data");
     let port = free_port();
     let mut server = ServerProc::start(&data, port);
-    let out = sluice(&[
-        "project",
-        "add",
-        &repo.display().to_string(),
-        "--poll-interval",
-        "0",
-        "--server",
-        &server.url,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_project(&repo, &server.url);
 
     // Wait until the quick service is released and the slow step (with a grandchild) runs.
     wait_for("quick's release", 30, || {
@@ -549,20 +554,7 @@ fn a_relative_data_dir_works() {
     wait_for("the server to listen", 30, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    let out = sluice(&[
-        "project",
-        "add",
-        &repo.display().to_string(),
-        "--poll-interval",
-        "0",
-        "--server",
-        &url,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_project(&repo, &url);
     let out = sluice(&["run", "rel", "--server", &url]);
     let _ = child.kill();
     let _ = child.wait();
@@ -758,20 +750,7 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
     let data = tmp.path().join("data");
     let api_port = free_port();
     let mut server = ServerProc::start(&data, api_port);
-    let out = sluice(&[
-        "project",
-        "add",
-        &repo.display().to_string(),
-        "--poll-interval",
-        "0",
-        "--server",
-        &server.url,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_project(&repo, &server.url);
     let service = format!("http://127.0.0.1:{port}/");
     let deployment_of = |server: &ServerProc, version: i64| -> Option<Value> {
         server
@@ -888,19 +867,7 @@ fn deploy_rollback_status_and_deploys_commands() {
     let server = ServerProc::start(&data, free_port());
     let url = server.url.clone();
     let service = format!("http://127.0.0.1:{port}/");
-    assert!(
-        sluice(&[
-            "project",
-            "add",
-            &repo.display().to_string(),
-            "--poll-interval",
-            "0",
-            "--server",
-            &url
-        ])
-        .status
-        .success()
-    );
+    add_project(&repo, &url);
     wait_for("v1 to serve", 60, || {
         http_get(&service).as_deref() == Some("version=1\n")
     });
@@ -1051,19 +1018,7 @@ fn audit_verify_detects_every_kind_of_tampering_and_export_round_trips() {
     let data = tmp.path().join("data");
     let mut server = ServerProc::start(&data, free_port());
     let url = server.url.clone();
-    assert!(
-        sluice(&[
-            "project",
-            "add",
-            &repo.display().to_string(),
-            "--poll-interval",
-            "0",
-            "--server",
-            &url
-        ])
-        .status
-        .success()
-    );
+    add_project(&repo, &url);
     assert!(
         sluice(&["run", "audited", "--server", &url])
             .status

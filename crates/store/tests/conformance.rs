@@ -323,6 +323,14 @@ fn new_release(service: &str, commit: &str, env: &str) -> NewRelease {
     }
 }
 
+/// Creates release of `service` at `commit` for `env`, which must be new.
+async fn released(s: &Store, service: &str, commit: &str, env: &str) -> sluice_store::Release {
+    s.create_release(new_release(service, commit, env), release_event())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn release_event() -> NewEvent {
     ev(EventKind::ReleaseCreated, "release/shop/api/{version}")
         .project("shop")
@@ -1027,21 +1035,9 @@ async fn logs_cursor_paging(cx: &Ctx) {
 
 async fn release_versions_per_service(cx: &Ctx) {
     let s = &cx.store;
-    let a1 = s
-        .create_release(new_release("api", "c1", "staging"), release_event())
-        .await
-        .unwrap()
-        .unwrap();
-    let w1 = s
-        .create_release(new_release("web", "c1", "staging"), release_event())
-        .await
-        .unwrap()
-        .unwrap();
-    let a2 = s
-        .create_release(new_release("api", "c2", "staging"), release_event())
-        .await
-        .unwrap()
-        .unwrap();
+    let a1 = released(s, "api", "c1", "staging").await;
+    let w1 = released(s, "web", "c1", "staging").await;
+    let a2 = released(s, "api", "c2", "staging").await;
     assert_eq!((a1.version, w1.version, a2.version), (1, 1, 2));
     assert!(!a1.artifact_pruned);
     assert_eq!(a1.gates, json!({"api/test": {"status": "succeeded"}}));
@@ -1114,11 +1110,7 @@ async fn release_dedup_per_commit(cx: &Ctx) {
         1
     );
     // The next commit still gets version 2 (no version was burnt).
-    let next = s
-        .create_release(new_release("api", "c2", "staging"), release_event())
-        .await
-        .unwrap()
-        .unwrap();
+    let next = released(s, "api", "c2", "staging").await;
     assert_eq!(next.version, 2);
 }
 
@@ -1171,16 +1163,8 @@ async fn last_release_in_env(cx: &Ctx) {
 
 async fn mark_artifact_pruned(cx: &Ctx) {
     let s = &cx.store;
-    let r = s
-        .create_release(new_release("api", "c1", "staging"), release_event())
-        .await
-        .unwrap()
-        .unwrap();
-    let other = s
-        .create_release(new_release("api", "c2", "staging"), release_event())
-        .await
-        .unwrap()
-        .unwrap();
+    let r = released(s, "api", "c1", "staging").await;
+    let other = released(s, "api", "c2", "staging").await;
     s.mark_artifact_pruned(r.id, ev(EventKind::ArtifactsPruned, "release"))
         .await
         .unwrap();
@@ -1261,11 +1245,7 @@ async fn reopening_keeps_data(cx: &Ctx) {
     }])
     .await
     .unwrap();
-    let rel = s
-        .create_release(new_release("api", "c1", "staging"), release_event())
-        .await
-        .unwrap()
-        .unwrap();
+    let rel = released(s, "api", "c1", "staging").await;
     let events = all_events(s).await;
     s.close().await;
 

@@ -196,6 +196,8 @@ impl Daemon {
         if self.healthy(admin).await {
             return Ok(false);
         }
+        // Forget the dead one so `admin` goes straight to the ready file and a new daemon.
+        *self.admin.lock().await = None;
         self.admin().await?;
         Ok(true)
     }

@@ -1,11 +1,13 @@
 //! Secret masking for step output.
 //!
-//! A [`Masker`] is built once per step from the secret values the step can see. It
-//! precomputes every textual form under which a secret commonly leaks into logs (the raw
-//! value, base64 in both alphabets with and without padding, base64 fragments of the value
-//! embedded in a longer base64 string, double base64, hex and URL encoding) and replaces
-//! each occurrence in a line with [`MASKED`]. Overlapping matches are merged, so the
-//! longest form always wins and no tail of a longer encoding is left behind.
+//! A [`Masker`] is built from the secret values whose output it guards. It precomputes
+//! every textual form under which a secret commonly leaks into logs (the raw value, base64
+//! in both alphabets with and without padding, base64 fragments of the value embedded in a
+//! longer base64 string, double base64, hex and URL encoding) and replaces each occurrence
+//! in a line with [`MASKED`]. Overlapping matches are merged, so the longest form always
+//! wins and no tail of a longer encoding is left behind. Values may be arbitrary bytes
+//! ([`Masker::from_values`]); a value spanning several lines is also masked line by line,
+//! because logs are read a line at a time and the whole value never appears in one line.
 //!
 //! Masking is a last line of defence for logs, not a security boundary: a step that wants
 //! to leak a secret can always transform it in a way no masker anticipates.
@@ -14,7 +16,7 @@ use std::borrow::Cow;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
 /// The text that replaces every masked occurrence.
 pub const MASKED: &str = "[MASKED]";
@@ -26,6 +28,11 @@ pub const MASKED: &str = "[MASKED]";
 /// itself hint at the secret. Values that short are not secrets worth the name; the spec
 /// layer should warn about them instead.
 pub const MIN_SECRET_BYTES: usize = 4;
+
+/// Lines of a multi-line secret shorter than this are not masked on their own (a PEM's
+/// short last line or a `user` line would otherwise hide ordinary words everywhere). A
+/// value that is one line plus line ends is masked down to [`MIN_SECRET_BYTES`].
+pub const MIN_LINE_BYTES: usize = 8;
 
 /// Base64 fragments (the stable middle of a secret encoded at an offset inside a longer
 /// base64 stream) shorter than this are not masked: they would match too much by accident.
@@ -46,22 +53,67 @@ pub struct Masker {
 }
 
 impl Masker {
-    /// Builds a masker for `secrets`.
+    /// Builds a masker for `secrets` (text values); see [`Masker::from_values`].
+    pub fn new<I: IntoIterator<Item = String>>(secrets: I) -> Masker {
+        Masker::from_values(secrets)
+    }
+
+    /// Builds a masker for secret values given as bytes (any bytes; the raw form is only
+    /// searched for when the value is UTF-8, the encoded forms always).
     ///
     /// Secrets shorter than [`MIN_SECRET_BYTES`] bytes are ignored: masking them would
     /// destroy unrelated output and hint at the value through the holes it leaves.
-    pub fn new<I: IntoIterator<Item = String>>(secrets: I) -> Masker {
-        let mut patterns = Vec::new();
+    pub fn from_values<I, V>(secrets: I) -> Masker
+    where
+        I: IntoIterator<Item = V>,
+        V: AsRef<[u8]>,
+    {
+        let mut masker = Masker::default();
+        masker.add(secrets);
+        masker
+    }
+
+    /// A copy of this masker that also masks `secrets`.
+    pub fn extended<I, V>(&self, secrets: I) -> Masker
+    where
+        I: IntoIterator<Item = V>,
+        V: AsRef<[u8]>,
+    {
+        let mut masker = self.clone();
+        masker.add(secrets);
+        masker
+    }
+
+    fn add<I, V>(&mut self, secrets: I)
+    where
+        I: IntoIterator<Item = V>,
+        V: AsRef<[u8]>,
+    {
+        let patterns = &mut self.patterns;
         for secret in secrets {
+            let secret = secret.as_ref();
             if secret.len() < MIN_SECRET_BYTES {
                 continue;
             }
-            forms(&secret, &mut patterns);
+            forms(secret, patterns);
+            if secret.contains(&b'\n') || secret.contains(&b'\r') {
+                let lines: Vec<&[u8]> = secret
+                    .split(|b| *b == b'\n' || *b == b'\r')
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let min = if lines.len() == 1 {
+                    MIN_SECRET_BYTES
+                } else {
+                    MIN_LINE_BYTES
+                };
+                for line in lines.into_iter().filter(|l| l.len() >= min) {
+                    forms(line, patterns);
+                }
+            }
         }
         patterns.retain(|p| p.len() >= MIN_SECRET_BYTES);
         patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         patterns.dedup();
-        Masker { patterns }
     }
 
     /// Returns `line` with every form of every secret replaced by [`MASKED`].
@@ -119,9 +171,10 @@ impl Masker {
 }
 
 /// Appends every form of `secret` to `out`.
-fn forms(secret: &str, out: &mut Vec<String>) {
-    let bytes = secret.as_bytes();
-    out.push(secret.to_owned());
+fn forms(bytes: &[u8], out: &mut Vec<String>) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        out.push(text.to_owned());
+    }
 
     for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
         out.push(engine.encode(bytes));
@@ -151,12 +204,12 @@ fn forms(secret: &str, out: &mut Vec<String>) {
     out.push(hex::encode(bytes));
     out.push(hex::encode_upper(bytes));
 
-    let upper = utf8_percent_encode(secret, URL_ENCODE).to_string();
+    let upper = percent_encode(bytes, URL_ENCODE).to_string();
     out.push(lower_percent_hex(&upper));
     // The form-encoding variant writes spaces as `+`.
-    let plus: String = secret
-        .split(' ')
-        .map(|part| utf8_percent_encode(part, URL_ENCODE).to_string())
+    let plus: String = bytes
+        .split(|b| *b == b' ')
+        .map(|part| percent_encode(part, URL_ENCODE).to_string())
         .collect::<Vec<_>>()
         .join("+");
     out.push(lower_percent_hex(&plus));
@@ -186,6 +239,7 @@ fn lower_percent_hex(encoded: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use percent_encoding::utf8_percent_encode;
 
     fn masker(secrets: &[&str]) -> Masker {
         Masker::new(secrets.iter().map(|s| (*s).to_owned()))
@@ -306,5 +360,39 @@ mod tests {
         }
         let m = masker(&["🔑🔑"]);
         assert_eq!(m.mask("a🔑🔑🔑b"), "a[MASKED]b");
+    }
+
+    #[test]
+    fn masks_binary_values_in_their_encoded_forms() {
+        let value: &[u8] = &[0xff, 0x00, 0x9c, 0x41, 0x42, 0xfe, 0x10, 0x7f];
+        let m = Masker::from_values([value]);
+        for encoded in [
+            STANDARD.encode(value),
+            URL_SAFE_NO_PAD.encode(value),
+            hex::encode(value),
+            hex::encode_upper(value),
+            percent_encode(value, URL_ENCODE).to_string(),
+        ] {
+            assert_eq!(m.mask(&format!("v={encoded};")), "v=[MASKED];", "{encoded}");
+        }
+    }
+
+    #[test]
+    fn masks_each_line_of_a_multi_line_value() {
+        let m = masker(&["token-with-newline\n"]);
+        assert_eq!(m.mask("echo token-with-newline"), "echo [MASKED]");
+        let pem = "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\nabc\n-----END KEY-----\n";
+        let m = masker(&[pem]);
+        assert_eq!(m.mask("MIIBOgIBAAJBAKj34GkxFhD9"), "[MASKED]");
+        // Short lines of a multi-line value are left alone.
+        assert_eq!(m.mask("abc"), "abc");
+    }
+
+    #[test]
+    fn extended_keeps_the_old_values_and_adds_new_ones() {
+        let base = masker(&["first-secret"]);
+        let more = base.extended(["second-secret"]);
+        assert_eq!(more.mask("first-secret second-secret"), "[MASKED] [MASKED]");
+        assert_eq!(base.mask("second-secret"), "second-secret");
     }
 }

@@ -54,6 +54,16 @@ pub struct ServerConfig {
     /// How often the audit trail's head is signed (also when nothing happened), so that a
     /// deleted tail or a stopped server shows as a gap (`sluice audit verify`).
     pub checkpoint_interval: Duration,
+    /// An API token for the first admin, applied on the very first start only (when the
+    /// store has no users): lets automation (CI, the demo, tests) start a server it can
+    /// talk to without a person completing setup. Must be a well-formed `slc_a_…` token.
+    /// Without it the first start prints a one-time setup token instead; there is never a
+    /// default password.
+    pub admin_token: Option<String>,
+    /// The key-encryption key of the secret store, as a file; `None` uses `SLUICE_KEK` if
+    /// set, else `DATA_DIR/secret.key` (generated on first use). Without an available key
+    /// the server starts sealed; see `sluice unseal`.
+    pub kek_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -72,6 +82,8 @@ impl ServerConfig {
             public_url: None,
             proxy_bin: None,
             checkpoint_interval: Duration::from_secs(60),
+            admin_token: None,
+            kek_file: None,
         }
     }
 
@@ -142,6 +154,9 @@ impl ServerConfig {
         if let Some(u) = raw.public_url {
             self.public_url = Some(u);
         }
+        if let Some(k) = raw.kek_file {
+            self.kek_file = Some(k);
+        }
         self.secrets.extend(raw.secrets);
         Ok(())
     }
@@ -172,6 +187,16 @@ impl ServerConfig {
                     "database `{db}` is not a sqlite:// or postgres:// URL"
                 ));
             }
+        }
+        if let Some(t) = &self.admin_token
+            && sluice_auth::TokenKind::of(t) != Some(sluice_auth::TokenKind::Api)
+        {
+            return bad(
+                "the admin token (SLUICE_ADMIN_TOKEN) must be `slc_a_` followed by 43 characters \
+                 of A-Z a-z 0-9 - _ (32 random bytes in base64url); make one with \
+                 `sluice token generate`"
+                    .into(),
+            );
         }
         for (name, value) in &self.secrets {
             let valid = !name.is_empty()
@@ -224,6 +249,7 @@ struct RawFile {
     interrupted_runs: Option<InterruptedPolicy>,
     keep_artifacts: Option<usize>,
     public_url: Option<String>,
+    kek_file: Option<PathBuf>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
 }

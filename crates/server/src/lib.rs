@@ -45,6 +45,9 @@ pub struct Server {
     pub engine: Arc<Engine>,
     /// The bound address.
     pub addr: SocketAddr,
+    /// On the very first start: the one-time token with which the first admin (`admin`)
+    /// sets a password (`sluice login --setup-token`, or `/setup?token=` in a browser).
+    pub setup_token: Option<String>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     controller: tokio::task::JoinHandle<()>,
@@ -82,6 +85,7 @@ impl Server {
             ])
             .await?;
         engine.recover().await?;
+        let setup_token = engine.bootstrap().await?;
         let auditor = audit::Auditor::open(
             &engine.config.data_dir,
             store.clone(),
@@ -101,6 +105,13 @@ impl Server {
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
         engine.set_bound(addr);
+        if let Some(t) = &setup_token {
+            tracing::info!(
+                "first start: created the admin user `admin` without a password; set it within \
+                 24 hours at {}/setup?token={t} or with `sluice login --setup-token {t}`",
+                engine.base_url()
+            );
+        }
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(engine.clone().poll_loop());
         let controller = tokio::spawn(engine.clone().controller_loop());
@@ -119,6 +130,7 @@ impl Server {
         Ok(Server {
             engine,
             addr,
+            setup_token,
             stop,
             task,
             controller,

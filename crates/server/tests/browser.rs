@@ -40,7 +40,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use sluice_core::{DeployStatus, EventKind, StepStatus};
-use sluice_server::{Server, ServerConfig};
+use sluice_server::Server;
 use sluice_store::{Deployment, DeploymentFilter, EventFilter, LogFilter, RunFilter};
 
 const PROJECT: &str = "ui-test";
@@ -301,6 +301,41 @@ async fn step_badge(c: &Client, step: &str) -> TestResult<Option<String>> {
     )
     .await?;
     Ok(v.as_str().map(str::to_string))
+}
+
+/// Signs in as the first admin the way a person does on a new server: opens the setup link
+/// with the server's one-time setup token, chooses a password, and lands signed in. Before
+/// that, a page redirects to the sign-in page.
+async fn sign_in(c: &Client, server: &Server) -> TestResult {
+    let base = server.url();
+    let (_, text) = open(c, &base, "/").await?;
+    if !text.contains("Sign in") {
+        return fail(c, "an anonymous visitor was not sent to the sign-in page").await;
+    }
+    let token = server
+        .setup_token
+        .clone()
+        .ok_or("the first start printed no setup token")?;
+    open(c, &base, &format!("/setup?token={token}")).await?;
+    let field = c
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .map_err(|e| format!("no password field on the setup page: {e}"))?;
+    field
+        .send_keys("correct horse battery staple")
+        .await
+        .map_err(|e| format!("cannot type the password: {e}"))?;
+    click(c, "form[action='/setup'] button[type=submit]").await?;
+    wait_until(c, "the signed-in overview", || async {
+        let v = js(
+            c,
+            "var w=document.querySelector('header .who');return w?w.textContent:null;",
+            vec![],
+        )
+        .await?;
+        Ok((v.as_str() == Some("admin")).then_some(()))
+    })
+    .await
 }
 
 /// Opens `path` and returns (HTTP status of the document, body text).
@@ -598,6 +633,7 @@ async fn other_pages(cx: &Ctx<'_>, base: &str, run_id: i64) -> TestResult {
 
 async fn scenario(cx: &Ctx<'_>) -> TestResult {
     let base = cx.server.url();
+    sign_in(cx.client, cx.server).await?;
     let t = Instant::now();
     let run_id = wait_for_step_running(cx.server).await?;
     eprintln!(
@@ -638,7 +674,7 @@ async fn run_page_shows_log_lines_printed_after_it_was_opened() {
         .unwrap_or_else(|e| panic!("{e}"));
     let client = connect(&driver, &browser, &profile);
 
-    let mut config = ServerConfig::new(&data);
+    let mut config = common::config(&data);
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.poll_interval = Duration::from_millis(200);
     let server = Server::start(config).await.expect("server starts");
@@ -798,7 +834,7 @@ async fn click(c: &Client, css: &str) -> TestResult {
 }
 
 async fn get_text(url: &str) -> Option<String> {
-    let r = reqwest::Client::new()
+    let r = common::http()
         .get(url)
         .timeout(Duration::from_secs(2))
         .send()
@@ -821,6 +857,7 @@ struct DeployCtx<'a> {
 
 async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
     let (c, base) = (cx.client, cx.server.url());
+    sign_in(c, cx.server).await?;
     let t = Instant::now();
     let d1 = wait_deployment(cx.server, "the first deploy of v1", |d| {
         d.version == 1 && d.status.is_terminal()
@@ -1060,15 +1097,21 @@ async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
         .await
         .map_err(|e| format!("store: {e}"))?;
     let last = desired.last().ok_or("no target.desired event")?;
-    if last.actor != "ui" || last.payload["trigger"] != "rollback" || last.payload["version"] != 1 {
+    // The audit entry names the signed-in person, where the click came from, and its request.
+    if last.actor != "user:admin"
+        || last.source.is_none()
+        || last.request_id.is_none()
+        || last.payload["trigger"] != "rollback"
+        || last.payload["version"] != 1
+    {
         return Err(format!(
-            "the rollback was not recorded as the UI's: {last:?} (deployment {d3:?})"
+            "the rollback was not recorded as the admin's click: {last:?} (deployment {d3:?})"
         ));
     }
     eprintln!("deploy UI test: rollback by button in {:?}", t.elapsed());
 
     // A refused button gets an error page with the engine's message and a 4xx status.
-    let r = reqwest::Client::new()
+    let r = common::http()
         .post(format!("{base}/ui/rollback"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("project={DEPLOY_PROJECT}&service=nope&env=staging"))
@@ -1080,7 +1123,7 @@ async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
     if code != 404 || !body.contains("Could not roll back nope in staging") {
         return Err(format!("a bad rollback answered {code}: {body}"));
     }
-    let r = reqwest::Client::new()
+    let r = common::http()
         .post(format!("{base}/ui/deployments/{}/abort", d3.id))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("back=%2F")
@@ -1121,7 +1164,7 @@ async fn deployment_pages_follow_a_deploy_live_and_roll_back_by_button() {
     let driver = Chromedriver::start(&driver_path, tmp.path().join("chromedriver.log"))
         .unwrap_or_else(|e| panic!("{e}"));
     let client = connect(&driver, &browser, &profile);
-    let mut config = ServerConfig::new(&data);
+    let mut config = common::config(&data);
     config.listen = "127.0.0.1:0".parse().expect("address");
     let server = Server::start(config).await.expect("server starts");
     server

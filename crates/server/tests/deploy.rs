@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_core::DeployStatus;
-use sluice_server::{Server, ServerConfig};
+use sluice_server::Server;
 use sluice_store::DeploymentFilter;
 
 fn yml(port: u16) -> String {
@@ -100,7 +100,7 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
     let port = free_port();
     let repo = setup(tmp.path(), port);
     repo.commit("1");
-    let mut c = ServerConfig::new(tmp.path().join("data"));
+    let mut c = common::config(tmp.path().join("data"));
     c.listen = "127.0.0.1:0".parse().unwrap();
     let s = Server::start(c).await.unwrap();
     let p = s
@@ -109,7 +109,7 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
         .await
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/");
-    let http = reqwest::Client::new();
+    let http = common::http();
 
     // The pipeline's release is deployed automatically (a first deploy).
     let d1 = deployed(&s, 1).await;
@@ -122,7 +122,7 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
     let load = {
         let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), url.clone());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = common::http();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
             while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
                 match get(&client, &url).await {
@@ -246,7 +246,7 @@ async fn rollback_while_blue_is_warm_is_a_switch_back() {
     )
     .unwrap();
     repo.commit("1");
-    let mut c = ServerConfig::new(tmp.path().join("data"));
+    let mut c = common::config(tmp.path().join("data"));
     c.listen = "127.0.0.1:0".parse().unwrap();
     let s = Server::start(c).await.unwrap();
     let p = s
@@ -255,7 +255,7 @@ async fn rollback_while_blue_is_warm_is_a_switch_back() {
         .await
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/");
-    let http = reqwest::Client::new();
+    let http = common::http();
     deployed(&s, 1).await;
     repo.commit("2");
     s.engine

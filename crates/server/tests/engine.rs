@@ -79,7 +79,7 @@ services:
 "#;
 
 async fn server(root: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
-    let mut c = ServerConfig::new(root.join("data"));
+    let mut c = common::config(root.join("data"));
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.kill_grace = Duration::from_millis(500);
     tweak(&mut c);
@@ -322,7 +322,7 @@ async fn webhooks_verify_signatures_record_rejections_and_ignore_redeliveries() 
     let secret = "webhook-secret-123";
     let project = add(&s, &repo, Some(secret)).await;
     finish_all(&s, &project).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let url = format!("{}/hooks/github/{project}", s.url());
 
     repo.write("api/code.txt", "via webhook");
@@ -434,7 +434,7 @@ async fn webhooks_verify_signatures_record_rejections_and_ignore_redeliveries() 
     assert_eq!(r.status(), 400);
     let big = vec![b'x'; 3 * 1024 * 1024];
     // Its own connection: the server answers before reading the whole body and closes it.
-    let r = reqwest::Client::new()
+    let r = common::http()
         .post(&url)
         .header("X-GitHub-Delivery", "d-big")
         .body(big)
@@ -636,13 +636,17 @@ services:
             .any(|l| l.stream == "err" && l.line == "to stderr: [MASKED]")
     );
     // Nor anywhere in the API: events and the run view.
-    let body = reqwest::get(format!("{}/api/v1/events", s.url()))
+    let body = common::http()
+        .get(format!("{}/api/v1/events", s.url()))
+        .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let run_body = reqwest::get(format!("{}/api/v1/runs/{}/logs", s.url(), run.id))
+    let run_body = common::http()
+        .get(format!("{}/api/v1/runs/{}/logs", s.url(), run.id))
+        .send()
         .await
         .unwrap()
         .text()
@@ -721,7 +725,7 @@ services:
         (st[0].status == StepStatus::Running).then_some(())
     })
     .await;
-    let r = reqwest::Client::new()
+    let r = common::http()
         .post(format!("{}/api/v1/runs/{}/cancel", s.url(), run.id))
         .send()
         .await
@@ -734,7 +738,7 @@ services:
     assert_eq!(st[1].status, StepStatus::Skipped);
     assert!(sluice_runner::processes_with_token(s.engine.token_prefix()).is_empty());
     // Cancelling a finished run is a conflict with a clear message.
-    let r = reqwest::Client::new()
+    let r = common::http()
         .post(format!("{}/api/v1/runs/{}/cancel", s.url(), run.id))
         .send()
         .await
@@ -780,7 +784,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing() {
     repo.write("sluice.yml", "project: broken\nenvironments: { staging: { branch: main } }\nservices:\n  app:\n    steps:\n      t:\n        run: 'true'\n        nedds: [x]\n");
     repo.commit("typo");
     let s = server(tmp.path(), |_| {}).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let api = format!("{}/api/v1", s.url());
     let seq_before = s.engine.store.last_event_seq().await.unwrap();
 
@@ -886,7 +890,9 @@ async fn api_metrics_health_and_openapi() {
     let run = finish_all(&s, &project).await.pop().unwrap();
     let base = s.url();
     assert_eq!(
-        reqwest::get(format!("{base}/healthz"))
+        common::http()
+            .get(format!("{base}/healthz"))
+            .send()
             .await
             .unwrap()
             .text()
@@ -894,7 +900,9 @@ async fn api_metrics_health_and_openapi() {
             .unwrap(),
         "ok\n"
     );
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    let metrics = common::http()
+        .get(format!("{base}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -904,14 +912,18 @@ async fn api_metrics_health_and_openapi() {
         metrics.contains("sluice_runs{status=\"succeeded\"} 1"),
         "{metrics}"
     );
-    let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json"))
+    let doc: Value = common::http()
+        .get(format!("{base}/api/v1/openapi.json"))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    let detail: Value = reqwest::get(format!("{base}/api/v1/runs/{}", run.id))
+    let detail: Value = common::http()
+        .get(format!("{base}/api/v1/runs/{}", run.id))
+        .send()
         .await
         .unwrap()
         .json()
@@ -920,7 +932,9 @@ async fn api_metrics_health_and_openapi() {
     assert_eq!(detail["steps"].as_array().unwrap().len(), 3);
     assert_eq!(detail["releases"].as_array().unwrap().len(), 2);
     // SSE: the event stream replays from a cursor and the log stream ends with the status.
-    let text = reqwest::get(format!("{base}/api/v1/runs/{}/logs/stream", run.id))
+    let text = common::http()
+        .get(format!("{base}/api/v1/runs/{}/logs/stream", run.id))
+        .send()
         .await
         .unwrap()
         .text()

@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use sluice_core::DeployStatus;
 use sluice_runtime::Runtime as _;
-use sluice_server::{Engine, Server, ServerConfig};
+use sluice_server::{Engine, Server};
 use sluice_store::{Deployment, DeploymentFilter, ReleaseFilter};
 
 /// Requests per second of the client load.
@@ -198,7 +198,7 @@ impl Fixture {
         std::fs::write(repo.0.join("app.py"), APP).unwrap();
         std::fs::write(repo.0.join("sluice.yml"), commits[0].1).unwrap();
         repo.commit(commits[0].0);
-        let mut c = ServerConfig::new(tmp.path().join("data"));
+        let mut c = common::config(tmp.path().join("data"));
         c.listen = "127.0.0.1:0".parse().unwrap();
         let s = Server::start(c).await.unwrap();
         let guard = KillOnDrop(s.engine.clone());
@@ -212,7 +212,7 @@ impl Fixture {
             s,
             _guard: guard,
             port,
-            http: reqwest::Client::new(),
+            http: common::http(),
             pids: Mutex::new(Vec::new()),
         };
         f.wait_release("web", 1).await;

@@ -15,15 +15,40 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `base` (e.g. `http://127.0.0.1:7878`).
+    /// A client for `base` (e.g. `http://127.0.0.1:7878`) that sends the API token from
+    /// `SLUICE_TOKEN`, else the one `sluice login` saved for this server.
     pub fn new(base: &str) -> Client {
+        let base = base.trim_end_matches('/').to_string();
+        let token = std::env::var("SLUICE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| crate::login::saved_token(&base));
+        Client::with_token(&base, token.as_deref())
+    }
+
+    /// A client for `base` that sends `token` (if any).
+    pub fn with_token(base: &str, token: Option<&str>) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) =
+            token.and_then(|t| reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).ok())
+        {
+            let mut v = v;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         Client {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .pool_idle_timeout(None)
+                .default_headers(headers)
                 .build()
                 .unwrap_or_default(),
         }
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn url(&self, path: &str) -> String {
@@ -54,6 +79,7 @@ impl Client {
         let mut err = CliError::new(
             match status.as_u16() {
                 404 => Exit::NotFound,
+                401 | 403 => Exit::Denied,
                 400 | 409 | 413 | 422 => Exit::Failed,
                 _ => Exit::Server,
             },
@@ -61,6 +87,9 @@ impl Client {
         );
         if let Some(h) = body["error"]["hint"].as_str() {
             err = err.hint(h);
+        }
+        if status.as_u16() == 429 {
+            err = err.hint("too many failed attempts; wait and try again");
         }
         Err(err)
     }
@@ -82,6 +111,31 @@ impl Client {
         self.send(self.http.delete(self.url(path)))
             .await
             .map(|_| ())
+    }
+
+    /// DELETE with a JSON body.
+    pub async fn delete_json(&self, path: &str, body: &Value) -> Result<(), CliError> {
+        self.send(self.http.delete(self.url(path)).json(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// PATCH a JSON body, decode the answer.
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, CliError> {
+        let resp = self
+            .send(self.http.patch(self.url(path)).json(body))
+            .await?;
+        decode(resp).await
+    }
+
+    /// PUT a JSON body, decode the answer.
+    pub async fn put<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, CliError> {
+        let resp = self.send(self.http.put(self.url(path)).json(body)).await?;
+        decode(resp).await
     }
 
     /// Follows an SSE endpoint, calling `on_event(event, data)` until it returns false or

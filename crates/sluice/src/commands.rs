@@ -34,6 +34,11 @@ pub struct ServerArgs {
     /// Most steps running at once.
     #[arg(long)]
     max_parallel_steps: Option<usize>,
+    /// On the very first start only: an API token for the first admin, for automation
+    /// (make one with `sluice token generate`). Read from the environment only, so it does
+    /// not show in the process list.
+    #[arg(skip = std::env::var("SLUICE_ADMIN_TOKEN").ok())]
+    admin_token: Option<String>,
 }
 
 /// Builds and validates the configuration before anything binds.
@@ -64,6 +69,7 @@ fn server_config(a: &ServerArgs) -> Result<ServerConfig, CliError> {
     if let Some(n) = a.max_parallel_steps {
         c.max_parallel_steps = n;
     }
+    c.admin_token = a.admin_token.clone().filter(|t| !t.is_empty());
     // Exposed services are served by a proxy daemon of this same binary, so they keep
     // answering while the server restarts.
     c.proxy_bin = std::env::current_exe().ok();
@@ -84,6 +90,15 @@ pub async fn server(a: ServerArgs) -> Result<i32, CliError> {
         server.url(),
         redact(&db)
     );
+    if let Some(t) = &server.setup_token {
+        eprintln!(
+            "sluice: first start: created the admin user `admin` without a password.\n\
+             sluice: set it within 24 hours: open {}/setup?token={t}\n\
+             sluice: or run: sluice login --server {} --setup-token {t}",
+            server.url(),
+            server.url()
+        );
+    }
     wait_for_signal().await;
     eprintln!("sluice: shutting down");
     server.stop().await;

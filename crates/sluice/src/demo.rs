@@ -168,6 +168,11 @@ async fn run_demo(a: &DemoArgs, root: &Path, started: Instant) -> Result<i32, Cl
         )
     })?;
     config.poll_interval = Duration::from_millis(500);
+    // The demo's server is new, so it starts with an admin: an API token for the CLI lines
+    // printed below, and the one-time setup link for the UI.
+    let (admin_token, _) = sluice_auth::token::generate_token(sluice_auth::TokenKind::Api)
+        .map_err(|e| CliError::new(Exit::Server, e.to_string()))?;
+    config.admin_token = Some(admin_token.clone());
     let server = match Server::start(config.clone()).await {
         Ok(s) => s,
         Err(e) if !once => {
@@ -278,7 +283,15 @@ async fn run_demo(a: &DemoArgs, root: &Path, started: Instant) -> Result<i32, Cl
         return Ok(if ok { 0 } else { Exit::Failed as i32 });
     }
     println!();
-    println!("  UI:        {url}/");
+    match &server.setup_token {
+        Some(t) => println!(
+            "  UI:        {url}/setup?token={t}  (choose the admin's password once, then {url}/)"
+        ),
+        None => println!("  UI:        {url}/"),
+    }
+    println!(
+        "  CLI:       export SLUICE_TOKEN={admin_token}   (the admin's API token for this demo)"
+    );
     println!(
         "  Run #{}:    {url}/runs/{}  ({}, {})",
         first.id,

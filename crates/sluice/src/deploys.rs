@@ -221,7 +221,18 @@ async fn follow(
         });
         if let Some(d) = mine {
             seen_id = d["id"].as_i64();
-            let phase = s(&d["phase"]);
+            let mut phase = s(&d["phase"]);
+            if phase == "awaiting_approval" {
+                // Say why it waits: the approvals it needs or the timer left.
+                let detail: Value = client.get(&format!("/deployments/{}", d["id"])).await?;
+                phase = format!(
+                    "waiting at the gate of {env}: {}",
+                    crate::login::gate_text(&detail["gate"])
+                );
+                if detail["gate"]["state"] == "waiting" {
+                    phase = format!("waiting at the gate of {env}: the wait timer runs");
+                }
+            }
             if phase != last_phase {
                 eprintln!("  deployment #{}: {phase}", d["id"]);
                 last_phase = phase;

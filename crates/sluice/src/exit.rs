@@ -8,6 +8,7 @@
 //! | 3 | not found (project, run, file) |
 //! | 4 | the server could not be reached |
 //! | 5 | the server or this machine failed (internal error, IO) |
+//! | 6 | not signed in, or not allowed (the server answered 401 or 403) |
 
 /// Exit statuses of the `sluice` command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub enum Exit {
     Unreachable = 4,
     /// Internal failure.
     Server = 5,
+    /// Not signed in or not allowed.
+    Denied = 6,
 }
 
 /// An error that ends the command with a message, an optional hint and an exit code.

@@ -8,6 +8,7 @@ mod commands;
 mod demo;
 mod deploys;
 mod exit;
+mod login;
 mod proxy_cmd;
 mod table;
 
@@ -96,6 +97,26 @@ enum Command {
     },
     /// List deployments, newest first.
     Deploys(deploys::DeploysArgs),
+    /// Sign in to a server (a password, or a new server's setup token) and save a token.
+    Login(login::LoginArgs),
+    /// Revoke this machine's token for a server and forget it.
+    Logout {
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// Show who you are signed in as, and your roles.
+    Whoami {
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// Manage users and their roles (admins).
+    #[command(subcommand)]
+    Users(login::UsersCmd),
+    /// Manage your API tokens.
+    #[command(subcommand)]
+    Tokens(login::TokensCmd),
+    /// Approve a deployment waiting for approval on a protected environment.
+    Approve(login::ApproveArgs),
     /// Verify or export the tamper-evident audit trail (the event log's hash chain).
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
@@ -196,6 +217,12 @@ async fn dispatch(cmd: Command) -> Result<i32, CliError> {
         Command::Promote(a) => deploys::promote(a).await,
         Command::Status { c } => deploys::status(c).await,
         Command::Deploys(a) => deploys::deploys(a).await,
+        Command::Login(a) => login::login(a).await,
+        Command::Logout { c } => login::logout(c).await,
+        Command::Whoami { c } => login::whoami(c).await,
+        Command::Users(c) => login::users(c).await,
+        Command::Tokens(c) => login::tokens(c).await,
+        Command::Approve(a) => login::approve(a).await,
         Command::Audit(audit_cmd::AuditCmd::Verify(a)) => audit_cmd::verify(a).await,
         Command::Audit(audit_cmd::AuditCmd::Export(a)) => audit_cmd::export(a).await,
         Command::Audit(audit_cmd::AuditCmd::PublicKey(s)) => audit_cmd::public_key(&s),

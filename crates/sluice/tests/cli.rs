@@ -46,10 +46,15 @@ fn repo_with(root: &Path, files: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// The first admin's API token every test server starts with (`SLUICE_ADMIN_TOKEN`); the
+/// CLI sends it as `SLUICE_TOKEN`.
+const TOKEN: &str = "slc_a_testtesttesttesttesttesttesttesttesttesttes";
+
 fn sluice(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_remove("SLUICE_SERVER")
+        .env("SLUICE_TOKEN", TOKEN)
         .output()
         .unwrap()
 }
@@ -89,6 +94,7 @@ struct ServerProc {
 impl ServerProc {
     fn start(data: &Path, port: u16) -> ServerProc {
         let child = Command::new(BIN)
+            .env("SLUICE_ADMIN_TOKEN", TOKEN)
             .args([
                 "server",
                 "--listen",
@@ -127,8 +133,9 @@ impl ServerProc {
 
     fn get(&self, path: &str) -> Value {
         let out = Command::new("python3")
-            .args(["-c", "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())"])
+            .args(["-c", "import sys,urllib.request;print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers={'Authorization': 'Bearer '+sys.argv[2]})).read().decode())"])
             .arg(format!("{}{path}", self.url))
+            .arg(TOKEN)
             .output()
             .unwrap();
         assert!(
@@ -538,6 +545,7 @@ fn a_relative_data_dir_works() {
     );
     let port = free_port();
     let mut child = Command::new(BIN)
+        .env("SLUICE_ADMIN_TOKEN", TOKEN)
         .args([
             "server",
             "--listen",
@@ -709,8 +717,9 @@ fn kill_proxy_daemon(data: &Path) {
 
 fn http_post(url: &str) {
     let out = Command::new("python3")
-        .args(["-c", "import sys,urllib.request;urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'', method='POST'), timeout=10)"])
+        .args(["-c", "import sys,urllib.request;urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'', method='POST', headers={'Authorization': 'Bearer '+sys.argv[2]}), timeout=10)"])
         .arg(url)
+        .arg(TOKEN)
         .output()
         .unwrap();
     assert!(

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::schema::{
     ANALYSIS_FIELDS, BLUE_GREEN_FIELDS, CACHE_FIELDS, CANARY_FIELDS, CANARY_STEP_FIELDS,
-    CONFIG_FIELDS, DEPLOY_ENVIRONMENT_FIELDS, DEPLOY_FIELDS, ENVIRONMENT_FIELDS, HEALTH_FIELDS,
+    CONFIG_FIELDS, DEPLOY_ENVIRONMENT_FIELDS, DEPLOY_FIELDS, DEPLOY_SECRET_FIELDS, ENVIRONMENT_FIELDS,
+    HEALTH_FIELDS,
     RETRY_FIELDS, ROLLING_FIELDS, SERVICE_FIELDS, STEP_FIELDS, STICKY_FIELDS,
 };
 
@@ -56,6 +57,7 @@ services:
       workdir: services/api
       replicas: 2
       env: { LOG_LEVEL: info, WORKERS: 4 }
+      secrets: [DATABASE_URL, { name: TLS_KEY, file: true }]
       health:
         http: /healthz
         expect: 200
@@ -118,6 +120,8 @@ const SECTION_ORDER: &[&str] = &[
     "Cache",
     "EnvValue",
     "Deploy",
+    "DeploySecretForm",
+    "DeploySecret",
     "DeployEnvironment",
     "Health",
     "StrategyForm",
@@ -191,6 +195,7 @@ pub(crate) fn reference_markdown() -> String {
                 "Retry" => RETRY_FIELDS,
                 "Cache" => CACHE_FIELDS,
                 "Deploy" => DEPLOY_FIELDS,
+                "DeploySecret" => DEPLOY_SECRET_FIELDS,
                 "DeployEnvironment" => DEPLOY_ENVIRONMENT_FIELDS,
                 "Health" => HEALTH_FIELDS,
                 "Rolling" => ROLLING_FIELDS,

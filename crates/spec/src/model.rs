@@ -140,8 +140,21 @@ pub struct Deploy {
     pub max_restarts: u32,
     /// How long an instance may take to answer a request before the proxy answers 504.
     pub request_timeout: Duration,
+    /// Secrets of every instance, resolved from the secret store for each environment when
+    /// an instance starts; in file order, names unique.
+    pub secrets: Vec<DeploySecret>,
     /// One target per environment the service is deployed to, in file order.
     pub targets: Vec<DeployTarget>,
+}
+
+/// A secret given to the instances of a deployed service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploySecret {
+    /// The secret's name (upper-case letters, digits and `_`).
+    pub name: String,
+    /// `true`: the value is written to a file readable only by its owner and the
+    /// environment variable `NAME_FILE` holds its path; `false`: `NAME` holds the value.
+    pub file: bool,
 }
 
 /// The resolved deploy settings of one service in one environment (service-level values

@@ -46,6 +46,7 @@ pub(crate) const DEPLOY_FIELDS: &[&str] = &[
     "workdir",
     "replicas",
     "env",
+    "secrets",
     "health",
     "stop_grace",
     "progress_deadline",
@@ -54,6 +55,8 @@ pub(crate) const DEPLOY_FIELDS: &[&str] = &[
     "strategy",
     "environments",
 ];
+/// Fields of the long form of an entry of `deploy.secrets`.
+pub(crate) const DEPLOY_SECRET_FIELDS: &[&str] = &["name", "file"];
 /// Fields of one environment under `deploy.environments`.
 pub(crate) const DEPLOY_ENVIRONMENT_FIELDS: &[&str] =
     &["expose", "preview", "replicas", "env", "health", "strategy"];
@@ -250,8 +253,12 @@ pub(crate) struct Step {
     #[serde(default)]
     #[schemars(extend("default" = []))]
     pub cache: Vec<Cache>,
-    /// Names of server-side secrets to inject as environment variables of the same name
-    /// (upper-case letters, digits and `_`). Their values never appear in logs.
+    /// Names of secrets to inject as environment variables of the same name (upper-case
+    /// letters, digits and `_`). Each is looked up when the step starts: the value set for
+    /// the run's environment (`sluice secrets set PROJECT NAME --env ENV`, only for
+    /// pipelines of that environment's branch), else the project-wide value, else the
+    /// server configuration's `secrets`; a missing one fails the step. Their values never
+    /// appear in logs.
     #[serde(default)]
     #[schemars(extend("default" = []), inner(pattern(SECRET_NAME_PATTERN)))]
     pub secrets: Vec<String>,
@@ -341,6 +348,15 @@ pub(crate) struct Deploy {
     #[serde(default)]
     #[schemars(extend("default" = {}, "propertyNames" = {"pattern": ENV_NAME_PATTERN}))]
     pub env: BTreeMap<String, EnvValue>,
+    /// Secrets of every instance, from the secret store (`sluice secrets set`): in each
+    /// environment the value set for that environment, else the project-wide one. An entry
+    /// is a name (upper-case letters, digits and `_`), passed as the environment variable of
+    /// that name, or the long form `{name: NAME, file: true}`. Names are unique. Values never
+    /// appear in logs. A deployment whose secrets are missing (or whose server is sealed)
+    /// fails before its instances start, and the serving release keeps serving.
+    #[serde(default)]
+    #[schemars(extend("default" = []))]
+    pub secrets: Vec<DeploySecretForm>,
     /// How instances are checked. Absent means `{tcp: true}` with the defaults of
     /// [Health](#health).
     #[serde(default)]
@@ -377,6 +393,33 @@ pub(crate) struct Deploy {
     /// its release there. At least one.
     #[schemars(extend("minProperties" = 1))]
     pub environments: BTreeMap<String, DeployEnvironment>,
+}
+
+/// A secret of a deployed service: its name, or the long form.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum DeploySecretForm {
+    /// Short form: the secret's name; the instances get its value in the environment
+    /// variable of that name.
+    #[schemars(extend("pattern" = "^[A-Z_][A-Z0-9_]*$"))]
+    Name(String),
+    /// Long form.
+    Long(DeploySecret),
+}
+
+/// The long form of a deployed service's secret.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeploySecret {
+    /// The secret's name (upper-case letters, digits and `_`).
+    #[schemars(pattern(SECRET_NAME_PATTERN))]
+    pub name: String,
+    /// Write the value to a file readable only by the server's user, outside the release
+    /// directory, and set the environment variable `NAME_FILE` to its path, instead of
+    /// setting `NAME` to the value (for certificates, keys and other multi-line values).
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub file: bool,
 }
 
 /// The deployment of a service in one environment. `replicas`, `health` and `strategy`
@@ -685,6 +728,10 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(on, RETRY_ON_VALUES);
         assert_eq!(properties(&defs["Deploy"]), sorted(DEPLOY_FIELDS));
+        assert_eq!(
+            properties(&defs["DeploySecret"]),
+            sorted(DEPLOY_SECRET_FIELDS)
+        );
         assert_eq!(
             properties(&defs["DeployEnvironment"]),
             sorted(DEPLOY_ENVIRONMENT_FIELDS)

@@ -60,6 +60,8 @@ fn invalid_deploy_cases() -> Vec<(&'static str, String)> {
         ("deploy_duplicate_addresses", "project: shop\nenvironments:\n  staging: {branch: main}\n  production: {branch: release}\nservices:\n  api:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./api\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n        production: {expose: 127.0.0.1:9000, preview: 127.0.0.1:9000}\n  web:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./web\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n        production: {expose: 0.0.0.0:9000}\n".into()),
         ("deploy_counts_out_of_range", with_deploy("      start: ./server\n      replicas: 0\n      max_restarts: -1\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          replicas: 65\n        production:\n          expose: 127.0.0.1:8081\n          replicas: 1.5\n")),
         ("deploy_env_errors", with_deploy("      start: ./server\n      env: {PORT: 80, 1X: y, OK: [a]}\n      workdir: ../other\n      stop_grace: soon\n      progress_deadline: 0s\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          env: {PORT: \"81\"}\n")),
+        ("deploy_secret_errors", with_deploy("      start: ./server\n      secrets: [DB_URL, db_url, {name: TLS, file: \"yes\"}, {file: true}, {name: DB_URL}, {name: X, fille: true}, [A]]\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n")),
+        ("deploy_secrets_not_a_list", with_deploy("      start: ./server\n      secrets: DB_URL\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n")),
         ("health_both_kinds", with_deploy("      start: ./server\n      health:\n        http: /healthz\n        tcp: true\n        command: ./check\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n")),
         ("health_no_kind", with_deploy("      start: ./server\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          health: {timeout: 5s}\n        production:\n          expose: 127.0.0.1:8081\n          health:\n")),
         ("health_http_errors", with_deploy("      start: ./server\n      health: {http: healthz, expect: 700}\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          health: {http: \"/health check\", expect: \"200\"}\n")),
@@ -381,6 +383,7 @@ fn minimal_deploy_gets_defaults() {
             progress_deadline: SECS(60),
             max_restarts: 3,
             request_timeout: SECS(30),
+            secrets: vec![],
             targets: vec![DeployTarget {
                 env: "staging".into(),
                 expose: addr("127.0.0.1:8080"),
@@ -404,6 +407,25 @@ fn minimal_deploy_gets_defaults() {
     // Without `deploy` a service is built and released, never deployed.
     let plain = parse(&with_steps("      lint:\n        run: x\n"), "f").unwrap();
     assert_eq!(plain.services[0].deploy, None);
+}
+
+/// `deploy.secrets`: short and long forms, in file order.
+#[test]
+fn deploy_secrets_short_and_long_forms() {
+    let src = with_deploy(
+        "      start: ./server\n      secrets: [DATABASE_URL, {name: TLS_KEY, file: true}, {name: API_KEY, file: false}]\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n",
+    );
+    let config = parse(&src, "sluice.yml").unwrap();
+    let deploy = config.services[0].deploy.as_ref().unwrap();
+    let got: Vec<(&str, bool)> = deploy
+        .secrets
+        .iter()
+        .map(|s| (s.name.as_str(), s.file))
+        .collect();
+    assert_eq!(
+        got,
+        [("DATABASE_URL", false), ("TLS_KEY", true), ("API_KEY", false)]
+    );
 }
 
 /// Service-level values with per-environment overrides: `env` merged, `replicas`,

@@ -659,28 +659,31 @@ impl Store {
 
     // ---- setup tokens ----
 
-    /// Stores a one-time setup token (its hash only) valid until `expires_ms` (no event:
-    /// using it is what matters). `Conflict` if the hash exists, `Invalid` if it is not a
-    /// token hash.
-    pub async fn create_setup_token(&self, hash: &str, expires_ms: i64) -> Result<()> {
+    /// Stores a one-time setup token (its hash only) for `user`, valid until `expires_ms`
+    /// (no event: using it is what matters). `Conflict` if the hash exists, `Invalid` if it
+    /// is not a token hash.
+    pub async fn create_setup_token(&self, hash: &str, user: &str, expires_ms: i64) -> Result<()> {
         check_hash("a setup token", hash)?;
+        check_name("user", user)?;
         let mut w = self.write(false).await?;
         let inserted = sqlx::query(
-            "INSERT INTO setup_tokens (hash, created_ms, expires_ms, used_ms) \
-             VALUES ($1, $2, $3, NULL)",
+            "INSERT INTO setup_tokens (hash, created_ms, expires_ms, used_ms, user_name) \
+             VALUES ($1, $2, $3, NULL, $4)",
         )
         .bind(hash)
         .bind(now_ms())
         .bind(expires_ms)
+        .bind(user)
         .execute(w.conn())
         .await;
         conflict_on_unique(inserted, || "setup token".to_owned())?;
         w.commit().await
     }
 
-    /// Uses a setup token: true exactly once, for the first caller at a time before its
-    /// expiry; false for an unknown, used or expired token. Atomic (one conditional update).
-    pub async fn use_setup_token(&self, hash: &str, now_ms: i64) -> Result<bool> {
+    /// Uses a setup token: the user it belongs to, exactly once, for the first caller at a
+    /// time before its expiry; `None` for an unknown, used or expired token. Atomic (one
+    /// conditional update).
+    pub async fn use_setup_token(&self, hash: &str, now_ms: i64) -> Result<Option<String>> {
         let mut w = self.write(false).await?;
         let used = sqlx::query(
             "UPDATE setup_tokens SET used_ms = $2 \
@@ -691,8 +694,16 @@ impl Store {
         .execute(w.conn())
         .await?
         .rows_affected();
+        let user: Option<String> = if used == 1 {
+            sqlx::query_scalar("SELECT user_name FROM setup_tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(w.conn())
+                .await?
+        } else {
+            None
+        };
         w.commit().await?;
-        Ok(used == 1)
+        Ok(user)
     }
 
     // ---- approvals ----

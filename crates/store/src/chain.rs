@@ -55,7 +55,16 @@ pub(crate) async fn insert_events(
     let (last, mut prev) = head(conn).await?;
     let time_ms = now_ms();
     let mut out = Vec::with_capacity(events.len());
-    for (seq, e) in (last + 1..).zip(events) {
+    let origin = crate::origin::current();
+    for (seq, mut e) in (last + 1..).zip(events) {
+        if let Some(o) = &origin {
+            if e.source.is_none() {
+                e.source = o.source.clone();
+            }
+            if e.request_id.is_none() {
+                e.request_id = Some(o.request_id.clone());
+            }
+        }
         let payload = to_json(&e.payload, "event payload")?;
         let hash = entry_hash(
             &prev,

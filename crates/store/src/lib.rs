@@ -17,6 +17,7 @@ mod access;
 mod chain;
 mod deploys;
 mod migrate;
+pub mod origin;
 mod model;
 mod rows;
 mod secrets;

@@ -41,6 +41,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_security.sql"),
         postgres: include_str!("../migrations/postgres/0003_security.sql"),
     },
+    Migration {
+        version: 4,
+        name: "setup_user",
+        sqlite: include_str!("../migrations/sqlite/0004_setup_user.sql"),
+        postgres: include_str!("../migrations/postgres/0004_setup_user.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -2332,15 +2332,22 @@ async fn sessions(cx: &Ctx) {
 async fn setup_tokens_are_single_use(cx: &Ctx) {
     let s = &cx.store;
     let (plain, hash) = sluice_auth::token::generate_token(TokenKind::Setup).unwrap();
-    let err = s.create_setup_token(&plain, 10_000).await.unwrap_err();
+    let err = s
+        .create_setup_token(&plain, "alice", 10_000)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
-    s.create_setup_token(&hash, 10_000).await.unwrap();
-    let err = s.create_setup_token(&hash, 10_000).await.unwrap_err();
+    s.create_setup_token(&hash, "alice", 10_000).await.unwrap();
+    let err = s
+        .create_setup_token(&hash, "alice", 10_000)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    assert!(
-        !s.use_setup_token(&token_hash(TokenKind::Setup), 1)
+    assert_eq!(
+        s.use_setup_token(&token_hash(TokenKind::Setup), 1)
             .await
-            .unwrap()
+            .unwrap(),
+        None
     );
     // Many at once: exactly one wins.
     let mut handles = Vec::new();
@@ -2350,16 +2357,16 @@ async fn setup_tokens_are_single_use(cx: &Ctx) {
             store.use_setup_token(&hash, 5_000).await.unwrap()
         }));
     }
-    let mut wins = 0;
+    let mut wins = Vec::new();
     for h in handles {
-        wins += usize::from(h.await.unwrap());
+        wins.extend(h.await.unwrap());
     }
-    assert_eq!(wins, 1);
-    assert!(!s.use_setup_token(&hash, 5_001).await.unwrap());
+    assert_eq!(wins, ["alice"], "exactly one use, naming the token's user");
+    assert_eq!(s.use_setup_token(&hash, 5_001).await.unwrap(), None);
     // Expired tokens are refused.
     let late = token_hash(TokenKind::Setup);
-    s.create_setup_token(&late, 10_000).await.unwrap();
-    assert!(!s.use_setup_token(&late, 10_000).await.unwrap());
+    s.create_setup_token(&late, "bob", 10_000).await.unwrap();
+    assert_eq!(s.use_setup_token(&late, 10_000).await.unwrap(), None);
     assert_eq!(s.last_event_seq().await.unwrap(), 0);
 }
 
@@ -2746,7 +2753,9 @@ async fn no_plaintext_credentials_are_stored(cx: &Ctx) {
     .await
     .unwrap();
     let (setup, setup_hash) = sluice_auth::token::generate_token(TokenKind::Setup).unwrap();
-    s.create_setup_token(&setup_hash, i64::MAX).await.unwrap();
+    s.create_setup_token(&setup_hash, "admin", i64::MAX)
+        .await
+        .unwrap();
     let kek = Kek::generate().unwrap();
     put(s, &kek, "s1", None, "PASSWORD", "sekrit-value-123").await;
     plaintexts.extend([api.clone(), session.clone(), setup.clone()]);
@@ -2766,7 +2775,7 @@ async fn no_plaintext_credentials_are_stored(cx: &Ctx) {
         s.create_session(&session_row(&session, "ann", 1), vec![])
             .await
             .unwrap_err(),
-        s.create_setup_token(&setup, 1).await.unwrap_err(),
+        s.create_setup_token(&setup, "admin", 1).await.unwrap_err(),
     ];
     for err in refusals {
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
@@ -2824,7 +2833,7 @@ async fn no_plaintext_credentials_are_stored(cx: &Ctx) {
     assert!(sluice_auth::password::verify_password(&phc, password));
     assert!(s.token_by_hash(&api_hash).await.unwrap().is_some());
     assert!(s.session(&session_hash).await.unwrap().is_some());
-    assert!(s.use_setup_token(&setup_hash, 1).await.unwrap());
+    assert!(s.use_setup_token(&setup_hash, 1).await.unwrap().is_some());
 }
 
 /// An event as a pre-chain sluice writes it (no context, no hash), behind the store's back.

@@ -327,6 +327,9 @@ impl Engine {
     async fn reconcile(self: &Arc<Self>, t: &Target) -> Result<(), EngineError> {
         let running = self.newest_deployment(t, true).await?;
         if let Some(d) = running {
+            if d.phase == super::gate::AWAITING {
+                return self.at_gate(t, d).await;
+            }
             return self.advance(t, d).await;
         }
         match (t.desired_version, t.stable_version) {
@@ -596,6 +599,20 @@ impl Engine {
         } else {
             strategy_name(&ctx.target.strategy)
         };
+        // A manual deploy to a gated environment waits at its gate before anything starts.
+        let gated = if super::gate::gated_trigger(&trigger) {
+            let p = self
+                .env_policy(&t.project, &t.env, Some(&ctx.release.commit))
+                .await?;
+            p.gate.required > 0 || p.gate.wait_ms > 0
+        } else {
+            false
+        };
+        let phase = if gated {
+            super::gate::AWAITING.to_string()
+        } else {
+            machine.phase().as_str().to_string()
+        };
         let d = self
             .store
             .create_deployment(
@@ -606,7 +623,7 @@ impl Engine {
                     version,
                     from_version: t.stable_version,
                     strategy: strategy.into(),
-                    phase: machine.phase().as_str().into(),
+                    phase,
                     state: serde_json::to_value(&machine)
                         .map_err(|e| EngineError::Internal(e.to_string()))?,
                     trigger,
@@ -625,8 +642,56 @@ impl Engine {
             )
             .await?;
         self.hub.bump();
+        if gated {
+            return Ok(());
+        }
         // The first step binds the listener; one that cannot bind fails the deployment at
         // once while what serves keeps serving.
+        self.advance(t, d).await
+    }
+
+    /// A deployment at its gate: aborted by an operator, still waiting, or starting now
+    /// with a fresh strategy machine (its clock starts when the gate opens).
+    async fn at_gate(self: &Arc<Self>, t: &Target, d: Deployment) -> Result<(), EngineError> {
+        if matches!(lock(&self.fleet.commands).get(&d.id), Some(Command::Abort)) {
+            return self
+                .finish(
+                    t,
+                    &d,
+                    DeployStatus::Failed,
+                    "aborted",
+                    Some("aborted while waiting for approval".into()),
+                    None,
+                )
+                .await;
+        }
+        let gate = self.gate(&d).await?;
+        if gate != sluice_auth::Gate::Ready {
+            return Ok(());
+        }
+        let ctx = self.ctx(&t.project, &t.service, &t.env, d.version).await?;
+        let spec = deploy_spec(&ctx.deploy, &ctx.target);
+        let machine = Machine::new(spec, now_ms() as u64, t.stable_version.is_none())
+            .map_err(|e| bad(format!("invalid deploy settings: {e}"), None))?;
+        let state =
+            serde_json::to_value(&machine).map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.store
+            .update_deployment(
+                DeploymentUpdate {
+                    id: d.id,
+                    phase: Some(machine.phase().as_str().into()),
+                    state: Some(state.clone()),
+                    now_ms: now_ms(),
+                    ..Default::default()
+                },
+                vec![
+                    NewEvent::new(EventKind::GatePassed, "system", format!("deployment/{}", d.id))
+                        .project(&t.project)
+                        .payload(json!({"deployment": d.id, "env": t.env, "gate": "approvals and wait timer"})),
+                ],
+            )
+            .await?;
+        let d = self.store.deployment(d.id).await?;
         self.advance(t, d).await
     }
 

@@ -282,6 +282,14 @@ impl Engine {
         let seq = Arc::new(AtomicI64::new(0));
         let step_started = now_ms();
         let env = match self.step_env(run, svc, st, ws) {
+            // Secrets come from the store (or the server configuration), each read audited.
+            Ok(mut env) => match self.step_secrets(run, name, &st.secrets, &mut env).await {
+                Ok(()) => Ok(env),
+                Err(msg) => Err(msg),
+            },
+            Err(msg) => Err(msg),
+        };
+        let env = match env {
             Ok(env) => env,
             Err(msg) => {
                 self.sys_log(run, name, &seq, &msg).await;
@@ -331,7 +339,7 @@ impl Engine {
                     self.clone()
                         .log_writer(run.id, name.to_string(), seq.clone(), rx),
                 );
-            let outcome = match sluice_runner::spawn(&cmd, self.masker.clone(), tx) {
+            let outcome = match sluice_runner::spawn(&cmd, self.masker(), tx) {
                 Ok(running) => {
                     self.store
                         .update_step(
@@ -528,18 +536,7 @@ impl Engine {
         for (k, v) in &st.env {
             env.insert(k.clone(), v.clone());
         }
-        for name in &st.secrets {
-            match self.config.secrets.get(name) {
-                Some(v) => {
-                    env.insert(name.clone(), v.clone());
-                }
-                None => {
-                    return Err(format!(
-                        "secret `{name}` is not configured on the server; add it under `secrets:` in the server configuration"
-                    ));
-                }
-            }
-        }
+        // `st.secrets` are added by `Engine::step_secrets` (engine/vault.rs).
         Ok(env)
     }
 
@@ -593,7 +590,7 @@ impl Engine {
             seq: seq.fetch_add(1, Ordering::SeqCst) + 1,
             time_ms: now_ms(),
             stream: "sys".into(),
-            line: self.masker.mask(text).into_owned(),
+            line: self.masker().mask(text).into_owned(),
         };
         if let Err(e) = self.store.append_logs(&[line]).await {
             tracing::error!(run = run.id, error = %e, "could not store a log line");
@@ -611,17 +608,40 @@ impl Engine {
         if !deployed_here {
             return;
         }
-        if let Err(e) = self
-            .request_deploy(
-                &run.project,
-                &svc.name,
-                &run.env,
-                Some(version),
-                "pipeline",
-                "system",
-            )
+        // A pipeline deploys only where its branch is the environment's branch.
+        let pipeline = crate::engine::access::Caller {
+            principal: sluice_auth::Principal::Pipeline {
+                project: run.project.clone(),
+                branch: run.branch.clone(),
+            },
+            user: None,
+            session: None,
+        };
+        let allowed = match self
+            .env_target(&run.project, &run.env, Some(&run.commit))
             .await
         {
+            Ok(t) => {
+                self.authorize(&pipeline, sluice_auth::Action::Deploy, &t)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let result = match allowed {
+            Ok(()) => {
+                self.request_deploy(
+                    &run.project,
+                    &svc.name,
+                    &run.env,
+                    Some(version),
+                    "pipeline",
+                    &format!("run:{}", run.id),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
             self.sys_log(
                 run,
                 &format!("{}/deploy", svc.name),

@@ -7,12 +7,15 @@
 //! enforces that per call) and never holds a release decision in memory only: "does this
 //! service already have a release for this commit" is always asked of the store.
 
+pub mod access;
 pub mod controller;
 mod deploy;
 mod exec;
+pub mod gate;
 pub mod listener;
 pub mod localref;
 mod recover;
+pub mod vault;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -59,6 +62,15 @@ pub enum EngineError {
     /// Something failed inside the server.
     #[error("internal error: {0}")]
     Internal(String),
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the permission.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed attempts; retry after this many milliseconds.
+    #[error("too many failed attempts; retry in {}s", (.0 + 999) / 1000)]
+    RateLimited(i64),
 }
 
 impl From<StoreError> for EngineError {
@@ -135,7 +147,8 @@ pub struct Engine {
     pub hub: Hub,
     /// Data directory layout.
     pub paths: Paths,
-    masker: Arc<Masker>,
+    /// Hides secret values in logs; replaced when secrets are written or unsealed.
+    masker: std::sync::RwLock<Arc<Masker>>,
     token_prefix: String,
     mirrors: Mutex<HashMap<String, Mirror>>,
     configs: std::sync::Mutex<HashMap<(String, String), (String, ParsedConfig)>>,
@@ -150,6 +163,10 @@ pub struct Engine {
     pub(crate) controller_wake: tokio::sync::Notify,
     /// Service instances and the data plane.
     pub fleet: controller::Fleet,
+    /// Authentication keys and the login limiter.
+    pub access: access::Access,
+    /// The secret store's key and its seal.
+    pub vault: vault::SecretStore,
 }
 
 impl Engine {
@@ -171,7 +188,9 @@ impl Engine {
             std::fs::create_dir_all(p)?;
         }
         let instance = instance_id(d)?;
-        let masker = Arc::new(Masker::new(config.secrets.values().cloned()));
+        let access = access::Access::open(d)?;
+        let masker = std::sync::RwLock::new(Arc::new(Masker::new(config.secrets.values().cloned())));
+        let vault = vault::SecretStore::new(&config);
         let daemon = config
             .proxy_bin
             .clone()
@@ -196,6 +215,8 @@ impl Engine {
             finished: tokio::sync::broadcast::Sender::new(256),
             controller_wake: tokio::sync::Notify::new(),
             fleet,
+            access,
+            vault,
         }))
     }
 
@@ -943,10 +964,11 @@ impl Engine {
         }
     }
 
-    /// Masks every configured secret in `text` (instance output shown through the API).
+    /// Masks every known secret value in `text` (instance output shown through the API).
     pub fn mask(&self, text: &str) -> String {
+        let masker = self.masker();
         text.lines()
-            .map(|l| self.masker.mask(l).into_owned())
+            .map(|l| masker.mask(l).into_owned())
             .collect::<Vec<_>>()
             .join("\n")
             + if text.ends_with('\n') { "\n" } else { "" }

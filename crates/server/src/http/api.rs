@@ -4,17 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_core::{EventKind, NewEvent, RunStatus};
 use sluice_store::{EventFilter, LogFilter, ReleaseFilter, RunFilter};
 
 use super::{ApiError, body, query};
+use crate::engine::access::Caller;
 use crate::engine::{Engine, RunRequest};
 
 type Api = Result<Response, ApiError>;
@@ -30,8 +31,13 @@ fn run_id(s: &str) -> Result<i64, ApiError> {
     })
 }
 
-pub(super) async fn list_projects(State(e): State<Arc<Engine>>) -> Api {
-    Ok(Json(e.store.projects().await?).into_response())
+pub(super) async fn list_projects(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+) -> Api {
+    let mut projects = e.store.projects().await?;
+    projects.retain(|p| e.may_view(&caller, &p.name));
+    Ok(Json(projects).into_response())
 }
 
 #[derive(Deserialize)]
@@ -45,6 +51,7 @@ pub(super) struct AddProject {
 
 pub(super) async fn add_project(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     req: Result<Json<AddProject>, JsonRejection>,
 ) -> Api {
     let req = body(req)?;
@@ -66,7 +73,7 @@ pub(super) async fn add_project(
             req.name,
             req.poll_interval_s,
             req.webhook_secret,
-            "api",
+            &caller.actor(),
         )
         .await?;
     let base = e.base_url();
@@ -89,20 +96,32 @@ pub(super) async fn get_project(State(e): State<Arc<Engine>>, Path(name): Path<S
     Ok(Json(json!({ "project": p, "branches": heads })).into_response())
 }
 
-pub(super) async fn remove_project(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> Api {
+pub(super) async fn remove_project(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Api {
     e.store
         .remove_project(
             &name,
-            NewEvent::new(EventKind::ProjectRemoved, "api", format!("project/{name}"))
-                .project(&name),
+            NewEvent::new(
+                EventKind::ProjectRemoved,
+                caller.actor(),
+                format!("project/{name}"),
+            )
+            .project(&name),
         )
         .await?;
     e.hub.bump();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(super) async fn sync_project(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> Api {
-    let runs = e.sync_project(&name, "api", "api").await?;
+pub(super) async fn sync_project(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Api {
+    let runs = e.sync_project(&name, "api", &caller.actor()).await?;
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
@@ -123,6 +142,7 @@ pub(super) struct CreateRun {
 
 pub(super) async fn create_run(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     req: Result<Json<CreateRun>, JsonRejection>,
 ) -> Api {
@@ -136,7 +156,7 @@ pub(super) async fn create_run(
             services: req.services,
             force: req.force.unwrap_or(true),
             trigger: "manual".into(),
-            actor: "api".into(),
+            actor: caller.actor(),
             rerun_of: None,
         })
         .await?;
@@ -163,6 +183,7 @@ pub(super) struct RunsQuery {
 
 pub(super) async fn list_runs(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     q: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Api {
     let q = query(q)?;
@@ -178,7 +199,7 @@ pub(super) async fn list_runs(
             )
         })?),
     };
-    let runs = e
+    let mut runs = e
         .store
         .runs(&RunFilter {
             project: q.project,
@@ -188,6 +209,7 @@ pub(super) async fn list_runs(
             limit: q.limit.unwrap_or(50).clamp(1, 500),
         })
         .await?;
+    runs.retain(|r| e.may_view(&caller, &r.project));
     Ok(Json(runs).into_response())
 }
 
@@ -236,8 +258,12 @@ pub(super) async fn wait_run(
     Ok(Json(run_view(&e, id).await?).into_response())
 }
 
-pub(super) async fn cancel_run(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Api {
-    let run = e.cancel_run(run_id(&id)?, "api").await?;
+pub(super) async fn cancel_run(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Api {
+    let run = e.cancel_run(run_id(&id)?, &caller.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(run)).into_response())
 }
 
@@ -279,10 +305,11 @@ pub(super) struct ReleasesQuery {
 
 pub(super) async fn list_releases(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     q: Result<Query<ReleasesQuery>, QueryRejection>,
 ) -> Api {
     let q = query(q)?;
-    let r = e
+    let mut r = e
         .store
         .releases(&ReleaseFilter {
             project: q.project,
@@ -290,6 +317,7 @@ pub(super) async fn list_releases(
             limit: q.limit.unwrap_or(100).clamp(1, 1000),
         })
         .await?;
+    r.retain(|r| e.may_view(&caller, &r.project));
     Ok(Json(r).into_response())
 }
 
@@ -331,8 +359,11 @@ impl EventsQuery {
 
 pub(super) async fn list_events(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Api {
     let f = query(q)?.filter()?;
-    Ok(Json(e.store.events(&f).await?).into_response())
+    let mut events = e.store.events(&f).await?;
+    events.retain(|ev| e.may_see_event(&caller, ev.project.as_deref()));
+    Ok(Json(events).into_response())
 }

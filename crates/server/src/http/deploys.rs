@@ -4,17 +4,21 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_store::{DeploymentFilter, EventFilter};
 
+use sluice_auth::Action;
+
 use super::{ApiError, body, query};
 use crate::engine::Engine;
+use crate::engine::access::Caller;
 
 type Api = Result<Response, ApiError>;
 
@@ -30,12 +34,22 @@ pub(super) struct DeployBody {
 /// `POST /api/v1/deployments`: deploy a release (default: the newest) to an environment.
 pub(super) async fn deploy(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     b: Result<Json<DeployBody>, JsonRejection>,
 ) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
+    let target = e.env_target(&project, &b.env, None).await?;
+    e.authorize(&caller, Action::Deploy, &target).await?;
     let t = e
-        .request_deploy(&project, &b.service, &b.env, b.version, "manual", "api")
+        .request_deploy(
+            &project,
+            &b.service,
+            &b.env,
+            b.version,
+            "manual",
+            &caller.actor(),
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
 }
@@ -52,12 +66,15 @@ pub(super) struct RollbackBody {
 /// `POST /api/v1/rollbacks`: go back to release `to`, or to the one before the current.
 pub(super) async fn rollback(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     b: Result<Json<RollbackBody>, JsonRejection>,
 ) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
+    let target = e.env_target(&project, &b.env, None).await?;
+    e.authorize(&caller, Action::Rollback, &target).await?;
     let t = e
-        .rollback(&project, &b.service, &b.env, b.to, "api")
+        .rollback(&project, &b.service, &b.env, b.to, &caller.actor())
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
 }
@@ -74,12 +91,15 @@ pub(super) struct PromoteBody {
 /// `POST /api/v1/promotions`: deploy to `to` the release that serves in `from`.
 pub(super) async fn promote(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     b: Result<Json<PromoteBody>, JsonRejection>,
 ) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
+    let target = e.env_target(&project, &b.to, None).await?;
+    e.authorize(&caller, Action::Promote, &target).await?;
     let t = e
-        .promote(&project, &b.service, &b.from, &b.to, "api")
+        .promote(&project, &b.service, &b.from, &b.to, &caller.actor())
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "target": t }))).into_response())
 }
@@ -98,6 +118,7 @@ pub(super) struct ListQuery {
 /// `GET /api/v1/deployments`: history, newest first.
 pub(super) async fn list(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Api {
     let q = query(q)?;
@@ -111,6 +132,10 @@ pub(super) async fn list(
             limit: q.limit.unwrap_or(50).clamp(1, 1000),
         })
         .await?;
+    let d: Vec<_> = d
+        .into_iter()
+        .filter(|d| e.may_view(&caller, &d.project))
+        .collect();
     Ok(Json(d).into_response())
 }
 
@@ -137,27 +162,78 @@ pub(super) async fn show(State(e): State<Arc<Engine>>, Path(id): Path<String>) -
             ..Default::default()
         })
         .await?;
-    Ok(Json(json!({ "deployment": d, "events": events })).into_response())
+    let gate = if d.phase == crate::engine::gate::AWAITING && !d.status.is_terminal() {
+        Some(e.gate(&d).await?)
+    } else {
+        None
+    };
+    let approvals = e.store.approvals(id).await?;
+    Ok(
+        Json(json!({ "deployment": d, "events": events, "gate": gate, "approvals": approvals }))
+            .into_response(),
+    )
 }
 
+/// The route of a command on a running deployment:
 /// `POST /api/v1/deployments/{id}/{pause|resume|abort|promote}`.
-pub(super) async fn command(
+pub(super) fn command_route(cmd: &'static str) -> MethodRouter<Arc<Engine>> {
+    post(
+        move |State(e): State<Arc<Engine>>,
+              Path(id): Path<String>,
+              Extension(caller): Extension<Caller>| async move {
+            let id = deployment_id(&id)?;
+            e.deployment_command(id, cmd, &caller.actor()).await?;
+            Ok::<_, ApiError>(
+                (
+                    StatusCode::ACCEPTED,
+                    Json(json!({ "deployment": id, "command": cmd })),
+                )
+                    .into_response(),
+            )
+        },
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApproveBody {
+    comment: Option<String>,
+}
+
+/// `POST /api/v1/deployments/{id}/approve`: approve a deployment waiting for approvals.
+pub(super) async fn approve(
     State(e): State<Arc<Engine>>,
-    Path((id, cmd)): Path<(String, String)>,
+    Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
+    b: Option<Json<ApproveBody>>,
 ) -> Api {
     let id = deployment_id(&id)?;
-    e.deployment_command(id, &cmd, "api").await?;
+    let comment = b.and_then(|Json(b)| b.comment).unwrap_or_default();
+    let gate = e.approve(id, &caller, &comment).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "deployment": id, "command": cmd })),
+        Json(json!({ "deployment": id, "gate": gate })),
     )
         .into_response())
 }
 
 /// `GET /api/v1/status`: every target with its desired and serving release, the running
 /// deployment, and its instances.
-pub(super) async fn status(State(e): State<Arc<Engine>>) -> Api {
-    Ok(Json(e.status().await?).into_response())
+pub(super) async fn status(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+) -> Api {
+    let rows: Vec<_> = e
+        .status()
+        .await?
+        .into_iter()
+        .filter(|r| {
+            r["project"]
+                .as_str()
+                .is_some_and(|p| e.may_view(&caller, p))
+        })
+        .collect();
+    Ok(Json(rows).into_response())
 }
 
 #[derive(Deserialize, Default)]

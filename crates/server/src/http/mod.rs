@@ -5,13 +5,19 @@
 //! state of their own and decide nothing the engine should decide. Every error leaves
 //! through [`ApiError`], whose JSON shape is the API's one error contract.
 
+mod account;
 mod api;
+pub mod auth;
 mod deploys;
 mod hooks;
 mod metrics;
+pub mod routes;
+mod secrets;
 mod sse;
 mod ui;
 mod ui_deploys;
+
+pub use routes::{Access, On, RouteSpec, route_specs};
 
 use std::sync::Arc;
 
@@ -21,7 +27,6 @@ use axum::extract::Query;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::engine::{Engine, EngineError};
@@ -29,49 +34,21 @@ use crate::engine::{Engine, EngineError};
 /// The OpenAPI document of `/api/v1`, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Builds the whole router.
+/// Builds the whole router from the route table: every route behind the guard with its
+/// access decision.
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route(
-            "/api/v1/projects",
-            get(api::list_projects).post(api::add_project),
-        )
-        .route(
-            "/api/v1/projects/{name}",
-            get(api::get_project).delete(api::remove_project),
-        )
-        .route("/api/v1/projects/{name}/sync", post(api::sync_project))
-        .route("/api/v1/projects/{name}/runs", post(api::create_run))
-        .route("/api/v1/runs", get(api::list_runs))
-        .route("/api/v1/runs/{id}", get(api::get_run))
-        .route("/api/v1/runs/{id}/wait", get(api::wait_run))
-        .route("/api/v1/runs/{id}/cancel", post(api::cancel_run))
-        .route("/api/v1/runs/{id}/logs", get(api::get_logs))
-        .route("/api/v1/runs/{id}/logs/stream", get(sse::log_stream))
-        .route("/api/v1/releases", get(api::list_releases))
-        .route("/api/v1/events", get(api::list_events))
-        .route("/api/v1/events/stream", get(sse::event_stream))
-        .route(
-            "/api/v1/deployments",
-            get(deploys::list).post(deploys::deploy),
-        )
-        .route("/api/v1/deployments/{id}", get(deploys::show))
-        .route("/api/v1/deployments/{id}/{command}", post(deploys::command))
-        .route("/api/v1/rollbacks", post(deploys::rollback))
-        .route("/api/v1/promotions", post(deploys::promote))
-        .route("/api/v1/status", get(deploys::status))
-        .route("/api/v1/instances/{id}/log", get(deploys::instance_log))
-        .route("/hooks/{provider}/{project}", post(hooks::receive))
-        .merge(ui::routes())
+    let mut router = Router::new();
+    for r in routes::table() {
+        let guard = axum::middleware::from_fn_with_state((engine.clone(), r.spec), auth::guard);
+        router = router.route(r.spec.path, r.handler.layer(guard));
+    }
+    router
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
         .with_state(engine)
 }
 
-async fn openapi() -> Response {
+pub(super) async fn openapi() -> Response {
     ([("content-type", "application/json")], OPENAPI).into_response()
 }
 
@@ -107,6 +84,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     hint: Option<String>,
+    retry_after_s: Option<i64>,
 }
 
 impl ApiError {
@@ -117,7 +95,19 @@ impl ApiError {
             code,
             message: message.into(),
             hint: None,
+            retry_after_s: None,
         }
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, ms: i64) -> Self {
+        self.retry_after_s = Some((ms + 999) / 1000.max(1));
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     /// Adds what to do about it.
@@ -145,6 +135,7 @@ impl From<EngineError> for ApiError {
                 code: "invalid_request",
                 message,
                 hint,
+                retry_after_s: None,
             },
             EngineError::Conflict(what) => ApiError::new(
                 StatusCode::CONFLICT,
@@ -167,6 +158,18 @@ impl From<EngineError> for ApiError {
             EngineError::Internal(s) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", s)
             }
+            EngineError::Unauthorized(s) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", s)
+                    .hint("sign in with `sluice login`, or send `Authorization: Bearer <token>`")
+            }
+            EngineError::Forbidden(s) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", s)
+                .hint("ask an admin for the role (`sluice users grant`)"),
+            EngineError::RateLimited(ms) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many failed attempts; retry in {}s", (ms + 999) / 1000),
+            )
+            .retry_after(ms),
         }
     }
 }
@@ -182,6 +185,18 @@ impl IntoResponse for ApiError {
         let body = json!({
             "error": { "code": self.code, "message": self.message, "hint": self.hint }
         });
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after_s
+            && let Ok(v) = s.to_string().parse()
+        {
+            r.headers_mut().insert("retry-after", v);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer realm=\"sluice\""),
+            );
+        }
+        r
     }
 }

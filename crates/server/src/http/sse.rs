@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -21,6 +22,7 @@ use sluice_store::{EventFilter, LogFilter};
 use super::api::EventsQuery;
 use super::{ApiError, query};
 use crate::engine::Engine;
+use crate::engine::access::Caller;
 
 fn last_event_id(headers: &HeaderMap) -> Option<i64> {
     headers
@@ -41,6 +43,7 @@ where
 /// `GET /api/v1/events/stream`: every new event, as it is committed.
 pub(super) async fn event_stream(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -53,38 +56,42 @@ pub(super) async fn event_stream(
         filter.after = e.store.last_event_seq().await?;
     }
     let rx = e.hub.subscribe();
-    let state = (e, filter, rx, Vec::<Event>::new());
-    let s = stream::unfold(state, |(e, mut filter, mut rx, mut queue)| async move {
-        loop {
-            if let Some(ev) = queue.pop() {
-                return Some((Ok(ev), (e, filter, rx, queue)));
-            }
-            rx.borrow_and_update();
-            let f = EventFilter {
-                limit: 500,
-                ..filter.clone()
-            };
-            match e.store.events(&f).await {
-                Ok(events) if !events.is_empty() => {
-                    filter.after = events.last().map(|x| x.seq).unwrap_or(filter.after);
-                    queue = events
-                        .iter()
-                        .rev()
-                        .map(|x| {
-                            Event::default()
-                                .id(x.seq.to_string())
-                                .event(x.kind.as_str())
-                                .data(serde_json::to_string(x).unwrap_or_default())
-                        })
-                        .collect();
-                    continue;
+    let state = (e, caller, filter, rx, Vec::<Event>::new());
+    let s = stream::unfold(
+        state,
+        |(e, caller, mut filter, mut rx, mut queue)| async move {
+            loop {
+                if let Some(ev) = queue.pop() {
+                    return Some((Ok(ev), (e, caller, filter, rx, queue)));
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "event stream read failed"),
+                rx.borrow_and_update();
+                let f = EventFilter {
+                    limit: 500,
+                    ..filter.clone()
+                };
+                match e.store.events(&f).await {
+                    Ok(events) if !events.is_empty() => {
+                        filter.after = events.last().map(|x| x.seq).unwrap_or(filter.after);
+                        queue = events
+                            .iter()
+                            .rev()
+                            .filter(|x| e.may_see_event(&caller, x.project.as_deref()))
+                            .map(|x| {
+                                Event::default()
+                                    .id(x.seq.to_string())
+                                    .event(x.kind.as_str())
+                                    .data(serde_json::to_string(x).unwrap_or_default())
+                            })
+                            .collect();
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "event stream read failed"),
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
-        }
-    });
+        },
+    );
     Ok(sse(s))
 }
 

@@ -6,27 +6,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use sluice_store::{EventFilter, LogFilter, Release, ReleaseFilter, Run, RunFilter, Step};
 
+use super::auth::visible;
 use crate::engine::{Engine, short};
-
-pub(super) fn routes() -> Router<Arc<Engine>> {
-    Router::new()
-        .route("/", get(overview))
-        .route("/projects/{name}", get(project_page))
-        .route("/runs", get(runs_page))
-        .route("/runs/{id}", get(run_page))
-        .route("/releases", get(releases_page))
-        .route("/events", get(events_page))
-        .route("/static/style.css", get(style))
-        .merge(super::ui_deploys::routes())
-}
 
 const CSS: &str = r#"
 :root{--bg:#f6f7f9;--fg:#1d232b;--mut:#6a7482;--line:#dde1e6;--ok:#1f8a4c;--bad:#c8322b;--run:#1f6fd1;--warn:#c27803;--card:#fff}
@@ -34,7 +21,7 @@ const CSS: &str = r#"
 header{display:flex;align-items:center;gap:24px;padding:0 20px;height:48px;background:#14181f;color:#fff}
 header a{color:#c9d1dc;text-decoration:none;padding:14px 2px}header a.on,header a:hover{color:#fff;border-bottom:2px solid #5aa0ff}
 header .brand{font-weight:700;color:#fff;letter-spacing:.5px;margin-right:8px}
-header .soon{color:#5d6673;cursor:default}
+header .soon{color:#5d6673;cursor:default}header nav{flex:1}header .who{color:#c9d1dc}
 main{max-width:1200px;margin:0 auto;padding:20px}
 h1{font-size:20px;margin:4px 0 16px}h2{font-size:16px;margin:24px 0 8px}
 table{width:100%;border-collapse:collapse;background:var(--card);border:1px solid var(--line)}
@@ -70,7 +57,7 @@ button.warn{color:#8a5500;border-color:#e2c48f}button.warn:hover{background:#fdf
 table.timeline td:nth-child(3){white-space:nowrap}table.timeline td:nth-child(4){min-width:260px;max-width:420px}
 "#;
 
-async fn style() -> Response {
+pub(super) async fn style() -> Response {
     (
         [
             ("content-type", "text/css"),
@@ -108,6 +95,16 @@ pub(super) fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
                             }
                             // Later issues add these pages; they are placed now so the shell holds them.
                             span.soon title="incidents arrive with alerting" { "Incidents" }
+                        }
+                        @let ctx = super::auth::page_ctx();
+                        @if let Some(u) = &ctx.user {
+                            span.who { (u) }
+                            @if let Some(t) = &ctx.csrf {
+                                form.inline method="post" action="/logout" {
+                                    input type="hidden" name="_csrf" value=(t);
+                                    button type="submit" { "Sign out" }
+                                }
+                            }
                         }
                     }
                     main { (body) }
@@ -239,12 +236,13 @@ es.onmessage=es.onerror=null;['run.queued','run.started','run.finished','step.fi
 es.addEventListener(k,function(){if(t)return;t=setTimeout(function(){location.reload()},400);});});})();
 </script>"#;
 
-async fn overview(State(e): State<Arc<Engine>>) -> Page {
+pub(super) async fn overview(State(e): State<Arc<Engine>>) -> Page {
     // The cursor first: the live script then misses nothing that happens after this read.
     let last = e.store.last_event_seq().await.map_err(internal)?;
     let matrix = super::ui_deploys::matrix(&e).await?;
-    let projects = e.store.projects().await.map_err(internal)?;
-    let runs = e
+    let mut projects = e.store.projects().await.map_err(internal)?;
+    projects.retain(|p| visible(&e, &p.name));
+    let mut runs = e
         .store
         .runs(&RunFilter {
             limit: 15,
@@ -252,6 +250,7 @@ async fn overview(State(e): State<Arc<Engine>>) -> Page {
         })
         .await
         .map_err(internal)?;
+    runs.retain(|r| visible(&e, &r.project));
     // The overview updates in place (no reload): the matrix, the projects and the runs.
     let mut kinds = super::ui_deploys::deploy_kinds();
     kinds.extend(RELOAD_KINDS);
@@ -287,7 +286,7 @@ async fn overview(State(e): State<Arc<Engine>>) -> Page {
     ))
 }
 
-async fn project_page(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> Page {
+pub(super) async fn project_page(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> Page {
     let p = match e.store.project(&name).await {
         Ok(p) => p,
         Err(sluice_store::StoreError::NotFound(_)) => {
@@ -342,8 +341,8 @@ async fn project_page(State(e): State<Arc<Engine>>, Path(name): Path<String>) ->
     ))
 }
 
-async fn runs_page(State(e): State<Arc<Engine>>) -> Page {
-    let runs = e
+pub(super) async fn runs_page(State(e): State<Arc<Engine>>) -> Page {
+    let mut runs = e
         .store
         .runs(&RunFilter {
             limit: 100,
@@ -351,6 +350,7 @@ async fn runs_page(State(e): State<Arc<Engine>>) -> Page {
         })
         .await
         .map_err(internal)?;
+    runs.retain(|r| visible(&e, &r.project));
     Ok(layout(
         "Runs",
         "/runs",
@@ -358,8 +358,8 @@ async fn runs_page(State(e): State<Arc<Engine>>) -> Page {
     ))
 }
 
-async fn releases_page(State(e): State<Arc<Engine>>) -> Page {
-    let rels = e
+pub(super) async fn releases_page(State(e): State<Arc<Engine>>) -> Page {
+    let mut rels = e
         .store
         .releases(&ReleaseFilter {
             limit: 200,
@@ -367,6 +367,7 @@ async fn releases_page(State(e): State<Arc<Engine>>) -> Page {
         })
         .await
         .map_err(internal)?;
+    rels.retain(|r| visible(&e, &r.project));
     Ok(layout(
         "Releases",
         "/releases",
@@ -374,9 +375,9 @@ async fn releases_page(State(e): State<Arc<Engine>>) -> Page {
     ))
 }
 
-async fn events_page(State(e): State<Arc<Engine>>) -> Page {
+pub(super) async fn events_page(State(e): State<Arc<Engine>>) -> Page {
     let last = e.store.last_event_seq().await.map_err(internal)?;
-    let events = e
+    let mut events = e
         .store
         .events(&EventFilter {
             after: (last - 200).max(0),
@@ -385,6 +386,12 @@ async fn events_page(State(e): State<Arc<Engine>>) -> Page {
         })
         .await
         .map_err(internal)?;
+    let caller = super::auth::page_ctx().caller;
+    events.retain(|ev| {
+        caller
+            .as_ref()
+            .is_some_and(|c| e.may_see_event(c, ev.project.as_deref()))
+    });
     Ok(layout(
         "Events",
         "/events",
@@ -491,7 +498,7 @@ fn dag_svg(steps: &[Step]) -> Markup {
     }
 }
 
-async fn run_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Page {
+pub(super) async fn run_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Page {
     let not_found = || error_page(StatusCode::NOT_FOUND, format!("run `{id}` not found"));
     let rid: i64 = id.parse().map_err(|_| not_found())?;
     let run = match e.store.run(rid).await {

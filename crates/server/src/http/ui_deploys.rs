@@ -16,31 +16,24 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::Extension;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, post};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_auth::Action;
 use sluice_core::{DeployStatus, EventKind};
 use sluice_runtime::{InstanceState, InstanceStatus};
 use sluice_store::{Deployment, DeploymentFilter, Event, EventFilter};
 
 use super::ApiError;
 use super::ui::{Page, badge, dur, error_page, internal, layout, when};
+use crate::engine::access::Caller;
 use crate::engine::{Engine, EngineError};
-
-pub(super) fn routes() -> Router<Arc<Engine>> {
-    Router::new()
-        .route("/deployments", get(list_page))
-        .route("/deployments/{id}", get(deployment_page))
-        .route("/ui/deployments/{id}/{command}", post(command))
-        .route("/ui/rollback", post(rollback))
-        .route("/ui/promote", post(promote))
-}
 
 /// One row of `Engine::status()` (the JSON of `GET /api/v1/status`).
 #[derive(Deserialize)]
@@ -85,7 +78,10 @@ async fn targets(e: &Engine) -> Result<Vec<TargetView>, Response> {
     let rows = e.status().await.map_err(engine_failure)?;
     let mut out = Vec::with_capacity(rows.len());
     for v in rows {
-        out.push(serde_json::from_value(v).map_err(internal)?);
+        let t: TargetView = serde_json::from_value(v).map_err(internal)?;
+        if super::auth::visible(e, &t.project) {
+            out.push(t);
+        }
     }
     Ok(out)
 }
@@ -153,6 +149,7 @@ fn instance_state(s: &InstanceState) -> String {
 fn button(action: &str, fields: &[(&str, String)], label: &str, class: &str) -> Markup {
     html! {
         form.inline method="post" action=(action) {
+            @if let Some(t) = super::auth::page_ctx().csrf { input type="hidden" name="_csrf" value=(t); }
             @for (name, value) in fields { input type="hidden" name=(*name) value=(value); }
             button type="submit" class=(class) { (label) }
         }
@@ -442,7 +439,7 @@ function on(m){if(window.sluiceLive){try{window.sluiceLive(JSON.parse(m.data));}
 __KINDS__.forEach(function(k){es.addEventListener(k,on);});})();
 </script>"#;
 
-async fn list_page(State(e): State<Arc<Engine>>) -> Page {
+pub(super) async fn list_page(State(e): State<Arc<Engine>>) -> Page {
     let last = e.store.last_event_seq().await.map_err(internal)?;
     let deps = e
         .store
@@ -649,7 +646,7 @@ tr.appendChild(f);var empty=tb.querySelector('tr.empty');if(empty)empty.remove()
 window.sluiceLive=add;})();
 </script>"#;
 
-async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Page {
+pub(super) async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Page {
     let not_found = || {
         error_page(
             StatusCode::NOT_FOUND,
@@ -700,8 +697,19 @@ async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path<String>) -
                     span.meta { "Started" } span { (when(d.created_ms)) }
                     span.meta { "Duration" } span { (dur(Some(d.created_ms), d.finished_ms)) }
                 }
+                @if d.phase == crate::engine::gate::AWAITING && !d.status.is_terminal() {
+                    div.card #dep-gate {
+                        @match e.gate(&d).await {
+                            Ok(g) => { "Waiting: " (g.to_string()) }
+                            Err(err) => { "Gate: " (err.to_string()) }
+                        }
+                    }
+                }
                 div.actions {
-                    @if !d.status.is_terminal() {
+                    @if d.phase == crate::engine::gate::AWAITING && !d.status.is_terminal() {
+                        (button(&format!("/ui/deployments/{did}/approve"), &[("back", back.clone())], "Approve", "primary"))
+                        (button(&format!("/ui/deployments/{did}/abort"), &[("back", back.clone())], "Abort", "danger"))
+                    } @else if !d.status.is_terminal() {
                         @let f = [("back", back.clone())];
                         @if is_paused(&d) {
                             (button(&format!("/ui/deployments/{did}/resume"), &f, "Resume", ""))
@@ -805,14 +813,47 @@ fn form_error(r: FormRejection) -> Response {
 }
 
 #[derive(Deserialize)]
-struct BackForm {
+pub(super) struct BackForm {
     back: Option<String>,
 }
 
+/// The route of a button on a running deployment:
 /// `POST /ui/deployments/{id}/{pause|resume|promote|abort}`.
-async fn command(
+pub(super) fn command_route(cmd: &'static str) -> MethodRouter<Arc<Engine>> {
+    post(
+        move |State(e): State<Arc<Engine>>,
+              Path(id): Path<String>,
+              Extension(caller): Extension<Caller>,
+              f: Result<Form<BackForm>, FormRejection>| async move {
+            let Form(f) = match f {
+                Ok(f) => f,
+                Err(r) => return form_error(r),
+            };
+            let back = back_to(f.back.as_deref(), &format!("/deployments/{id}"));
+            let Some(did) = id.parse::<i64>().ok().filter(|n| *n > 0) else {
+                return failure(
+                    &format!("{cmd} deployment {id}"),
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("deployment `{id}` not found"),
+                    ),
+                    &back,
+                );
+            };
+            match e.deployment_command(did, cmd, &caller.actor()).await {
+                Ok(()) => Redirect::to(&back).into_response(),
+                Err(err) => failure(&format!("{cmd} deployment #{did}"), err.into(), &back),
+            }
+        },
+    )
+}
+
+/// `POST /ui/deployments/{id}/approve`.
+pub(super) async fn approve(
     State(e): State<Arc<Engine>>,
-    Path((id, cmd)): Path<(String, String)>,
+    Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
     f: Result<Form<BackForm>, FormRejection>,
 ) -> Response {
     let Form(f) = match f {
@@ -822,7 +863,7 @@ async fn command(
     let back = back_to(f.back.as_deref(), &format!("/deployments/{id}"));
     let Some(did) = id.parse::<i64>().ok().filter(|n| *n > 0) else {
         return failure(
-            &format!("{cmd} deployment {id}"),
+            "approve",
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -831,14 +872,14 @@ async fn command(
             &back,
         );
     };
-    match e.deployment_command(did, &cmd, "ui").await {
-        Ok(()) => Redirect::to(&back).into_response(),
-        Err(err) => failure(&format!("{cmd} deployment #{did}"), err.into(), &back),
+    match e.approve(did, &caller, "").await {
+        Ok(_) => Redirect::to(&back).into_response(),
+        Err(err) => failure(&format!("approve deployment #{did}"), err.into(), &back),
     }
 }
 
 #[derive(Deserialize)]
-struct RollbackForm {
+pub(super) struct RollbackForm {
     project: String,
     service: String,
     env: String,
@@ -847,8 +888,9 @@ struct RollbackForm {
 }
 
 /// `POST /ui/rollback`: fields `project`, `service`, `env`, optional `to` and `back`.
-async fn rollback(
+pub(super) async fn rollback(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     f: Result<Form<RollbackForm>, FormRejection>,
 ) -> Response {
     let Form(f) = match f {
@@ -857,14 +899,24 @@ async fn rollback(
     };
     let back = back_to(f.back.as_deref(), "/");
     let what = format!("roll back {} in {}", f.service, f.env);
-    match e.rollback(&f.project, &f.service, &f.env, f.to, "ui").await {
+    let allowed = match e.env_target(&f.project, &f.env, None).await {
+        Ok(t) => e.authorize(&caller, Action::Rollback, &t).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = allowed {
+        return failure(&what, err.into(), &back);
+    }
+    match e
+        .rollback(&f.project, &f.service, &f.env, f.to, &caller.actor())
+        .await
+    {
         Ok(_) => Redirect::to(&back).into_response(),
         Err(err) => failure(&what, err.into(), &back),
     }
 }
 
 #[derive(Deserialize)]
-struct PromoteForm {
+pub(super) struct PromoteForm {
     project: String,
     service: String,
     from: String,
@@ -873,8 +925,9 @@ struct PromoteForm {
 }
 
 /// `POST /ui/promote`: fields `project`, `service`, `from`, `to`, optional `back`.
-async fn promote(
+pub(super) async fn promote(
     State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
     f: Result<Form<PromoteForm>, FormRejection>,
 ) -> Response {
     let Form(f) = match f {
@@ -883,8 +936,15 @@ async fn promote(
     };
     let back = back_to(f.back.as_deref(), "/");
     let what = format!("promote {} from {} to {}", f.service, f.from, f.to);
+    let allowed = match e.env_target(&f.project, &f.to, None).await {
+        Ok(t) => e.authorize(&caller, Action::Promote, &t).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = allowed {
+        return failure(&what, err.into(), &back);
+    }
     match e
-        .promote(&f.project, &f.service, &f.from, &f.to, "ui")
+        .promote(&f.project, &f.service, &f.from, &f.to, &caller.actor())
         .await
     {
         Ok(_) => Redirect::to(&back).into_response(),

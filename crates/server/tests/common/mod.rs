@@ -1,12 +1,39 @@
 //! Helpers shared by the server's integration tests: a git CLI with a fixed identity, a
 //! repository whose commits change `version.txt`, a free loopback port, a bounded wait, and the
-//! python service the deploy tests run.
+//! python service the deploy tests run, and the admin token test servers start with.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+/// The admin API token test servers are started with ([`config`]): the first start creates
+/// the admin user with it.
+pub const TOKEN: &str = "slc_a_testtesttesttesttesttesttesttesttesttesttes";
+
+/// A server configuration for `data` whose first admin has [`TOKEN`].
+pub fn config(data: impl Into<PathBuf>) -> sluice_server::ServerConfig {
+    let mut c = sluice_server::ServerConfig::new(data);
+    c.admin_token = Some(TOKEN.into());
+    c
+}
+
+/// An HTTP client that sends [`TOKEN`] with every request.
+pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static(concat!(
+            "Bearer ",
+            "slc_a_testtesttesttesttesttesttesttesttesttesttes"
+        )),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
 
 /// Runs `git -C dir ARGS` with a test identity; panics with git's message on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {

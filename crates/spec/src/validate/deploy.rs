@@ -15,11 +15,11 @@ use super::{Entry, Validator, list, normalize_relative, suggest};
 use crate::node::{Node, Pos, Value};
 use crate::schema::{
     ANALYSIS_FIELDS, BLUE_GREEN_FIELDS, CANARY_FIELDS, CANARY_STEP_FIELDS,
-    DEPLOY_ENVIRONMENT_FIELDS, DEPLOY_FIELDS, HEALTH_FIELDS, HEALTH_KINDS,
+    DEPLOY_ENVIRONMENT_FIELDS, DEPLOY_FIELDS, DEPLOY_SECRET_FIELDS, HEALTH_FIELDS, HEALTH_KINDS,
     INSUFFICIENT_TRAFFIC_VALUES, ROLLING_FIELDS, STICKY_FIELDS, STRATEGY_NAMES,
 };
 use crate::{
-    AnalysisSpec, CanaryStepSpec, Deploy, DeployTarget, Health, HealthCheckSpec,
+    AnalysisSpec, CanaryStepSpec, Deploy, DeploySecret, DeployTarget, Health, HealthCheckSpec,
     InsufficientTraffic, StickySpec, StrategySpec,
 };
 
@@ -82,6 +82,9 @@ impl Validator<'_> {
         let env = fields
             .get("env")
             .map_or(Some(BTreeMap::new()), |n| self.instance_env(n, &sub("env")));
+        let secrets = fields
+            .get("secrets")
+            .map_or(Some(Vec::new()), |n| self.deploy_secrets(n, &sub("secrets")));
         let health = match fields.entry("health") {
             Some((key, value)) => self.health(value, key.pos, &sub("health")),
             None => Some(Health::default()),
@@ -135,8 +138,75 @@ impl Validator<'_> {
             progress_deadline: progress_deadline?,
             max_restarts: max_restarts?,
             request_timeout: request_timeout?,
+            secrets: secrets?,
             targets: targets?,
         })
+    }
+
+    /// `deploy.secrets`: secret names, or `{name: NAME, file: true}`; each name once.
+    fn deploy_secrets(&mut self, node: &Node, path: &str) -> Option<Vec<DeploySecret>> {
+        let items: &[Node] = match &node.value {
+            Value::Seq(items) => items,
+            Value::Null => &[],
+            _ => {
+                self.wrong_type(node, path, "a list");
+                return None;
+            }
+        };
+        let mut ok = true;
+        let mut secrets: Vec<DeploySecret> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{i}]");
+            let (name_node, name, file) = match &item.value {
+                Value::Map(_) => {
+                    let Some(fields) =
+                        self.fields(item, item.pos, &item_path, DEPLOY_SECRET_FIELDS, &["name"])
+                    else {
+                        ok = false;
+                        continue;
+                    };
+                    let file = fields.get("file").map_or(Some(false), |n| {
+                        self.boolean(n, &format!("{item_path}.file"))
+                    });
+                    let Some(name_node) = fields.get("name") else {
+                        ok = false;
+                        continue;
+                    };
+                    let name = self.string(name_node, &format!("{item_path}.name"));
+                    (name_node, name, file)
+                }
+                _ => (item, self.string(item, &item_path), Some(false)),
+            };
+            let (Some(name), Some(file)) = (name, file) else {
+                ok = false;
+                continue;
+            };
+            if !super::is_secret_name(&name) {
+                self.error(
+                    name_node.pos,
+                    &item_path,
+                    format!("invalid secret name `{name}`"),
+                    Some(
+                        "secret names are upper-case letters, digits and `_`, e.g. `DATABASE_URL`"
+                            .into(),
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            if secrets.iter().any(|s| s.name == name) {
+                self.error(
+                    name_node.pos,
+                    &item_path,
+                    format!("secret `{name}` is listed twice"),
+                    Some("list each secret once".into()),
+                );
+                ok = false;
+                continue;
+            }
+            secrets.push(DeploySecret { name, file });
+        }
+        ok.then_some(secrets)
     }
 
     /// `deploy.environments`: one target per environment, with the overrides applied to

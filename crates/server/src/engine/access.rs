@@ -1,0 +1,616 @@
+//! Who is asking, and may they: the first start's bootstrap (first admin, one-time setup
+//! token), turning credentials (API tokens, session cookies) into a [`Caller`], logins with
+//! rate limiting, users, grants and tokens, and [`Engine::authorize`], the one place the
+//! server asks `sluice_auth::authorize` with the protection of an environment looked up.
+//!
+//! Protection, approvals and the wait timer of an environment come from `sluice.yml`. A
+//! developer must not be able to lift them by pushing a commit somewhere, so the stricter
+//! value wins across the configurations at the heads of all of the project's tracked
+//! branches (and the release being deployed, when there is one).
+
+use std::sync::Mutex;
+
+use serde_json::json;
+use sluice_auth::password::{dummy_verify, hash_password, verify_password};
+use sluice_auth::token::{generate_token, hash_token};
+use sluice_auth::{
+    Action, ApprovalRule, Grant, LimiterConfig, LoginLimiter, Principal, Scope, Target, TokenKind,
+    authorize,
+};
+use sluice_core::{EventKind, NewEvent};
+use sluice_store::{SessionRow, TokenRow, UserRow};
+
+use super::{Engine, EngineError, now_ms};
+
+/// How long a browser session lasts without use.
+pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+/// How long a one-time setup token stays valid.
+pub const SETUP_TTL_MS: i64 = 24 * 3600 * 1000;
+/// How long a token made by `sluice login` lasts.
+pub const LOGIN_TOKEN_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
+/// The first administrator's name.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// Who made a request, resolved from its credentials.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// What they may do.
+    pub principal: Principal,
+    /// The user's name (`None` when anonymous).
+    pub user: Option<String>,
+    /// The session id when signed in through the browser (CSRF tokens are bound to it).
+    pub session: Option<String>,
+}
+
+impl Caller {
+    /// A caller without credentials.
+    pub fn anonymous() -> Caller {
+        Caller {
+            principal: Principal::Anonymous,
+            user: None,
+            session: None,
+        }
+    }
+
+    /// The event actor: `user:NAME`, or `anonymous`.
+    pub fn actor(&self) -> String {
+        match &self.user {
+            Some(u) => format!("user:{u}"),
+            None => "anonymous".into(),
+        }
+    }
+}
+
+/// Why credentials were not accepted; the message is safe to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected(pub String);
+
+/// An environment's protection as the configurations say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvPolicy {
+    /// Deploy-type actions need releaser.
+    pub protected: bool,
+    /// The branch whose pipelines deploy here.
+    pub branch: Option<String>,
+    /// The approvals and wait timer of a manual deploy.
+    pub gate: ApprovalRule,
+}
+
+/// Keys and counters of the authentication layer.
+pub struct Access {
+    /// HMAC key for CSRF tokens and signed action links (`DATA_DIR/auth.key`).
+    pub key: [u8; 32],
+    limiter: Mutex<LoginLimiter>,
+}
+
+impl Access {
+    /// Loads or creates the key in the data directory.
+    pub fn open(data_dir: &std::path::Path) -> std::io::Result<Access> {
+        let path = data_dir.join("auth.key");
+        let key = match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() == 32 => {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&bytes);
+                k
+            }
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a 32-byte key; delete it to make a new one (signed-in browsers \
+                     will have to sign in again)",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut k = [0u8; 32];
+                getrandom::fill(&mut k).map_err(|e| std::io::Error::other(e.to_string()))?;
+                write_private(&path, &k)?;
+                k
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Access {
+            key,
+            limiter: Mutex::new(LoginLimiter::new(LimiterConfig::default())),
+        })
+    }
+}
+
+/// Writes a file readable by its owner only, atomically.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn all_scopes() -> Vec<Scope> {
+    Scope::ALL.to_vec()
+}
+
+fn random_id() -> String {
+    super::random_hex(8)
+}
+
+impl Engine {
+    /// On the very first start (no users yet): creates the first admin without a password,
+    /// a one-time setup token (returned, to be printed) and, if configured, the admin API
+    /// token. Later starts do nothing and return `None`.
+    pub async fn bootstrap(&self) -> Result<Option<String>, EngineError> {
+        if self.store.user_count().await? > 0 {
+            return Ok(None);
+        }
+        self.store
+            .create_user(
+                FIRST_ADMIN,
+                "",
+                true,
+                NewEvent::new(
+                    EventKind::UserCreated,
+                    "system",
+                    format!("user/{FIRST_ADMIN}"),
+                )
+                .payload(json!({"admin": true, "first_start": true})),
+            )
+            .await?;
+        if let Some(token) = &self.config.admin_token {
+            self.store
+                .create_token(
+                    &TokenRow {
+                        id: "bootstrap".into(),
+                        user: FIRST_ADMIN.into(),
+                        name: "admin token from the server configuration".into(),
+                        hash: hash_token(token),
+                        scopes: all_scopes(),
+                        created_ms: now_ms(),
+                        expires_ms: None,
+                        revoked_ms: None,
+                        last_used_ms: None,
+                    },
+                    NewEvent::new(EventKind::TokenCreated, "system", "token/bootstrap")
+                        .payload(json!({"user": FIRST_ADMIN, "from": "admin_token"})),
+                )
+                .await?;
+        }
+        Ok(Some(self.new_setup_token_for(FIRST_ADMIN).await?))
+    }
+
+    /// Mints a one-time setup token with which `user` sets a password (first start, a new
+    /// user, a reset).
+    pub async fn new_setup_token_for(&self, user: &str) -> Result<String, EngineError> {
+        let (plain, hash) = minted(TokenKind::Setup)?;
+        self.store
+            .create_setup_token(&hash, user, now_ms() + SETUP_TTL_MS)
+            .await?;
+        Ok(plain)
+    }
+
+    /// Uses a setup token to set the password of the user it was made for, and returns
+    /// that user. Refused if the token is unknown, used or expired, or if `user` is given
+    /// and is not the token's user.
+    pub async fn complete_setup(
+        &self,
+        setup_token: &str,
+        user: Option<&str>,
+        password: &str,
+    ) -> Result<UserRow, EngineError> {
+        sluice_auth::password::check_password_policy(password).map_err(|e| {
+            EngineError::BadRequest {
+                message: e.to_string(),
+                hint: Some("choose a longer password".into()),
+            }
+        })?;
+        let refused = || EngineError::Unauthorized("invalid, used or expired setup token".into());
+        let used = if TokenKind::of(setup_token) == Some(TokenKind::Setup) {
+            self.store
+                .use_setup_token(&hash_token(setup_token), now_ms())
+                .await?
+        } else {
+            None
+        };
+        let name = match used {
+            Some(n) if user.is_none_or(|u| u == n) => n,
+            _ => {
+                self.record(vec![
+                    NewEvent::new(EventKind::AuthLoginFailed, "anonymous", "setup").payload(
+                        json!({"reason": "invalid, used or expired setup token", "user": user}),
+                    ),
+                ])
+                .await?;
+                return Err(refused());
+            }
+        };
+        let u = self.store.user(&name).await?.ok_or_else(refused)?;
+        let phc = hash_password(password).map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.store
+            .set_password(
+                &name,
+                &phc,
+                NewEvent::new(
+                    EventKind::UserUpdated,
+                    format!("user:{name}"),
+                    format!("user/{name}"),
+                )
+                .payload(json!({"password": "set with a setup token"})),
+            )
+            .await?;
+        Ok(u)
+    }
+
+    /// Checks a user's password, with rate limiting per user name and per source address.
+    /// Success and failure are audit entries. A wrong user and a wrong password are the
+    /// same answer, and take the same time.
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        source: &str,
+    ) -> Result<UserRow, EngineError> {
+        let now = now_ms();
+        let keys = [format!("user:{name}"), format!("addr:{source}")];
+        let limited = {
+            let limiter = self
+                .access
+                .limiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            keys.iter().find_map(|k| limiter.check(k, now).err())
+        };
+        if let Some(wait) = limited {
+            self.record(vec![
+                NewEvent::new(
+                    EventKind::AuthLoginFailed,
+                    "anonymous",
+                    format!("user/{name}"),
+                )
+                .payload(json!({"reason": "rate limited", "retry_after_ms": wait.0})),
+            ])
+            .await?;
+            return Err(EngineError::RateLimited(wait.0));
+        }
+        let user = self.store.user(name).await?;
+        let ok = match &user {
+            Some(u) if !u.password_hash.is_empty() => {
+                verify_password(&u.password_hash, password) && !u.disabled
+            }
+            _ => {
+                dummy_verify(password);
+                false
+            }
+        };
+        let user = user.filter(|_| ok);
+        {
+            let mut limiter = self
+                .access
+                .limiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for k in &keys {
+                if user.is_some() {
+                    limiter.record_success(k);
+                } else {
+                    limiter.record_failure(k, now);
+                }
+            }
+            limiter.sweep(now);
+        }
+        match user {
+            Some(u) => Ok(u),
+            None => {
+                self.record(vec![
+                    NewEvent::new(
+                        EventKind::AuthLoginFailed,
+                        "anonymous",
+                        format!("user/{name}"),
+                    )
+                    .payload(json!({"reason": "wrong user name or password"})),
+                ])
+                .await?;
+                Err(EngineError::Unauthorized(
+                    "wrong user name or password".into(),
+                ))
+            }
+        }
+    }
+
+    /// Starts a browser session for a signed-in user; returns the session id (the cookie).
+    pub async fn start_session(&self, user: &str) -> Result<String, EngineError> {
+        let (plain, hash) = minted(TokenKind::Session)?;
+        let now = now_ms();
+        self.store
+            .create_session(
+                &SessionRow {
+                    id_hash: hash,
+                    user: user.to_string(),
+                    created_ms: now,
+                    expires_ms: now + SESSION_TTL_MS,
+                    last_seen_ms: now,
+                },
+                vec![
+                    NewEvent::new(
+                        EventKind::AuthLogin,
+                        format!("user:{user}"),
+                        format!("user/{user}"),
+                    )
+                    .payload(json!({"via": "browser"})),
+                ],
+            )
+            .await?;
+        Ok(plain)
+    }
+
+    /// Ends a browser session.
+    pub async fn end_session(&self, caller: &Caller) -> Result<(), EngineError> {
+        if let Some(s) = &caller.session {
+            self.store
+                .delete_session(
+                    &hash_token(s),
+                    vec![NewEvent::new(
+                        EventKind::AuthLogout,
+                        caller.actor(),
+                        format!("user/{}", caller.user.as_deref().unwrap_or("")),
+                    )],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Mints an API token for `user`; returns the stored row and the plaintext (shown once).
+    pub async fn create_token(
+        &self,
+        user: &str,
+        name: &str,
+        scopes: Vec<Scope>,
+        ttl_ms: Option<i64>,
+        actor: &str,
+    ) -> Result<(TokenRow, String), EngineError> {
+        if scopes.is_empty() {
+            return Err(super::bad(
+                "a token needs at least one scope",
+                Some("e.g. --scope read --scope deploy".to_string()),
+            ));
+        }
+        let (plain, hash) = minted(TokenKind::Api)?;
+        let now = now_ms();
+        let id = random_id();
+        let row = self
+            .store
+            .create_token(
+                &TokenRow {
+                    id: id.clone(),
+                    user: user.to_string(),
+                    name: name.to_string(),
+                    hash,
+                    scopes: scopes.clone(),
+                    created_ms: now,
+                    expires_ms: ttl_ms.map(|t| now + t),
+                    revoked_ms: None,
+                    last_used_ms: None,
+                },
+                NewEvent::new(EventKind::TokenCreated, actor, format!("token/{id}")).payload(
+                    json!({
+                        "user": user, "name": name, "scopes": scopes,
+                        "expires_ms": ttl_ms.map(|t| now + t),
+                    }),
+                ),
+            )
+            .await?;
+        Ok((row, plain))
+    }
+
+    /// Resolves an `Authorization: Bearer` token.
+    pub async fn caller_from_token(&self, token: &str) -> Result<Caller, Rejected> {
+        let bad = |why: &str| Rejected(format!("the API token is {why}"));
+        if TokenKind::of(token) != Some(TokenKind::Api) {
+            return Err(bad("malformed (expected slc_a_…)"));
+        }
+        let row = self
+            .store
+            .token_by_hash(&hash_token(token))
+            .await
+            .map_err(|e| Rejected(format!("cannot check the token: {e}")))?
+            .ok_or_else(|| bad("unknown"))?;
+        let rec = row.record();
+        if !rec.matches(token) {
+            return Err(bad("unknown"));
+        }
+        let now = now_ms();
+        rec.check(now).map_err(|e| Rejected(e.to_string()))?;
+        let user = self.active_user(&row.user).await?;
+        let _ = self.store.touch_token(&row.id, now).await;
+        let grants = self.grants_of(&user).await?;
+        Ok(Caller {
+            principal: Principal::Token {
+                user: user.name.clone(),
+                grants,
+                scopes: row.scopes,
+            },
+            user: Some(user.name),
+            session: None,
+        })
+    }
+
+    /// Resolves a session cookie.
+    pub async fn caller_from_session(&self, session: &str) -> Result<Caller, Rejected> {
+        let gone = || Rejected("the session has ended; sign in again".into());
+        if TokenKind::of(session) != Some(TokenKind::Session) {
+            return Err(gone());
+        }
+        let hash = hash_token(session);
+        let row = self
+            .store
+            .session(&hash)
+            .await
+            .map_err(|e| Rejected(format!("cannot check the session: {e}")))?
+            .ok_or_else(gone)?;
+        let now = now_ms();
+        if row.expires_ms <= now {
+            return Err(gone());
+        }
+        let user = self.active_user(&row.user).await?;
+        let _ = self
+            .store
+            .touch_session(&hash, now, now + SESSION_TTL_MS)
+            .await;
+        Ok(Caller {
+            principal: self.user_principal(&user).await?,
+            user: Some(user.name),
+            session: Some(session.to_string()),
+        })
+    }
+
+    async fn active_user(&self, name: &str) -> Result<UserRow, Rejected> {
+        match self.store.user(name).await {
+            Ok(Some(u)) if !u.disabled => Ok(u),
+            Ok(Some(_)) => Err(Rejected(format!("user {name} is disabled"))),
+            Ok(None) => Err(Rejected(format!("user {name} no longer exists"))),
+            Err(e) => Err(Rejected(format!("cannot check the user: {e}"))),
+        }
+    }
+
+    /// A user's grants; an instance admin's flag counts as admin everywhere.
+    async fn grants_of(&self, user: &UserRow) -> Result<Vec<Grant>, Rejected> {
+        let mut grants = self
+            .store
+            .grants(&user.name)
+            .await
+            .map_err(|e| Rejected(format!("cannot read grants: {e}")))?;
+        if user.admin {
+            grants.push(Grant::new(sluice_auth::Role::Admin, None, None));
+        }
+        Ok(grants)
+    }
+
+    async fn user_principal(&self, user: &UserRow) -> Result<Principal, Rejected> {
+        Ok(Principal::User {
+            name: user.name.clone(),
+            grants: self.grants_of(user).await?,
+            admin: user.admin,
+        })
+    }
+
+    /// An environment's protection: the stricter value across the configurations at the
+    /// heads of the project's branches, and at `commit` if given.
+    pub async fn env_policy(
+        &self,
+        project: &str,
+        env: &str,
+        commit: Option<&str>,
+    ) -> Result<EnvPolicy, EngineError> {
+        let mirror = self.mirror_of(project).await?;
+        let mut commits: Vec<String> = self
+            .store
+            .branch_heads(project)
+            .await?
+            .into_iter()
+            .map(|h| h.commit)
+            .collect();
+        commits.extend(commit.map(str::to_string));
+        let mut policy = EnvPolicy::default();
+        for c in commits {
+            let Ok((_, parsed)) = self.config_at(&mirror, project, &c).await else {
+                continue;
+            };
+            let Ok(config) = parsed.as_ref() else {
+                continue;
+            };
+            if let Some(e) = config.environments.iter().find(|e| e.name == env) {
+                policy.protected |= e.protected;
+                policy.branch.get_or_insert_with(|| e.branch.clone());
+                policy.gate.required = policy.gate.required.max(e.approvals);
+                let wait = i64::try_from(e.wait_timer.as_millis()).unwrap_or(i64::MAX);
+                policy.gate.wait_ms = policy.gate.wait_ms.max(wait);
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The target of an action on an environment, with its protection looked up.
+    pub async fn env_target(
+        &self,
+        project: &str,
+        env: &str,
+        commit: Option<&str>,
+    ) -> Result<Target, EngineError> {
+        let p = self.env_policy(project, env, commit).await?;
+        Ok(Target::env(project, env, p.protected, p.branch.as_deref()))
+    }
+
+    /// Allows or refuses `action` on `target` for `caller`. A refusal is an audit entry
+    /// (`access.denied`) and an [`EngineError::Forbidden`] (or `Unauthorized` when
+    /// anonymous) naming the role needed.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: &Target,
+    ) -> Result<(), EngineError> {
+        let d = authorize(&caller.principal, action, target);
+        if d.allowed {
+            return Ok(());
+        }
+        let mut ev = NewEvent::new(
+            EventKind::AccessDenied,
+            caller.actor(),
+            match (&target.project, &target.environment) {
+                (Some(p), Some(e)) => format!("env/{p}/{e}"),
+                (Some(p), None) => format!("project/{p}"),
+                _ => "instance".into(),
+            },
+        )
+        .payload(json!({"action": action, "reason": d.reason}));
+        if let Some(p) = &target.project {
+            ev = ev.project(p);
+        }
+        self.record(vec![ev]).await?;
+        Err(match caller.principal {
+            Principal::Anonymous => EngineError::Unauthorized(d.reason),
+            _ => EngineError::Forbidden(d.reason),
+        })
+    }
+
+    /// Shorthand: authorize an action on a whole project.
+    pub async fn authorize_project(
+        &self,
+        caller: &Caller,
+        action: Action,
+        project: &str,
+    ) -> Result<(), EngineError> {
+        self.authorize(caller, action, &Target::project(project))
+            .await
+    }
+
+    /// Whether `caller` may view `project` (for filtering listings; no audit entry).
+    pub fn may_view(&self, caller: &Caller, project: &str) -> bool {
+        self.may(caller, Action::ViewProject, Some(project))
+    }
+
+    /// Whether `caller` may see an event: those of a project with the viewer role there,
+    /// the instance's own (sign-ins, users, the server) with the developer role on all
+    /// projects (the audit log).
+    pub fn may_see_event(&self, caller: &Caller, project: Option<&str>) -> bool {
+        match project {
+            Some(p) => self.may_view(caller, p),
+            None => self.may(caller, Action::ViewAudit, None),
+        }
+    }
+
+    /// Whether `caller` may do `action` on `project`, or instance-wide when `None` (for
+    /// filtering listings; no audit entry).
+    pub fn may(&self, caller: &Caller, action: Action, project: Option<&str>) -> bool {
+        let target = project.map(Target::project).unwrap_or_default();
+        authorize(&caller.principal, action, &target).allowed
+    }
+}
+
+fn minted(kind: TokenKind) -> Result<(String, String), EngineError> {
+    generate_token(kind).map_err(|e| EngineError::Internal(e.to_string()))
+}

@@ -84,6 +84,27 @@ impl Server {
                 })),
             ])
             .await?;
+        // The secret store's key, before recovery re-runs anything that may need a secret.
+        // A key that cannot be used leaves the server sealed, not stopped.
+        let vault = engine
+            .open_vault(engine::vault::key_from_env())
+            .await
+            .map_err(|e| StartError::Io(format!("secret store: {e}")))?;
+        if vault.sealed {
+            tracing::warn!(
+                source = %vault.source,
+                expected_key_id = vault.key_id.as_deref().unwrap_or("none"),
+                "the server is SEALED: secret operations are refused until `sluice unseal`: {}",
+                vault.note.as_deref().unwrap_or("no key")
+            );
+        } else {
+            tracing::info!(
+                source = %vault.source,
+                key_id = vault.key_id.as_deref().unwrap_or(""),
+                "secret store unsealed{}",
+                vault.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+            );
+        }
         engine.recover().await?;
         let setup_token = engine.bootstrap().await?;
         let auditor = audit::Auditor::open(

@@ -10,6 +10,7 @@ mod deploys;
 mod exit;
 mod login;
 mod proxy_cmd;
+mod secrets_cmd;
 mod table;
 
 use std::path::PathBuf;
@@ -117,6 +118,11 @@ enum Command {
     Tokens(login::TokensCmd),
     /// Approve a deployment waiting for approval on a protected environment.
     Approve(login::ApproveArgs),
+    /// Set, list and delete project secrets; rotate the key that encrypts them.
+    #[command(subcommand)]
+    Secrets(secrets_cmd::SecretsCmd),
+    /// Give a sealed server its secret key (from --key-file or standard input).
+    Unseal(secrets_cmd::UnsealArgs),
     /// Verify or export the tamper-evident audit trail (the event log's hash chain).
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
@@ -223,6 +229,8 @@ async fn dispatch(cmd: Command) -> Result<i32, CliError> {
         Command::Users(c) => login::users(c).await,
         Command::Tokens(c) => login::tokens(c).await,
         Command::Approve(a) => login::approve(a).await,
+        Command::Secrets(c) => secrets_cmd::secrets(c).await,
+        Command::Unseal(a) => secrets_cmd::unseal(a).await,
         Command::Audit(audit_cmd::AuditCmd::Verify(a)) => audit_cmd::verify(a).await,
         Command::Audit(audit_cmd::AuditCmd::Export(a)) => audit_cmd::export(a).await,
         Command::Audit(audit_cmd::AuditCmd::PublicKey(s)) => audit_cmd::public_key(&s),

@@ -424,7 +424,11 @@ fn deploy_secrets_short_and_long_forms() {
         .collect();
     assert_eq!(
         got,
-        [("DATABASE_URL", false), ("TLS_KEY", true), ("API_KEY", false)]
+        [
+            ("DATABASE_URL", false),
+            ("TLS_KEY", true),
+            ("API_KEY", false)
+        ]
     );
 }
 

@@ -461,6 +461,11 @@ impl Engine {
             .filter(|i| i.state.is_active() && i.state != InstanceState::Stopping)
             .collect();
         if (active.len() as u32) < want {
+            // The release's `deploy.secrets`, read once for the instances started now.
+            let secrets = self
+                .deploy_secrets(t, &ctx.deploy)
+                .await
+                .map_err(|reason| bad(reason, None))?;
             let used: HashSet<String> = list.iter().map(|i| i.id.clone()).collect();
             let prefix = instance_prefix(&t.project, &t.service, &t.env, version);
             let mut n = 0u32;
@@ -474,6 +479,11 @@ impl Engine {
                 self.fleet.runtime.forget(&id);
                 let port = sluice_runtime::free_port()
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
+                // Secret values reach the instance through its private files, never the spec.
+                let launch = self
+                    .instance_secret_env(&id, &secrets, &ctx.deploy.start, &ctx.target.env_vars)
+                    .await
+                    .map_err(|reason| bad(reason, None))?;
                 let spec = InstanceSpec {
                     id: id.clone(),
                     service: t.service.clone(),
@@ -483,10 +493,10 @@ impl Engine {
                         .paths
                         .artifacts
                         .join(format!("{}.tar", ctx.release.artifact_sha256)),
-                    command: ctx.deploy.start.clone(),
+                    command: launch.command,
                     workdir: ctx.deploy.workdir.clone(),
                     port,
-                    env_vars: ctx.target.env_vars.clone(),
+                    env_vars: launch.env_vars,
                     health: health_policy(&ctx.target),
                     restart: RestartPolicy {
                         max_restarts: ctx.deploy.max_restarts,
@@ -701,6 +711,13 @@ impl Engine {
             EngineError::Internal(format!("deployment {} has unreadable state: {e}", d.id))
         })?;
         let ctx = self.ctx(&t.project, &t.service, &t.env, d.version).await?;
+        // Secrets that cannot be read (sealed, missing) fail the deployment before its
+        // instances start; what serves keeps serving.
+        if let Err(reason) = self.check_deploy_secrets(t, &ctx.deploy).await {
+            return self
+                .finish(t, &d, DeployStatus::Failed, "failed", Some(reason), None)
+                .await;
+        }
         let (pkey, proxy) = match self.proxy(t, ctx.target.expose).await {
             Ok(p) => p,
             Err(e) => {

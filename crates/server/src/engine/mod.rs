@@ -189,7 +189,8 @@ impl Engine {
         }
         let instance = instance_id(d)?;
         let access = access::Access::open(d)?;
-        let masker = std::sync::RwLock::new(Arc::new(Masker::new(config.secrets.values().cloned())));
+        let masker =
+            std::sync::RwLock::new(Arc::new(Masker::new(config.secrets.values().cloned())));
         let vault = vault::SecretStore::new(&config);
         let daemon = config
             .proxy_bin

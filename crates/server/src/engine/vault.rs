@@ -30,9 +30,10 @@ use serde_json::json;
 use sluice_auth::{Action, Principal, Target};
 use sluice_core::{EventKind, NewEvent};
 use sluice_runner::Masker;
+use sluice_runtime::Runtime as _;
 use sluice_secrets::{Kek, SecretsError, Vault, Zeroizing};
 use sluice_spec::{Deploy, DeploySecret};
-use sluice_store::{NewSecret, SETTING_KEK_ID, SecretMeta, Store, StoreError};
+use sluice_store::{NewSecret, SETTING_KEK_ID, SecretMeta, StoreError};
 
 use super::access::{Caller, write_private};
 use super::{Engine, EngineError, now_ms, random_hex};
@@ -193,7 +194,10 @@ impl SecretStore {
 
     /// Where the key comes from.
     pub fn source(&self) -> KeySource {
-        self.source.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_sealed_reason(&self, reason: Option<String>) {
@@ -223,7 +227,10 @@ fn key_file(config: &ServerConfig) -> PathBuf {
 /// Where a rotation writes the new key before the database switches to it: if the server
 /// dies between the two, the next start finds the new key here.
 fn pending_key_file(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".new");
     path.with_file_name(name)
 }
@@ -349,12 +356,14 @@ impl Engine {
         let unsealed = match loaded {
             Err(reason) => Err(reason),
             Ok(kek) => match &expected {
-                Some(id) => self
+                Some(id) => self.vault.vault.unseal_expecting_id(kek, id).map_err(|e| {
+                    format!("{source} does not hold the key of this server's secrets: {e}")
+                }),
+                None => self
                     .vault
                     .vault
-                    .unseal_expecting_id(kek, id)
-                    .map_err(|e| format!("{source} does not hold the key of this server's secrets: {e}")),
-                None => self.vault.vault.unseal(kek, None).map_err(|e| e.to_string()),
+                    .unseal(kek, None)
+                    .map_err(|e| e.to_string()),
             },
         };
         match unsealed {
@@ -408,7 +417,9 @@ impl Engine {
             return Ok(match std::fs::rename(&pending, path) {
                 Ok(()) => (
                     Ok(new),
-                    Some(format!("finished an interrupted key rotation: {shown} now holds key {id}")),
+                    Some(format!(
+                        "finished an interrupted key rotation: {shown} now holds key {id}"
+                    )),
                 ),
                 Err(e) => (
                     Err(format!("cannot move {} to {shown}: {e}", pending.display())),
@@ -458,7 +469,10 @@ impl Engine {
         let kek = Kek::from_text(key_text).map_err(|e| {
             invalid(
                 e.to_string(),
-                Some("send the content of the key file, e.g. `sluice unseal --key-file secret.key`".into()),
+                Some(
+                    "send the content of the key file, e.g. `sluice unseal --key-file secret.key`"
+                        .into(),
+                ),
             )
         })?;
         let offered = kek.key_id();
@@ -476,7 +490,10 @@ impl Engine {
         let result = match &expected {
             Some(id) => self.vault.vault.unseal_expecting_id(kek, id),
             None => match self.store.all_secret_rows().await?.into_iter().next() {
-                Some(row) => self.vault.vault.unseal(kek, Some(&(row.secret, row.sealed))),
+                Some(row) => self
+                    .vault
+                    .vault
+                    .unseal(kek, Some(&(row.secret, row.sealed))),
                 None => self.vault.vault.unseal(kek, None),
             },
         };
@@ -555,7 +572,10 @@ impl Engine {
         };
         let new_id = new.key_id();
         let _exclusive = self.vault.gate.write().await;
-        let old_id = self.vault.key_id().ok_or_else(|| self.vault.sealed_error())?;
+        let old_id = self
+            .vault
+            .key_id()
+            .ok_or_else(|| self.vault.sealed_error())?;
         if new_id == old_id {
             return Err(invalid(
                 format!("the new key is the key in use ({old_id})"),
@@ -594,10 +614,11 @@ impl Engine {
             KeySource::Env => None,
         };
         let key_file = pending.as_ref().map(|(_, p)| p.display().to_string());
-        let event = NewEvent::new(EventKind::SecretsRekeyed, caller.actor(), "vault").payload(json!({
-            "secret_versions": rows.len(), "old_key_id": old_id, "new_key_id": new_id,
-            "key_file": key_file, "source": source.to_string(),
-        }));
+        let event =
+            NewEvent::new(EventKind::SecretsRekeyed, caller.actor(), "vault").payload(json!({
+                "secret_versions": rows.len(), "old_key_id": old_id, "new_key_id": new_id,
+                "key_file": key_file, "source": source.to_string(),
+            }));
         let rewrapped = match self.store.rewrap_secrets(&new_id, updates, event).await {
             Ok(n) => n,
             Err(e) => {
@@ -608,12 +629,14 @@ impl Engine {
             }
         };
         self.hub.bump();
-        let mut message = format!(
-            "re-wrapped {rewrapped} secret version(s) from key {old_id} to key {new_id}"
-        );
+        let mut message =
+            format!("re-wrapped {rewrapped} secret version(s) from key {old_id} to key {new_id}");
         if let Some((p, path)) = &pending {
             match std::fs::rename(p, path) {
-                Ok(()) => message.push_str(&format!("; {} now holds the new key: back it up, the old key opens nothing any more", path.display())),
+                Ok(()) => message.push_str(&format!(
+                    "; {} now holds the new key: back it up, the old key opens nothing any more",
+                    path.display()
+                )),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot put the new key file in place");
                     message.push_str(&format!(
@@ -792,7 +815,12 @@ impl Engine {
         name: &str,
     ) -> Result<Option<sluice_store::SecretRow>, String> {
         let cannot = |e: StoreError| format!("cannot read secret `{name}`: {e}");
-        match self.store.secret(project, Some(env), name).await.map_err(cannot)? {
+        match self
+            .store
+            .secret(project, Some(env), name)
+            .await
+            .map_err(cannot)?
+        {
             Some(row) => Ok(Some(row)),
             None => self.store.secret(project, None, name).await.map_err(cannot),
         }
@@ -848,7 +876,11 @@ impl Engine {
         ))
     }
 
-    fn read_event(actor: &str, row: &sluice_store::SecretRow, extra: serde_json::Value) -> NewEvent {
+    fn read_event(
+        actor: &str,
+        row: &sluice_store::SecretRow,
+        extra: serde_json::Value,
+    ) -> NewEvent {
         let s = &row.secret;
         let env = scope(s.environment.as_deref());
         let mut payload = json!({ "name": s.name, "environment": env, "version": s.version });
@@ -913,9 +945,9 @@ impl Engine {
             values.push((name.clone(), text));
         }
         if !events.is_empty() {
-            self.record(events)
-                .await
-                .map_err(|e| format!("cannot record the secret reads, so no secret is given: {e}"))?;
+            self.record(events).await.map_err(|e| {
+                format!("cannot record the secret reads, so no secret is given: {e}")
+            })?;
         }
         env.extend(values);
         Ok(())
@@ -942,7 +974,10 @@ impl Engine {
         for s in &deploy.secrets {
             let found = match self.store.secret(&t.project, Some(&t.env), &s.name).await {
                 Ok(Some(_)) => true,
-                Ok(None) => matches!(self.store.secret(&t.project, None, &s.name).await, Ok(Some(_))),
+                Ok(None) => matches!(
+                    self.store.secret(&t.project, None, &s.name).await,
+                    Ok(Some(_))
+                ),
                 Err(e) => return Err(format!("cannot look up secret `{}`: {e}", s.name)),
             };
             if !found {
@@ -977,7 +1012,11 @@ impl Engine {
                 return Err(missing_deploy_secret(t, &s.name));
             };
             let value = self.open_stored(&row)?;
-            events.push(Self::read_event(&actor, &row, json!({ "service": t.service })));
+            events.push(Self::read_event(
+                &actor,
+                &row,
+                json!({ "service": t.service }),
+            ));
             out.push(InstanceSecret {
                 spec: s.clone(),
                 value,
@@ -1026,7 +1065,12 @@ impl Engine {
         })
         .await
         .map_err(|e| format!("cannot write the instance's secret files: {e}"))?
-        .map_err(|e| format!("cannot write the instance's secret files in {}: {e}", dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot write the instance's secret files in {}: {e}",
+                dir.display()
+            )
+        })?;
         for (name, path) in written.files {
             out.env_vars
                 .insert(format!("{name}_FILE"), path.display().to_string());
@@ -1112,10 +1156,11 @@ fn sweep_instance_secrets(root: &Path, live: &[String], keep: &str) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name != keep && !live.contains(&name) {
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove the secret files of a stopped instance");
-            }
+        if name != keep
+            && !live.contains(&name)
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove the secret files of a stopped instance");
         }
     }
 }
@@ -1149,7 +1194,10 @@ mod tests {
         assert_eq!(parse_env(None).unwrap(), None);
         assert_eq!(parse_env(Some("*")).unwrap(), None);
         assert_eq!(parse_env(Some("")).unwrap(), None);
-        assert_eq!(parse_env(Some("prod-eu")).unwrap().as_deref(), Some("prod-eu"));
+        assert_eq!(
+            parse_env(Some("prod-eu")).unwrap().as_deref(),
+            Some("prod-eu")
+        );
         for bad in ["../x", "Prod", "-x", "a/b", "é", &"a".repeat(64)] {
             assert!(parse_env(Some(bad)).is_err(), "{bad}");
         }

@@ -82,9 +82,9 @@ impl Validator<'_> {
         let env = fields
             .get("env")
             .map_or(Some(BTreeMap::new()), |n| self.instance_env(n, &sub("env")));
-        let secrets = fields
-            .get("secrets")
-            .map_or(Some(Vec::new()), |n| self.deploy_secrets(n, &sub("secrets")));
+        let secrets = fields.get("secrets").map_or(Some(Vec::new()), |n| {
+            self.deploy_secrets(n, &sub("secrets"))
+        });
         let health = match fields.entry("health") {
             Some((key, value)) => self.health(value, key.pos, &sub("health")),
             None => Some(Health::default()),

@@ -1123,3 +1123,207 @@ fn audit_verify_detects_every_kind_of_tampering_and_export_round_trips() {
         eprintln!("audit.{what}: {}", stdout.lines().next().unwrap());
     }
 }
+
+/// Runs the CLI with a credentials directory and no `SLUICE_TOKEN`: as a person would,
+/// after `sluice login`. `stdin` is typed in.
+fn sluice_as(config: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("SLUICE_SERVER")
+        .env_remove("SLUICE_TOKEN")
+        .env("SLUICE_CONFIG_DIR", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn login_users_and_a_developer_refused_on_a_protected_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let yml = format!(
+        "project: guarded\nenvironments:\n  staging: {{ branch: main }}\n  production: {{ branch: release, protected: true }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n        production: {{ expose: \"127.0.0.1:{}\" }}\n",
+        free_port()
+    );
+    let repo = repo_with(
+        tmp.path(),
+        &[
+            ("sluice.yml", &yml),
+            ("app.py", SLOW_APP),
+            ("version.txt", "1"),
+        ],
+    );
+    // A server started without an admin token prints a one-time setup token.
+    let data = tmp.path().join("data");
+    let port_api = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port_api}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port_api}");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let setup = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "the server ended without printing a setup token"
+        );
+        if let Some(at) = line.find("--setup-token ") {
+            break line[at + 14..].trim().to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let admin_cfg = tmp.path().join("admin-cli");
+    let dev_cfg = tmp.path().join("dev-cli");
+    let text = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // Before signing in: refused with exit 6 and a hint.
+    let out = sluice_as(&admin_cfg, &["project", "list", "--server", &url], "");
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(text(&out).contains("sluice login"), "{}", text(&out));
+    // The admin sets a password with the setup token; the token works only once.
+    let out = sluice_as(
+        &admin_cfg,
+        &["login", "--server", &url, "--setup-token", &setup],
+        "correct horse battery staple\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let creds = admin_cfg.join("credentials.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = sluice_as(
+        &dev_cfg,
+        &["login", "--server", &url, "--setup-token", &setup],
+        "another password entirely\n",
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let out = sluice_as(&admin_cfg, &["whoami", "--server", &url], "");
+    assert!(text(&out).starts_with("admin"), "{}", text(&out));
+    let out = sluice_as(
+        &admin_cfg,
+        &[
+            "project",
+            "add",
+            &repo.display().to_string(),
+            "--poll-interval",
+            "0",
+            "--server",
+            &url,
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The admin adds a developer, who signs in with their own setup token and password.
+    let out = sluice_as(&admin_cfg, &["users", "add", "dana", "--server", &url], "");
+    assert!(out.status.success(), "{}", text(&out));
+    let dana_setup = text(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("one-time setup token (valid 24 hours): "))
+        .unwrap()
+        .to_string();
+    let out = sluice_as(
+        &admin_cfg,
+        &[
+            "users",
+            "grant",
+            "dana",
+            "developer",
+            "--project",
+            "guarded",
+            "--server",
+            &url,
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sluice_as(
+        &dev_cfg,
+        &["login", "--server", &url, "--setup-token", &dana_setup],
+        "dana's long password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sluice_as(&admin_cfg, &["users", "list", "--server", &url], "");
+    assert!(text(&out).contains("developer@guarded/*"), "{}", text(&out));
+    let out = sluice_as(
+        &dev_cfg,
+        &["login", "--server", &url, "--user", "dana"],
+        "dana's long password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The pipeline deploys staging; the developer may deploy staging, not production.
+    wait_for("v1 to serve in staging", 60, || {
+        http_get(&format!("http://127.0.0.1:{port}/")).is_some()
+    });
+    let out = sluice_as(
+        &dev_cfg,
+        &["deploy", "web", "--env", "production", "--server", &url],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(text(&out).contains("needs role releaser"), "{}", text(&out));
+    let out = sluice_as(
+        &dev_cfg,
+        &[
+            "promote",
+            "web",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--server",
+            &url,
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let out = sluice_as(
+        &dev_cfg,
+        &["deploy", "web", "--env", "staging", "--server", &url],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // The developer may not manage users; the admin may.
+    let out = sluice_as(&dev_cfg, &["users", "list", "--server", &url], "");
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    // Signing out revokes the token.
+    let out = sluice_as(&dev_cfg, &["logout", "--server", &url], "");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sluice_as(&dev_cfg, &["whoami", "--server", &url], "");
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let _ = child.kill();
+    let _ = child.wait();
+    for pid in instance_processes(&data) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+    kill_proxy_daemon(&data);
+}

@@ -930,7 +930,12 @@ async fn forged_cookies_missing_csrf_revoked_tokens_disabled_users_and_password_
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(r.headers()["location"].to_str().unwrap().starts_with("/login?next="));
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login?next=")
+    );
 
     // Guessing passwords: refused, then rate limited with Retry-After; the right password
     // is refused too while the limit holds.
@@ -1165,4 +1170,119 @@ async fn protected_production_needs_a_releaser_approvals_and_the_wait_timer_and_
             .is_err()
     );
     s.stop_all().await;
+}
+
+/// Arbitrary bodies, names and headers against the sign-in, setup, token and user
+/// endpoints: never a 5xx, never a crash, and garbage never signs anyone in.
+#[test]
+fn fuzzed_authentication_requests_are_refused_cleanly() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = rt.block_on(async {
+        let mut c = common::config(tmp.path().join("data"));
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        Server::start(c).await.unwrap()
+    });
+    let base = s.url();
+    let endpoints = [
+        ("POST", "/api/v1/login", false),
+        ("POST", "/api/v1/setup", false),
+        ("POST", "/login", false),
+        ("POST", "/setup", false),
+        ("POST", "/api/v1/tokens", true),
+        ("POST", "/api/v1/users", true),
+        ("PATCH", "/api/v1/users/x", true),
+        ("POST", "/api/v1/users/x/grants", true),
+        ("DELETE", "/api/v1/users/x/grants", true),
+        ("DELETE", "/api/v1/tokens/x", true),
+        ("POST", "/api/v1/unseal", true),
+        ("PUT", "/api/v1/projects/x/secrets/y", true),
+    ];
+    let json_value = prop_oneof![
+        any::<String>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        Just(Value::Null),
+        proptest::collection::vec(any::<String>(), 0..3).prop_map(|v| json!(v)),
+    ];
+    let body = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| (b, "application/json")),
+        proptest::collection::btree_map(
+            prop_oneof![
+                Just("user".to_string()),
+                Just("password".to_string()),
+                Just("setup_token".to_string()),
+                Just("name".to_string()),
+                Just("scopes".to_string()),
+                Just("role".to_string()),
+                Just("key".to_string()),
+                Just("value".to_string()),
+                any::<String>()
+            ],
+            json_value,
+            0..5
+        )
+        .prop_map(|m| (serde_json::to_vec(&m).unwrap(), "application/json")),
+        proptest::collection::vec(any::<u8>(), 0..200)
+            .prop_map(|b| (b, "application/x-www-form-urlencoded")),
+    ];
+    let auth = prop_oneof![
+        Just(None),
+        any::<String>().prop_map(Some),
+        "slc_[asu]_[A-Za-z0-9_-]{43}".prop_map(Some),
+    ];
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(0..endpoints.len(), body, auth, any::<bool>()),
+            |(i, (bytes, ctype), auth, use_admin)| {
+                let (method, path, needs_auth) = endpoints[i];
+                let status = rt.block_on(async {
+                    let mut r = reqwest::Client::new()
+                        .request(
+                            Method::from_bytes(method.as_bytes()).unwrap(),
+                            format!("{base}{path}"),
+                        )
+                        .header("content-type", ctype)
+                        .body(bytes);
+                    if needs_auth && use_admin {
+                        r = r.bearer_auth(TOKEN);
+                    } else if let Some(a) = auth
+                        && let Ok(v) = reqwest::header::HeaderValue::from_str(&a)
+                    {
+                        r = r.header("authorization", v);
+                    }
+                    r.send().await.unwrap().status()
+                });
+                prop_assert!(
+                    !status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE,
+                    "{method} {path} answered {status}"
+                );
+                if !(needs_auth && use_admin) && path.ends_with("login") {
+                    prop_assert!(!status.is_success(), "garbage signed in: {status}");
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    // Still serving after all of it.
+    let ok = rt.block_on(async {
+        raw(Some(TOKEN))
+            .get(format!("{base}/api/v1/whoami"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(ok, StatusCode::OK);
+    rt.block_on(s.stop());
 }

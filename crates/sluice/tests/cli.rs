@@ -1152,7 +1152,7 @@ fn login_users_and_a_developer_refused_on_a_protected_environment() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let yml = format!(
-        "project: guarded\nenvironments:\n  staging: {{ branch: main }}\n  production: {{ branch: release, protected: true }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n        production: {{ expose: \"127.0.0.1:{}\" }}\n",
+        "project: guarded\nenvironments:\n  staging: {{ branch: main }}\n  production: {{ branch: release, protected: true, approvals: 1 }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n        production: {{ expose: \"127.0.0.1:{}\" }}\n",
         free_port()
     );
     let repo = repo_with(
@@ -1312,6 +1312,47 @@ fn login_users_and_a_developer_refused_on_a_protected_environment() {
         "",
     );
     assert!(out.status.success(), "{}", text(&out));
+    // The admin's deploy to production waits for an approval, and says so.
+    let out = sluice_as(
+        &admin_cfg,
+        &[
+            "deploy",
+            "web",
+            "--env",
+            "production",
+            "--timeout",
+            "2",
+            "--server",
+            &url,
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("waiting at the gate of production: waiting for approvals: 0 of 1"),
+        "{}",
+        text(&out)
+    );
+    // A developer may not approve it.
+    let waiting = sluice_as(
+        &admin_cfg,
+        &["deploys", "--server", &url, "--output", "json"],
+        "",
+    );
+    let list: Value = serde_json::from_slice(&waiting.stdout).unwrap();
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["env"] == "production")
+        .and_then(|d| d["id"].as_i64())
+        .unwrap();
+    let out = sluice_as(
+        &dev_cfg,
+        &["approve", &id.to_string(), "--server", &url],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     // The developer may not manage users; the admin may.
     let out = sluice_as(&dev_cfg, &["users", "list", "--server", &url], "");
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));

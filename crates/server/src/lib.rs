@@ -97,12 +97,14 @@ impl Server {
                 "the server is SEALED: secret operations are refused until `sluice unseal`: {}",
                 vault.note.as_deref().unwrap_or("no key")
             );
+        } else if let Some(note) = &vault.note {
+            // A generated key must be backed up: say so where operators look.
+            tracing::warn!(source = %vault.source, "secret store: {note}");
         } else {
             tracing::info!(
                 source = %vault.source,
                 key_id = vault.key_id.as_deref().unwrap_or(""),
-                "secret store unsealed{}",
-                vault.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+                "secret store unsealed"
             );
         }
         engine.recover().await?;

@@ -17,8 +17,8 @@ mod access;
 mod chain;
 mod deploys;
 mod migrate;
-pub mod origin;
 mod model;
+pub mod origin;
 mod rows;
 mod secrets;
 

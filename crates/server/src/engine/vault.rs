@@ -3,11 +3,12 @@
 //! and handing values to pipeline steps and service instances, every read audited.
 //!
 //! Where the key comes from, in order: the `SLUICE_KEK` environment variable (read once by
-//! `Server::start`), the configured `kek_file`, `DATA_DIR/secret.key`. A key file that does
-//! not exist yet is generated (mode 0600) as long as no secret was ever stored (the store
-//! has no key id setting). A key whose id differs from the stored setting, or no usable
-//! key at all, starts the server **sealed**: everything else works, every secret operation
-//! is refused until `POST /api/v1/unseal` gets the right key.
+//! `Server::start`), the configured `kek_file`, `DATA_DIR/secret.key`. A missing
+//! `DATA_DIR/secret.key` is generated (mode 0600) as long as no secret was ever stored (the
+//! store has no key id setting); a missing configured file is not (a failed mount should
+//! not mint a key). A key whose id differs from the stored setting, or no usable key at
+//! all, starts the server **sealed**: everything else works, every secret operation is
+//! refused until `POST /api/v1/unseal` gets the right key.
 //!
 //! Plaintext values exist only in memory (the masker, which hides every encoded form of
 //! every stored value in every log the server keeps or shows) and in what is handed to a
@@ -398,7 +399,7 @@ impl Engine {
     }
 
     /// Loads the key file, finishing an interrupted rotation or generating the first key
-    /// when it is missing. The outer error is a store failure; the inner one says why no
+    /// when the default file is missing and no secret was ever stored. The outer error is a store failure; the inner one says why no
     /// key could be loaded.
     async fn load_key_file(
         &self,
@@ -429,7 +430,9 @@ impl Engine {
         }
         match loaded {
             Ok(kek) => Ok((Ok(kek), None)),
-            Err(e) if not_found(&e) && expected.is_none() => {
+            // Only the default file is generated: a configured one that is missing is more
+            // likely a mount that failed than a first start.
+            Err(e) if not_found(&e) && expected.is_none() && self.config.kek_file.is_none() => {
                 if !self.store.all_secret_rows().await?.is_empty() {
                     return Ok((
                         Err(format!(
@@ -1075,10 +1078,26 @@ impl Engine {
             out.env_vars
                 .insert(format!("{name}_FILE"), path.display().to_string());
         }
-        if let Some(env_file) = written.env_file {
-            let quoted = sh_quote(env_file.display().to_string().as_bytes());
-            out.command = format!(". {}\n{start}", String::from_utf8_lossy(&quoted));
-        }
+        let q = |p: &Path| {
+            String::from_utf8_lossy(&sh_quote(p.display().to_string().as_bytes())).into_owned()
+        };
+        let source = match &written.env_file {
+            Some(env_file) => format!(". {}\n", q(env_file)),
+            None => String::new(),
+        };
+        // The instance's output reaches its log file through `sed`, which masks every form
+        // of its secrets as the lines are written: the runtime appends what the process
+        // group prints straight to the file, and the file is read by people and backups.
+        // The FIFO and the script live in the private directory; `sed` ignores the
+        // stop signals so it drains the last lines, and ends when the service has exited.
+        let (fifo, script) = (dir.join(MASK_FIFO), written.mask_script);
+        out.command = format!(
+            "{source}rm -f {f} && mkfifo -m 600 {f} || exit 1\n\
+             (trap '' TERM INT HUP; LC_ALL=C exec sed -u -f {s}) < {f} &\n\
+             exec > {f} 2>&1\n{start}",
+            f = q(&fifo),
+            s = q(&script),
+        );
         Ok(out)
     }
 }
@@ -1095,6 +1114,48 @@ fn missing_deploy_secret(t: &sluice_store::Target, name: &str) -> String {
 struct Written {
     env_file: Option<PathBuf>,
     files: Vec<(String, PathBuf)>,
+    mask_script: PathBuf,
+}
+
+/// The FIFO an instance's output passes through on its way to the log.
+const MASK_FIFO: &str = "output";
+/// The `sed` script that masks the instance's secrets in its output.
+const MASK_SCRIPT: &str = "mask.sed";
+
+/// A `sed` script replacing every form of `values` (each line of a multi-line form, longest
+/// first) with the masker's placeholder. Patterns are basic regular expressions with every
+/// special character escaped; GNU sed reads `+?(){}|` as literals in them.
+fn mask_script(values: &[&[u8]]) -> Vec<u8> {
+    let mut pats: Vec<Vec<u8>> = Vec::new();
+    for v in values {
+        let mut forms: Vec<Vec<u8>> = sluice_secrets::encoded_forms(v)
+            .into_iter()
+            .map(String::into_bytes)
+            .collect();
+        forms.push(v.to_vec());
+        for f in forms {
+            for line in f.split(|b| *b == b'\n') {
+                if line.len() >= 4 && !pats.iter().any(|p| p == line) {
+                    pats.push(line.to_vec());
+                }
+            }
+        }
+    }
+    pats.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut out = Vec::new();
+    for p in pats {
+        out.extend_from_slice(b"s/");
+        for &b in &p {
+            if b"\\/.*[]^$".contains(&b) {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.extend_from_slice(b"/");
+        out.extend_from_slice(sluice_runner::mask::MASKED.as_bytes());
+        out.extend_from_slice(b"/g\n");
+    }
+    out
 }
 
 fn private_dir(path: &Path) -> std::io::Result<()> {
@@ -1121,6 +1182,7 @@ fn write_instance_secrets(
     let mut written = Written {
         env_file: None,
         files: Vec::new(),
+        mask_script: dir.join(MASK_SCRIPT),
     };
     let mut script = Zeroizing::new(Vec::new());
     for (name, file, value) in secrets {
@@ -1146,6 +1208,8 @@ fn write_instance_secrets(
         write_private(&path, &script)?;
         written.env_file = Some(path);
     }
+    let values: Vec<&[u8]> = secrets.iter().map(|(_, _, v)| v.as_slice()).collect();
+    write_private(&written.mask_script, &Zeroizing::new(mask_script(&values)))?;
     Ok(written)
 }
 
@@ -1174,6 +1238,49 @@ pub fn key_from_env() -> Result<Option<Kek>, SecretsError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sed_script_masks_every_form_of_values_with_special_characters() {
+        use std::io::Write;
+        let tmp = tempfile::tempdir().unwrap();
+        let values: [&[u8]; 3] = [
+            b"a.b*c[d]^$/\\e&f+g?",
+            b"line one\nline two",
+            b"plain-secret-1",
+        ];
+        let script = tmp.path().join("mask.sed");
+        std::fs::write(&script, mask_script(&values)).unwrap();
+        let mut input = Vec::new();
+        for v in values {
+            for form in sluice_secrets::encoded_forms(v) {
+                writeln!(input, "x {form} y").unwrap();
+            }
+            input.extend_from_slice(b"raw ");
+            input.extend_from_slice(v);
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"a_b_c_d nothing to hide\n");
+        let mut child = std::process::Command::new("sed")
+            .env("LC_ALL", "C")
+            .arg("-u")
+            .arg("-f")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+        for v in values {
+            for form in sluice_secrets::encoded_forms(v) {
+                for line in form.split('\n').filter(|l| l.len() >= 4) {
+                    assert!(!out.contains(line), "{line:?} survived:\n{out}");
+                }
+            }
+        }
+        assert!(out.contains("a_b_c_d nothing to hide"), "{out}");
+        assert!(out.matches("[MASKED]").count() > 20, "{out}");
+    }
 
     #[test]
     fn shell_quoting_survives_quotes_and_newlines() {

@@ -101,7 +101,7 @@ impl ApiError {
 
     /// Adds a `Retry-After` header.
     pub fn retry_after(mut self, ms: i64) -> Self {
-        self.retry_after_s = Some((ms + 999) / 1000.max(1));
+        self.retry_after_s = Some(((ms + 999) / 1000).max(1));
         self
     }
 

@@ -1149,6 +1149,97 @@ async fn protected_production_needs_a_releaser_approvals_and_the_wait_timer_and_
     .await;
     assert_eq!(auto.status, DeployStatus::Succeeded, "{:?}", auto.reason);
     assert_eq!(auto.trigger, "pipeline");
+    let production_deploys = || async {
+        deployments(&s)
+            .await
+            .into_iter()
+            .filter(|x| x.env == "production")
+            .count()
+    };
+    let before = production_deploys().await;
+    let runs_done = || async {
+        s.engine
+            .store
+            .runs(&Default::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.status.is_terminal())
+            .count()
+    };
+
+    // A developer's branch whose sluice.yml names itself production's branch: its pipeline
+    // runs, but production's branch stays `release` (pinned), so nothing deploys there.
+    repo.git(&["checkout", "-q", "-b", "aaa", "main"]);
+    let yml_path = repo.0.join("sluice.yml");
+    let text = std::fs::read_to_string(&yml_path).unwrap();
+    std::fs::write(&yml_path, text.replace("branch: release", "branch: aaa")).unwrap();
+    repo.commit("3");
+    let done = runs_done().await;
+    s.engine.sync_project("app", "test", "test").await.unwrap();
+    eventually("the aaa branch's run to finish", 60, || async {
+        (runs_done().await > done).then_some(())
+    })
+    .await;
+    let t = s
+        .engine
+        .env_target("app", "production", None)
+        .await
+        .unwrap();
+    assert_eq!(t.env_branch.as_deref(), Some("release"));
+    assert!(t.protected);
+
+    // A developer's manual run "on" release of a commit that is not release's head: it may
+    // run, but it is not production's pipeline, so it does not deploy there.
+    repo.git(&["checkout", "-q", "-b", "feature", "main"]);
+    repo.commit("4");
+    s.engine.sync_project("app", "test", "test").await.unwrap();
+    let r = call(
+        &raw(Some(&dev)),
+        Method::POST,
+        &format!("{base}/api/v1/projects/app/runs"),
+        Some(&json!({"env": "production", "branch": "release", "commit": "feature", "wait": true, "timeout_s": 60})),
+    )
+    .await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(run["status"], "succeeded", "{body}");
+    let released = run["releases"][0]["version"].as_i64().unwrap();
+    // The deploy request is made by the run itself before it finishes: the desired
+    // release of production did not move to it, and the refusal is audited.
+    let prod = s
+        .engine
+        .store
+        .target("app", "web", "production")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        prod.desired_version,
+        Some(released),
+        "a developer's run deployed production"
+    );
+    let refused = s
+        .engine
+        .store
+        .events(&EventFilter {
+            kinds: vec![EventKind::AccessDenied],
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|e| e.actor.starts_with("pipeline:app@release (commit")
+                && e.subject == "env/app/production"),
+        "{refused:?}"
+    );
+    assert_eq!(production_deploys().await, before);
+
     // A pipeline of another branch (main) may not deploy to production.
     let pipeline = sluice_server::engine::access::Caller {
         principal: Principal::Pipeline {

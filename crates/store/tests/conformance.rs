@@ -364,14 +364,14 @@ async fn placeholders_bind_by_number(cx: &Ctx) {
 }
 
 async fn migrations_are_idempotent(cx: &Ctx) {
-    assert_eq!(cx.store.schema_version().await.unwrap(), 3);
+    assert_eq!(cx.store.schema_version().await.unwrap(), 4);
     cx.store
         .add_project(project("shop"), ev(EventKind::ProjectAdded, "project/shop"))
         .await
         .unwrap();
     for _ in 0..2 {
         let again = cx.reopen().await;
-        assert_eq!(again.schema_version().await.unwrap(), 3);
+        assert_eq!(again.schema_version().await.unwrap(), 4);
         assert_eq!(again.projects().await.unwrap().len(), 1);
         again.close().await;
     }
@@ -380,7 +380,7 @@ async fn migrations_are_idempotent(cx: &Ctx) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(rows, 3, "each migration is recorded once");
+    assert_eq!(rows, 4, "each migration is recorded once");
     if cx.store.backend() == Backend::Sqlite {
         // WAL is a property of the file, so a plain connection sees what open set.
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -1664,7 +1664,7 @@ async fn backfill_chains_events_of_an_old_database(cx: &Ctx) {
     }
 
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     let chained = entries(&store).await;
     assert_eq!(chained.len(), old.len());
     for (e, (seq, kind, project, payload)) in chained.iter().zip(&old) {

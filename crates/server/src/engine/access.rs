@@ -52,11 +52,14 @@ impl Caller {
         }
     }
 
-    /// The event actor: `user:NAME`, or `anonymous`.
+    /// The event actor: `user:NAME`, `pipeline:PROJECT@BRANCH`, or `anonymous`.
     pub fn actor(&self) -> String {
-        match &self.user {
-            Some(u) => format!("user:{u}"),
-            None => "anonymous".into(),
+        match (&self.user, &self.principal) {
+            (Some(u), _) => format!("user:{u}"),
+            (None, Principal::Pipeline { project, branch }) => {
+                format!("pipeline:{project}@{branch}")
+            }
+            (None, _) => "anonymous".into(),
         }
     }
 }
@@ -499,6 +502,12 @@ impl Engine {
 
     /// An environment's protection: the stricter value across the configurations at the
     /// heads of the project's branches, and at `commit` if given.
+    ///
+    /// The environment's branch (whose pipelines deploy there without approval and read its
+    /// secrets) is pinned in the store the first time all configurations agree on it. After
+    /// that only the configuration at the head of the pinned branch itself can move it, so
+    /// a developer's new branch whose `sluice.yml` names itself production's branch changes
+    /// nothing.
     pub async fn env_policy(
         &self,
         project: &str,
@@ -506,16 +515,16 @@ impl Engine {
         commit: Option<&str>,
     ) -> Result<EnvPolicy, EngineError> {
         let mirror = self.mirror_of(project).await?;
-        let mut commits: Vec<String> = self
-            .store
-            .branch_heads(project)
-            .await?
+        let heads = self.store.branch_heads(project).await?;
+        let mut commits: Vec<(Option<String>, String)> = heads
             .into_iter()
-            .map(|h| h.commit)
+            .map(|h| (Some(h.branch), h.commit))
             .collect();
-        commits.extend(commit.map(str::to_string));
+        commits.extend(commit.map(|c| (None, c.to_string())));
         let mut policy = EnvPolicy::default();
-        for c in commits {
+        // (the branch whose head said it, the branch it names for the environment)
+        let mut claims: Vec<(Option<String>, String)> = Vec::new();
+        for (head_of, c) in commits {
             let Ok((_, parsed)) = self.config_at(&mirror, project, &c).await else {
                 continue;
             };
@@ -524,13 +533,72 @@ impl Engine {
             };
             if let Some(e) = config.environments.iter().find(|e| e.name == env) {
                 policy.protected |= e.protected;
-                policy.branch.get_or_insert_with(|| e.branch.clone());
                 policy.gate.required = policy.gate.required.max(e.approvals);
                 let wait = i64::try_from(e.wait_timer.as_millis()).unwrap_or(i64::MAX);
                 policy.gate.wait_ms = policy.gate.wait_ms.max(wait);
+                claims.push((head_of, e.branch.clone()));
             }
         }
+        let key = format!("env_branch/{project}/{env}");
+        let pinned = self.store.setting(&key).await?;
+        policy.branch = match pinned {
+            Some(b) => {
+                // The pinned branch's own configuration may move it.
+                let moved = claims
+                    .iter()
+                    .find(|(head_of, _)| head_of.as_deref() == Some(b.as_str()))
+                    .map(|(_, named)| named.clone())
+                    .filter(|named| *named != b);
+                if let Some(to) = &moved {
+                    self.store.set_setting(&key, to).await?;
+                }
+                Some(moved.unwrap_or(b))
+            }
+            None => {
+                let first = claims.first().map(|(_, b)| b.clone());
+                match first {
+                    Some(b) if claims.iter().all(|(_, named)| *named == b) => {
+                        self.store.set_setting(&key, &b).await?;
+                        Some(b)
+                    }
+                    // The configurations disagree: no branch is the environment's own.
+                    _ => None,
+                }
+            }
+        };
         Ok(policy)
+    }
+
+    /// Whom a pipeline run acts as: its project and branch. A run started by the branch
+    /// moving (push, poll, webhook, registration) counts as the branch's; a run asked for
+    /// by a person (manual, re-run) only while its commit is the branch's head, so a manual
+    /// run of some other commit "on" production's branch is not production's pipeline.
+    pub async fn pipeline_of(&self, run: &sluice_store::Run) -> Principal {
+        let moved_by_branch = matches!(
+            run.trigger.as_str(),
+            "push" | "poll" | "webhook" | "register" | "api"
+        );
+        let on_branch = moved_by_branch
+            || self
+                .store
+                .branch_heads(&run.project)
+                .await
+                .ok()
+                .into_iter()
+                .flatten()
+                .any(|h| h.branch == run.branch && h.commit == run.commit);
+        Principal::Pipeline {
+            project: run.project.clone(),
+            branch: if on_branch {
+                run.branch.clone()
+            } else {
+                format!(
+                    "{} (commit {} is not its head)",
+                    run.branch,
+                    super::short(&run.commit)
+                )
+            },
+        }
     }
 
     /// The target of an action on an environment, with its protection looked up.

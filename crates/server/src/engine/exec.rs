@@ -610,10 +610,7 @@ impl Engine {
         }
         // A pipeline deploys only where its branch is the environment's branch.
         let pipeline = crate::engine::access::Caller {
-            principal: sluice_auth::Principal::Pipeline {
-                project: run.project.clone(),
-                branch: run.branch.clone(),
-            },
+            principal: self.pipeline_of(run).await,
             user: None,
             session: None,
         };

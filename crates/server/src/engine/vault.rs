@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
-use sluice_auth::{Action, Principal, Target};
+use sluice_auth::{Action, Target};
 use sluice_core::{EventKind, NewEvent};
 use sluice_runner::Masker;
 use sluice_runtime::Runtime as _;
@@ -852,10 +852,7 @@ impl Engine {
             .env_target(&run.project, &run.env, None)
             .await
             .map_err(|e| format!("cannot check access to secret `{name}`: {e}"))?;
-        let pipeline = Principal::Pipeline {
-            project: run.project.clone(),
-            branch: run.branch.clone(),
-        };
+        let pipeline = self.pipeline_of(run).await;
         let d = sluice_auth::authorize(&pipeline, Action::ReadSecret, &target);
         if d.allowed {
             return Ok(());

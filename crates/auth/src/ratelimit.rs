@@ -1,4 +1,4 @@
-//! Login rate limiting: failures counted per key (use both `user:<name>` and `ip:<addr>`)
+//! Login rate limiting: failures counted per key (use both `user:<name>` and `addr:<ip>`)
 //! lock the key with exponential backoff.
 //!
 //! Rules, with [`LimiterConfig::default`] values: [`max_failures`](LimiterConfig) (5)

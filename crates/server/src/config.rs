@@ -194,7 +194,7 @@ impl ServerConfig {
             return bad(
                 "the admin token (SLUICE_ADMIN_TOKEN) must be `slc_a_` followed by 43 characters \
                  of A-Z a-z 0-9 - _ (32 random bytes in base64url); make one with \
-                 `sluice token generate`"
+                 `sluice tokens generate`"
                     .into(),
             );
         }

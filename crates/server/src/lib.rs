@@ -45,8 +45,9 @@ pub struct Server {
     pub engine: Arc<Engine>,
     /// The bound address.
     pub addr: SocketAddr,
-    /// On the very first start: the one-time token with which the first admin (`admin`)
-    /// sets a password (`sluice login --setup-token`, or `/setup?token=` in a browser).
+    /// When no one can sign in yet (the first start, or a start after the first setup token
+    /// expired unused): the one-time token with which the admin sets a password
+    /// (`sluice login --setup-token`, or `/setup?token=` in a browser).
     pub setup_token: Option<String>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -130,7 +131,7 @@ impl Server {
         engine.set_bound(addr);
         if let Some(t) = &setup_token {
             tracing::info!(
-                "first start: created the admin user `admin` without a password; set it within \
+                "no one can sign in yet: the admin user `admin` has no password; set it within \
                  24 hours at {}/setup?token={t} or with `sluice login --setup-token {t}`",
                 engine.base_url()
             );

@@ -1377,3 +1377,45 @@ fn fuzzed_authentication_requests_are_refused_cleanly() {
     assert_eq!(ok, StatusCode::OK);
     rt.block_on(s.stop());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_setup_token_is_printed_while_no_one_can_sign_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = || async {
+        let mut c = sluice_server::ServerConfig::new(tmp.path().join("data"));
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        Server::start(c).await.unwrap()
+    };
+    let s = start().await;
+    let first = s
+        .setup_token
+        .clone()
+        .expect("a first start prints a setup token");
+    s.stop().await;
+    // The first token was never used: the next start prints a new one (the old one stays
+    // valid until it expires).
+    let s = start().await;
+    let second = s.setup_token.clone().expect("still no one can sign in");
+    assert_ne!(first, second);
+    let r = call(
+        &raw(None),
+        Method::POST,
+        &format!("{}/api/v1/setup", s.url()),
+        Some(&json!({"setup_token": second, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Used once only.
+    let r = call(
+        &raw(None),
+        Method::POST,
+        &format!("{}/api/v1/setup", s.url()),
+        Some(&json!({"setup_token": second, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+    let s = start().await;
+    assert_eq!(s.setup_token, None, "the admin has a password now");
+    s.stop().await;
+}

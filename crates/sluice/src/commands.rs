@@ -35,7 +35,7 @@ pub struct ServerArgs {
     #[arg(long)]
     max_parallel_steps: Option<usize>,
     /// On the very first start only: an API token for the first admin, for automation
-    /// (make one with `sluice token generate`). Read from the environment only, so it does
+    /// (make one with `sluice tokens generate`). Read from the environment only, so it does
     /// not show in the process list.
     #[arg(skip = std::env::var("SLUICE_ADMIN_TOKEN").ok())]
     admin_token: Option<String>,
@@ -92,11 +92,11 @@ pub async fn server(a: ServerArgs) -> Result<i32, CliError> {
     );
     if let Some(t) = &server.setup_token {
         eprintln!(
-            "sluice: first start: created the admin user `admin` without a password.\n\
+            "sluice: no one can sign in yet: the admin user `admin` has no password.\n\
              sluice: set it within 24 hours: open {}/setup?token={t}\n\
              sluice: or run: sluice login --server {} --setup-token {t}",
-            server.url(),
-            server.url()
+            server.engine.base_url(),
+            server.engine.base_url()
         );
     }
     wait_for_signal().await;

@@ -1,7 +1,7 @@
 //! Signing in from the command line and managing who may do what: `sluice login` (with a
 //! password, or with the one-time setup token of a new server) saves an API token per
 //! server in the credentials file; `logout`, `whoami`; `users` and `tokens` for admins and
-//! for one's own tokens; `approve` for gated deploys; `token generate` for automation.
+//! for one's own tokens; `approve` for gated deploys; `tokens generate` for automation.
 //!
 //! The credentials file is `$SLUICE_CONFIG_DIR/credentials.json`, else
 //! `$XDG_CONFIG_HOME/sluice/credentials.json`, else `~/.config/sluice/credentials.json`,

@@ -144,9 +144,10 @@ pub(crate) struct Environment {
     /// environments cannot share a branch.
     #[schemars(length(min = 1))]
     pub branch: String,
-    /// Only people with the `releaser` role (or a pipeline run on this environment's branch)
-    /// may deploy, roll back, promote into or pause this environment, or read and write its
-    /// secrets. Developers can still see it.
+    /// Only people with the `releaser` role may deploy, roll back, promote into or pause this
+    /// environment, or read and write its secrets; a pipeline run on this environment's
+    /// branch may deploy its own release there and read its secrets. Developers can still
+    /// see it.
     #[serde(default)]
     pub protected: bool,
     /// How many people other than the one who asked must approve a manual deploy, rollback or

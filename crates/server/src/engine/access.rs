@@ -22,7 +22,7 @@ use sluice_store::{SessionRow, TokenRow, UserRow};
 
 use super::{Engine, EngineError, now_ms};
 
-/// How long a browser session lasts without use.
+/// How long a browser session lasts (from sign-in; not extended by use).
 pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 /// How long a one-time setup token stays valid.
 pub const SETUP_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -145,10 +145,36 @@ fn random_id() -> String {
 impl Engine {
     /// On the very first start (no users yet): creates the first admin without a password,
     /// a one-time setup token (returned, to be printed) and, if configured, the admin API
-    /// token. Later starts do nothing and return `None`.
+    /// token. On a later start where still no one can sign in (the first setup token
+    /// expired unused), a new setup token for an admin. Otherwise `None`.
     pub async fn bootstrap(&self) -> Result<Option<String>, EngineError> {
         if self.store.user_count().await? > 0 {
-            return Ok(None);
+            let now = now_ms();
+            let mut admin = None;
+            for u in self
+                .store
+                .users()
+                .await?
+                .into_iter()
+                .filter(|u| !u.disabled)
+            {
+                let usable_token = self
+                    .store
+                    .tokens(&u.name)
+                    .await?
+                    .iter()
+                    .any(|t| t.record().check(now).is_ok());
+                if !u.password_hash.is_empty() || usable_token {
+                    return Ok(None);
+                }
+                if u.admin && admin.is_none() {
+                    admin = Some(u.name);
+                }
+            }
+            return match admin {
+                Some(a) => Ok(Some(self.new_setup_token_for(&a).await?)),
+                None => Ok(None),
+            };
         }
         self.store
             .create_user(
@@ -459,10 +485,8 @@ impl Engine {
             return Err(gone());
         }
         let user = self.active_user(&row.user).await?;
-        let _ = self
-            .store
-            .touch_session(&hash, now, now + SESSION_TTL_MS)
-            .await;
+        // The lifetime is absolute, like the cookie's Max-Age: a stolen cookie ends too.
+        let _ = self.store.touch_session(&hash, now, row.expires_ms).await;
         Ok(Caller {
             principal: self.user_principal(&user).await?,
             user: Some(user.name),

@@ -1085,8 +1085,13 @@ impl Engine {
                 ));
             }
         };
+        self.record(vec![
+            NewEvent::new(EventKind::DeployDecision, actor, format!("deployment/{id}"))
+                .project(&d.project)
+                .payload(json!({"deployment": id, "command": cmd, "requested": true})),
+        ])
+        .await?;
         lock(&self.fleet.commands).insert(id, c);
-        let _ = actor;
         self.wake_controller();
         Ok(())
     }

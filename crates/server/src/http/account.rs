@@ -522,6 +522,13 @@ pub(super) async fn add_grant(
     b: Result<Json<GrantBody>, JsonRejection>,
 ) -> Api {
     let b = body(b)?;
+    for (what, v) in [("project", &b.project), ("environment", &b.environment)] {
+        if v.as_deref().is_some_and(|v| v.is_empty() || v == "*") {
+            return Err(ApiError::bad_request(format!(
+                "`{what}` must name one; leave it out for all"
+            )));
+        }
+    }
     let g = Grant::new(b.role, b.project.as_deref(), b.environment.as_deref());
     e.store
         .grant(
@@ -573,6 +580,20 @@ pub(super) async fn reset_user(
         .user(&name)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("user `{name}`")))?;
+    // The old password stops working at once; the user's API tokens stay (revoke them
+    // with DELETE /api/v1/tokens/{id} if they may be compromised too).
+    e.store
+        .set_password(
+            &name,
+            "",
+            NewEvent::new(
+                EventKind::UserUpdated,
+                caller.actor(),
+                format!("user/{name}"),
+            )
+            .payload(json!({"password": "reset"})),
+        )
+        .await?;
     e.store
         .delete_sessions_of(
             &name,

@@ -1240,6 +1240,61 @@ async fn protected_production_needs_a_releaser_approvals_and_the_wait_timer_and_
     );
     assert_eq!(production_deploys().await, before);
 
+    // Nor does such a run read production's secrets: a step asking for one fails, and the
+    // refusal is audited. (The API never returns secret values to anyone.)
+    let r = call(
+        &raw(Some(&alice)),
+        Method::PUT,
+        &format!("{base}/api/v1/projects/app/secrets/DB?env=production"),
+        Some(&json!({"value": "production-db-value-1"})),
+    )
+    .await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = call(
+        &raw(Some(&dev)),
+        Method::PUT,
+        &format!("{base}/api/v1/projects/app/secrets/DB?env=production"),
+        Some(&json!({"value": "developer-overwrite-1"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let text = std::fs::read_to_string(&yml_path).unwrap();
+    std::fs::write(
+        &yml_path,
+        text.replace(
+            "        run: mkdir -p out && cp app.py version.txt out/\n",
+            "        run: mkdir -p out && cp app.py version.txt out/ && printf %s \"$DB\" | sha256sum\n        secrets: [DB]\n",
+        ),
+    )
+    .unwrap();
+    repo.commit("5");
+    s.engine.sync_project("app", "test", "test").await.unwrap();
+    let r = call(
+        &raw(Some(&dev)),
+        Method::POST,
+        &format!("{base}/api/v1/projects/app/runs"),
+        Some(&json!({"env": "production", "branch": "release", "commit": "feature", "wait": true, "timeout_s": 60})),
+    )
+    .await;
+    let run: Value = r.json().await.unwrap();
+    assert_eq!(run["status"], "failed", "{run}");
+    let log: Value = raw(Some(&dev))
+        .get(format!("{base}/api/v1/runs/{}/logs", run["id"]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let log = log.to_string();
+    assert!(log.contains("is not available to this run"), "{log}");
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(b"production-db-value-1"));
+    assert!(
+        !log.contains(&digest),
+        "the production secret reached a developer's run"
+    );
+
     // A pipeline of another branch (main) may not deploy to production.
     let pipeline = sluice_server::engine::access::Caller {
         principal: Principal::Pipeline {

@@ -112,14 +112,7 @@ pub(super) async fn login_form(
     let next = local_path(f.next.as_deref());
     let user = match e.login(&f.user, &f.password, &client_ip(&remote)).await {
         Ok(u) => u,
-        Err(err) => {
-            let status = ApiError::from(err_clone(&err)).status();
-            return form_refused(
-                "Sign in",
-                status,
-                login_markup(&next, Some(&err.to_string())),
-            );
-        }
+        Err(err) => return refused("Sign in", err, |m| login_markup(&next, Some(m))),
     };
     match e.start_session(&user.name).await {
         Ok(session) => signed_in(&e, &session, &next),
@@ -127,16 +120,19 @@ pub(super) async fn login_form(
     }
 }
 
-fn err_clone(e: &EngineError) -> EngineError {
-    match e {
-        EngineError::RateLimited(ms) => EngineError::RateLimited(*ms),
-        EngineError::Unauthorized(s) => EngineError::Unauthorized(s.clone()),
-        EngineError::BadRequest { message, hint } => EngineError::BadRequest {
-            message: message.clone(),
-            hint: hint.clone(),
-        },
-        other => EngineError::Internal(other.to_string()),
+/// A form refused by the engine: the page again with the message, the API's status for
+/// the error, and `Retry-After` when rate limited.
+fn refused(title: &str, err: EngineError, page: impl Fn(&str) -> maud::Markup) -> Response {
+    let message = err.to_string();
+    let retry = match &err {
+        EngineError::RateLimited(ms) => Some(((ms + 999) / 1000).max(1)),
+        _ => None,
+    };
+    let mut r = form_refused(title, ApiError::from(err).status(), page(&message));
+    if let Some(v) = retry.and_then(|s| s.to_string().parse().ok()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
     }
+    r
 }
 
 fn setup_markup(token: &str, message: Option<&str>) -> maud::Markup {
@@ -187,14 +183,7 @@ pub(super) async fn setup_form(
             Ok(session) => signed_in(&e, &session, "/"),
             Err(err) => super::ui::internal(err),
         },
-        Err(err) => {
-            let status = ApiError::from(err_clone(&err)).status();
-            form_refused(
-                "Set up",
-                status,
-                setup_markup(&f.token, Some(&err.to_string())),
-            )
-        }
+        Err(err) => refused("Set up", err, |m| setup_markup(&f.token, Some(m))),
     }
 }
 

@@ -118,8 +118,9 @@ impl Access {
     }
 }
 
-/// Writes a file readable by its owner only, atomically.
-pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file readable by its owner only (0600), atomically: a temporary file beside it,
+/// synced, then renamed over it. Keys, credentials, secret files.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -134,30 +135,17 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Re
     std::fs::rename(&tmp, path)
 }
 
-fn all_scopes() -> Vec<Scope> {
-    Scope::ALL.to_vec()
-}
-
-fn random_id() -> String {
-    super::random_hex(8)
-}
-
 impl Engine {
     /// On the very first start (no users yet): creates the first admin without a password,
     /// a one-time setup token (returned, to be printed) and, if configured, the admin API
     /// token. On a later start where still no one can sign in (the first setup token
     /// expired unused), a new setup token for an admin. Otherwise `None`.
     pub async fn bootstrap(&self) -> Result<Option<String>, EngineError> {
-        if self.store.user_count().await? > 0 {
+        let users = self.store.users().await?;
+        if !users.is_empty() {
             let now = now_ms();
             let mut admin = None;
-            for u in self
-                .store
-                .users()
-                .await?
-                .into_iter()
-                .filter(|u| !u.disabled)
-            {
+            for u in users.into_iter().filter(|u| !u.disabled) {
                 let usable_token = self
                     .store
                     .tokens(&u.name)
@@ -197,7 +185,7 @@ impl Engine {
                         user: FIRST_ADMIN.into(),
                         name: "admin token from the server configuration".into(),
                         hash: hash_token(token),
-                        scopes: all_scopes(),
+                        scopes: Scope::ALL.to_vec(),
                         created_ms: now_ms(),
                         expires_ms: None,
                         revoked_ms: None,
@@ -247,17 +235,19 @@ impl Engine {
         let name = match used {
             Some(n) if user.is_none_or(|u| u == n) => n,
             _ => {
-                self.record(vec![
-                    NewEvent::new(EventKind::AuthLoginFailed, "anonymous", "setup").payload(
-                        json!({"reason": "invalid, used or expired setup token", "user": user}),
-                    ),
-                ])
+                self.login_failed(
+                    "setup",
+                    json!({"reason": "invalid, used or expired setup token", "user": user}),
+                )
                 .await?;
                 return Err(refused());
             }
         };
         let u = self.store.user(&name).await?.ok_or_else(refused)?;
-        let phc = hash_password(password).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let password = password.to_string();
+        let phc = blocking(move || hash_password(&password))
+            .await?
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
         self.store
             .set_password(
                 &name,
@@ -293,28 +283,31 @@ impl Engine {
             keys.iter().find_map(|k| limiter.check(k, now).err())
         };
         if let Some(wait) = limited {
-            self.record(vec![
-                NewEvent::new(
-                    EventKind::AuthLoginFailed,
-                    "anonymous",
-                    format!("user/{name}"),
-                )
-                .payload(json!({"reason": "rate limited", "retry_after_ms": wait.0})),
-            ])
+            self.login_failed(
+                &format!("user/{name}"),
+                json!({"reason": "rate limited", "retry_after_ms": wait.0}),
+            )
             .await?;
             return Err(EngineError::RateLimited(wait.0));
         }
         let user = self.store.user(name).await?;
-        let ok = match &user {
-            Some(u) if !u.password_hash.is_empty() => {
-                verify_password(&u.password_hash, password) && !u.disabled
-            }
-            _ => {
-                dummy_verify(password);
+        // Argon2 takes tens of milliseconds of CPU: off the async workers.
+        let (phc, candidate) = (
+            user.as_ref()
+                .map(|u| u.password_hash.clone())
+                .unwrap_or_default(),
+            password.to_string(),
+        );
+        let ok = blocking(move || {
+            if phc.is_empty() {
+                dummy_verify(&candidate);
                 false
+            } else {
+                verify_password(&phc, &candidate)
             }
-        };
-        let user = user.filter(|_| ok);
+        })
+        .await?;
+        let user = user.filter(|u| ok && !u.disabled);
         {
             let mut limiter = self
                 .access
@@ -333,20 +326,28 @@ impl Engine {
         match user {
             Some(u) => Ok(u),
             None => {
-                self.record(vec![
-                    NewEvent::new(
-                        EventKind::AuthLoginFailed,
-                        "anonymous",
-                        format!("user/{name}"),
-                    )
-                    .payload(json!({"reason": "wrong user name or password"})),
-                ])
+                self.login_failed(
+                    &format!("user/{name}"),
+                    json!({"reason": "wrong user name or password"}),
+                )
                 .await?;
                 Err(EngineError::Unauthorized(
                     "wrong user name or password".into(),
                 ))
             }
         }
+    }
+
+    /// Records a refused sign-in or setup (`auth.login_failed`).
+    async fn login_failed(
+        &self,
+        subject: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        self.record(vec![
+            NewEvent::new(EventKind::AuthLoginFailed, "anonymous", subject).payload(payload),
+        ])
+        .await
     }
 
     /// Starts a browser session for a signed-in user; returns the session id (the cookie).
@@ -409,7 +410,7 @@ impl Engine {
         }
         let (plain, hash) = minted(TokenKind::Api)?;
         let now = now_ms();
-        let id = random_id();
+        let id = super::random_hex(8);
         let row = self
             .store
             .create_token(
@@ -669,6 +670,18 @@ impl Engine {
         })
     }
 
+    /// Shorthand: authorize an action on an environment, its protection looked up.
+    pub async fn authorize_env(
+        &self,
+        caller: &Caller,
+        action: Action,
+        project: &str,
+        env: &str,
+    ) -> Result<(), EngineError> {
+        let target = self.env_target(project, env, None).await?;
+        self.authorize(caller, action, &target).await
+    }
+
     /// Shorthand: authorize an action on a whole project.
     pub async fn authorize_project(
         &self,
@@ -701,6 +714,15 @@ impl Engine {
         let target = project.map(Target::project).unwrap_or_default();
         authorize(&caller.principal, action, &target).allowed
     }
+}
+
+/// Runs CPU-bound work (password hashing) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))
 }
 
 fn minted(kind: TokenKind) -> Result<(String, String), EngineError> {

@@ -7,7 +7,7 @@
 //! there (`sluice approve`); the pure counting is `sluice_auth::approval::evaluate`.
 
 use serde_json::json;
-use sluice_auth::{Action, Gate, approval};
+use sluice_auth::{Gate, approval};
 use sluice_core::{EventKind, NewEvent};
 use sluice_store::Deployment;
 
@@ -16,6 +16,11 @@ use super::{Engine, EngineError, now_ms};
 
 /// The phase of a deployment waiting at its gate.
 pub const AWAITING: &str = "awaiting_approval";
+
+/// Whether a deployment is waiting at its gate now.
+pub fn awaiting(d: &Deployment) -> bool {
+    d.phase == AWAITING && !d.status.is_terminal()
+}
 
 /// The name in a `user:NAME` actor.
 fn user_of(actor: &str) -> &str {
@@ -53,7 +58,9 @@ impl Engine {
     }
 
     /// Records `caller`'s approval of a waiting deployment and returns the gate after it.
-    /// Refused for one's own deployment, for a deployment not waiting, and twice.
+    /// Refused for one's own deployment, for a deployment not waiting, and twice. Whether
+    /// the caller may approve there at all (releaser) is the route's decision
+    /// (`Access::Needs(Approve, On::Deployment)`), made before this is called.
     pub async fn approve(
         &self,
         id: i64,
@@ -61,12 +68,10 @@ impl Engine {
         comment: &str,
     ) -> Result<Gate, EngineError> {
         let d = self.store.deployment(id).await?;
-        let target = self.env_target(&d.project, &d.env, None).await?;
-        self.authorize(caller, Action::Approve, &target).await?;
         let Some(user) = caller.user.as_deref() else {
             return Err(EngineError::Unauthorized("sign in to approve".into()));
         };
-        if d.phase != AWAITING || d.status.is_terminal() {
+        if !awaiting(&d) {
             return Err(EngineError::State(format!(
                 "deployment {id} is not waiting for approval (it is {} in phase {})",
                 d.status, d.phase

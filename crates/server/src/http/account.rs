@@ -38,10 +38,7 @@ fn secure_cookies(e: &Engine) -> bool {
 
 /// Only local paths are followed after signing in.
 fn local_path(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
-        _ => "/".into(),
-    }
+    super::ui_deploys::back_to(next, "/")
 }
 
 fn signed_in(e: &Engine, session: &str, next: &str) -> Response {
@@ -270,6 +267,11 @@ pub(super) async fn whoami(Extension(caller): Extension<Caller>) -> Api {
     Ok(Json(json!({"user": caller.user, "principal": caller.principal})).into_response())
 }
 
+/// An event about user `name` caused by `caller`.
+fn user_event(kind: EventKind, caller: &Caller, name: &str) -> NewEvent {
+    NewEvent::new(kind, caller.actor(), format!("user/{name}"))
+}
+
 fn own(caller: &Caller) -> Result<String, ApiError> {
     caller
         .user
@@ -405,12 +407,7 @@ pub(super) async fn add_user(
             &b.name,
             "",
             b.admin,
-            NewEvent::new(
-                EventKind::UserCreated,
-                caller.actor(),
-                format!("user/{}", b.name),
-            )
-            .payload(json!({"admin": b.admin})),
+            user_event(EventKind::UserCreated, &caller, &b.name).payload(json!({"admin": b.admin})),
         )
         .await?;
     let setup = e.new_setup_token_for(&u.name).await?;
@@ -441,12 +438,7 @@ pub(super) async fn update_user(
             .set_user_disabled(
                 &name,
                 d,
-                NewEvent::new(
-                    EventKind::UserUpdated,
-                    caller.actor(),
-                    format!("user/{name}"),
-                )
-                .payload(json!({"disabled": d})),
+                user_event(EventKind::UserUpdated, &caller, &name).payload(json!({"disabled": d})),
             )
             .await?;
     }
@@ -455,12 +447,7 @@ pub(super) async fn update_user(
             .set_user_admin(
                 &name,
                 a,
-                NewEvent::new(
-                    EventKind::UserUpdated,
-                    caller.actor(),
-                    format!("user/{name}"),
-                )
-                .payload(json!({"admin": a})),
+                user_event(EventKind::UserUpdated, &caller, &name).payload(json!({"admin": a})),
             )
             .await?;
     }
@@ -483,14 +470,7 @@ pub(super) async fn remove_user(
             .hint("ask another admin, or disable the account"));
     }
     e.store
-        .delete_user(
-            &name,
-            NewEvent::new(
-                EventKind::UserDeleted,
-                caller.actor(),
-                format!("user/{name}"),
-            ),
-        )
+        .delete_user(&name, user_event(EventKind::UserDeleted, &caller, &name))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -503,6 +483,25 @@ pub(super) struct GrantBody {
     environment: Option<String>,
 }
 
+impl GrantBody {
+    /// The grant; `*` and empty names are refused (leaving the field out means all).
+    fn grant(r: Result<Json<GrantBody>, JsonRejection>) -> Result<Grant, ApiError> {
+        let b = body(r)?;
+        for (what, v) in [("project", &b.project), ("environment", &b.environment)] {
+            if v.as_deref().is_some_and(|v| v.is_empty() || v == "*") {
+                return Err(ApiError::bad_request(format!(
+                    "`{what}` must name one; leave it out for all"
+                )));
+            }
+        }
+        Ok(Grant::new(
+            b.role,
+            b.project.as_deref(),
+            b.environment.as_deref(),
+        ))
+    }
+}
+
 /// `POST /api/v1/users/{user}/grants`.
 pub(super) async fn add_grant(
     State(e): State<Arc<Engine>>,
@@ -510,25 +509,12 @@ pub(super) async fn add_grant(
     Path(name): Path<String>,
     b: Result<Json<GrantBody>, JsonRejection>,
 ) -> Api {
-    let b = body(b)?;
-    for (what, v) in [("project", &b.project), ("environment", &b.environment)] {
-        if v.as_deref().is_some_and(|v| v.is_empty() || v == "*") {
-            return Err(ApiError::bad_request(format!(
-                "`{what}` must name one; leave it out for all"
-            )));
-        }
-    }
-    let g = Grant::new(b.role, b.project.as_deref(), b.environment.as_deref());
+    let g = GrantBody::grant(b)?;
     e.store
         .grant(
             &name,
             &g,
-            NewEvent::new(
-                EventKind::GrantAdded,
-                caller.actor(),
-                format!("user/{name}"),
-            )
-            .payload(json!({"grant": g})),
+            user_event(EventKind::GrantAdded, &caller, &name).payload(json!({"grant": g})),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"user": name, "grant": g}))).into_response())
@@ -541,18 +527,12 @@ pub(super) async fn remove_grant(
     Path(name): Path<String>,
     b: Result<Json<GrantBody>, JsonRejection>,
 ) -> Api {
-    let b = body(b)?;
-    let g = Grant::new(b.role, b.project.as_deref(), b.environment.as_deref());
+    let g = GrantBody::grant(b)?;
     e.store
         .revoke_grant(
             &name,
             &g,
-            NewEvent::new(
-                EventKind::GrantRemoved,
-                caller.actor(),
-                format!("user/{name}"),
-            )
-            .payload(json!({"grant": g})),
+            user_event(EventKind::GrantRemoved, &caller, &name).payload(json!({"grant": g})),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -565,34 +545,22 @@ pub(super) async fn reset_user(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Api {
-    e.store
-        .user(&name)
-        .await?
-        .ok_or_else(|| EngineError::NotFound(format!("user `{name}`")))?;
-    // The old password stops working at once; the user's API tokens stay (revoke them
+    // The old password stops working at once (and a missing user is a 404 here); the user's API tokens stay (revoke them
     // with DELETE /api/v1/tokens/{id} if they may be compromised too).
     e.store
         .set_password(
             &name,
             "",
-            NewEvent::new(
-                EventKind::UserUpdated,
-                caller.actor(),
-                format!("user/{name}"),
-            )
-            .payload(json!({"password": "reset"})),
+            user_event(EventKind::UserUpdated, &caller, &name)
+                .payload(json!({"password": "reset"})),
         )
         .await?;
     e.store
         .delete_sessions_of(
             &name,
             vec![
-                NewEvent::new(
-                    EventKind::AuthLogout,
-                    caller.actor(),
-                    format!("user/{name}"),
-                )
-                .payload(json!({"reason": "password reset"})),
+                user_event(EventKind::AuthLogout, &caller, &name)
+                    .payload(json!({"reason": "password reset"})),
             ],
         )
         .await?;

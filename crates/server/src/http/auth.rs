@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{ConnectInfo, RawPathParams, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
@@ -28,35 +28,32 @@ use crate::engine::{Engine, EngineError};
 /// Largest form body the guard reads to find a CSRF field.
 const FORM_LIMIT: usize = 64 * 1024;
 
-/// What pages rendering this request need to know: who is signed in and the CSRF token
-/// their forms carry. Set by the guard for the request's task.
-#[derive(Debug, Clone, Default)]
-pub struct PageCtx {
-    /// The signed-in user.
-    pub user: Option<String>,
-    /// The CSRF token for forms (browser sessions only).
-    pub csrf: Option<String>,
-    /// The caller, for pages that list only what it may see.
-    pub caller: Option<Caller>,
+/// What pages rendering this request need to know: the caller (who is signed in, what
+/// they may see) and the CSRF token their forms carry. Set by the guard for the request's
+/// task.
+struct PageCtx {
+    caller: Caller,
+    csrf: Option<String>,
 }
 
 tokio::task_local! {
     static PAGE: PageCtx;
 }
 
-/// The current request's page context (empty outside a request).
-pub fn page_ctx() -> PageCtx {
-    PAGE.try_with(Clone::clone).unwrap_or_default()
+/// The current request's caller (`None` outside a request).
+pub fn caller() -> Option<Caller> {
+    PAGE.try_with(|c| c.caller.clone()).ok()
+}
+
+/// The CSRF token forms of this page carry (browser sessions only).
+pub fn csrf() -> Option<String> {
+    PAGE.try_with(|c| c.csrf.clone()).ok().flatten()
 }
 
 /// Whether the current request's caller may view `project` (pages filter lists with it).
 pub fn visible(engine: &Engine, project: &str) -> bool {
-    PAGE.try_with(|c| {
-        c.caller
-            .as_ref()
-            .is_some_and(|c| engine.may_view(c, project))
-    })
-    .unwrap_or(false)
+    PAGE.try_with(|c| engine.may_view(&c.caller, project))
+        .unwrap_or(false)
 }
 
 /// The guard; see the module docs.
@@ -136,12 +133,11 @@ async fn check(
         return refuse(&spec, &req, e);
     }
     let ctx = PageCtx {
-        user: caller.user.clone(),
         csrf: caller
             .session
             .as_deref()
             .map(|s| csrf_token(&engine.access.key, s)),
-        caller: Some(caller.clone()),
+        caller: caller.clone(),
     };
     req.extensions_mut().insert(caller);
     PAGE.scope(ctx, next.run(req)).await
@@ -189,7 +185,7 @@ async fn resolve(engine: &Engine, headers: &HeaderMap) -> Result<Caller, String>
 }
 
 /// A cookie's value from the request.
-pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -332,21 +328,12 @@ fn refuse(spec: &RouteSpec, req: &Request, e: EngineError) -> Response {
                 .path_and_query()
                 .map(|p| p.as_str())
                 .unwrap_or("/");
-            let to = format!("/login?next={}", urlencode(next));
+            let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+            let to = format!("/login?next={next}");
             return Redirect::to(&to).into_response();
         }
-        let status = match &e {
-            EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
-            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        return super::ui::error_page(status, e.to_string()).into_response();
+        let message = e.to_string();
+        return super::ui::error_page(ApiError::from(e).status(), message).into_response();
     }
     ApiError::from(e).into_response()
-}
-
-/// Percent-encodes a string for a query value.
-pub(super) fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -39,8 +39,8 @@ pub(super) async fn deploy(
 ) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
-    let target = e.env_target(&project, &b.env, None).await?;
-    e.authorize(&caller, Action::Deploy, &target).await?;
+    e.authorize_env(&caller, Action::Deploy, &project, &b.env)
+        .await?;
     let t = e
         .request_deploy(
             &project,
@@ -71,8 +71,8 @@ pub(super) async fn rollback(
 ) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
-    let target = e.env_target(&project, &b.env, None).await?;
-    e.authorize(&caller, Action::Rollback, &target).await?;
+    e.authorize_env(&caller, Action::Rollback, &project, &b.env)
+        .await?;
     let t = e
         .rollback(&project, &b.service, &b.env, b.to, &caller.actor())
         .await?;
@@ -96,8 +96,8 @@ pub(super) async fn promote(
 ) -> Api {
     let b = body(b)?;
     let project = e.project_of(b.project.as_deref(), &b.service).await?;
-    let target = e.env_target(&project, &b.to, None).await?;
-    e.authorize(&caller, Action::Promote, &target).await?;
+    e.authorize_env(&caller, Action::Promote, &project, &b.to)
+        .await?;
     let t = e
         .promote(&project, &b.service, &b.from, &b.to, &caller.actor())
         .await?;
@@ -139,7 +139,7 @@ pub(super) async fn list(
     Ok(Json(d).into_response())
 }
 
-fn deployment_id(s: &str) -> Result<i64, ApiError> {
+pub(super) fn deployment_id(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -162,7 +162,7 @@ pub(super) async fn show(State(e): State<Arc<Engine>>, Path(id): Path<String>) -
             ..Default::default()
         })
         .await?;
-    let gate = if d.phase == crate::engine::gate::AWAITING && !d.status.is_terminal() {
+    let gate = if crate::engine::gate::awaiting(&d) {
         Some(e.gate(&d).await?)
     } else {
         None

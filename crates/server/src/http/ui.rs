@@ -96,10 +96,9 @@ pub(super) fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
                             // Later issues add these pages; they are placed now so the shell holds them.
                             span.soon title="incidents arrive with alerting" { "Incidents" }
                         }
-                        @let ctx = super::auth::page_ctx();
-                        @if let Some(u) = &ctx.user {
+                        @if let Some(u) = super::auth::caller().and_then(|c| c.user) {
                             span.who { (u) }
-                            @if let Some(t) = &ctx.csrf {
+                            @if let Some(t) = super::auth::csrf() {
                                 form.inline method="post" action="/logout" {
                                     input type="hidden" name="_csrf" value=(t);
                                     button type="submit" { "Sign out" }
@@ -386,7 +385,7 @@ pub(super) async fn events_page(State(e): State<Arc<Engine>>) -> Page {
         })
         .await
         .map_err(internal)?;
-    let caller = super::auth::page_ctx().caller;
+    let caller = super::auth::caller();
     events.retain(|ev| {
         caller
             .as_ref()

@@ -149,7 +149,7 @@ fn instance_state(s: &InstanceState) -> String {
 fn button(action: &str, fields: &[(&str, String)], label: &str, class: &str) -> Markup {
     html! {
         form.inline method="post" action=(action) {
-            @if let Some(t) = super::auth::page_ctx().csrf { input type="hidden" name="_csrf" value=(t); }
+            @if let Some(t) = super::auth::csrf() { input type="hidden" name="_csrf" value=(t); }
             @for (name, value) in fields { input type="hidden" name=(*name) value=(value); }
             button type="submit" class=(class) { (label) }
         }
@@ -697,7 +697,8 @@ pub(super) async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path
                     span.meta { "Started" } span { (when(d.created_ms)) }
                     span.meta { "Duration" } span { (dur(Some(d.created_ms), d.finished_ms)) }
                 }
-                @if d.phase == crate::engine::gate::AWAITING && !d.status.is_terminal() {
+                @let waiting = crate::engine::gate::awaiting(&d);
+                @if waiting {
                     div.card #dep-gate {
                         @match e.gate(&d).await {
                             Ok(g) => { "Waiting: " (g.to_string()) }
@@ -706,17 +707,18 @@ pub(super) async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path
                     }
                 }
                 div.actions {
-                    @if d.phase == crate::engine::gate::AWAITING && !d.status.is_terminal() {
-                        (button(&format!("/ui/deployments/{did}/approve"), &[("back", back.clone())], "Approve", "primary"))
-                        (button(&format!("/ui/deployments/{did}/abort"), &[("back", back.clone())], "Abort", "danger"))
+                    @let f = [("back", back.clone())];
+                    @if waiting {
+                        (button(&format!("/ui/deployments/{did}/approve"), &f, "Approve", "primary"))
                     } @else if !d.status.is_terminal() {
-                        @let f = [("back", back.clone())];
                         @if is_paused(&d) {
                             (button(&format!("/ui/deployments/{did}/resume"), &f, "Resume", ""))
                         } @else {
                             (button(&format!("/ui/deployments/{did}/pause"), &f, "Pause", ""))
                         }
                         (button(&format!("/ui/deployments/{did}/promote"), &f, "Promote", "primary"))
+                    }
+                    @if !d.status.is_terminal() {
                         (button(&format!("/ui/deployments/{did}/abort"), &f, "Abort", "danger"))
                     }
                     @if let Some(a) = &actions { (a.buttons(&back)) }
@@ -776,8 +778,9 @@ pub(super) async fn deployment_page(State(e): State<Arc<Engine>>, Path(id): Path
     ))
 }
 
-/// Where to go after a button: the page it was on (a local path only).
-fn back_to(back: Option<&str>, default: &str) -> String {
+/// Where to go after a button or a sign-in: `back` if it is a local path (never another
+/// site), else `default`.
+pub(super) fn back_to(back: Option<&str>, default: &str) -> String {
     match back {
         Some(b) if b.starts_with('/') && !b.starts_with("//") && !b.contains('\\') => b.into(),
         _ => default.into(),
@@ -830,16 +833,9 @@ pub(super) fn command_route(cmd: &'static str) -> MethodRouter<Arc<Engine>> {
                 Err(r) => return form_error(r),
             };
             let back = back_to(f.back.as_deref(), &format!("/deployments/{id}"));
-            let Some(did) = id.parse::<i64>().ok().filter(|n| *n > 0) else {
-                return failure(
-                    &format!("{cmd} deployment {id}"),
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        format!("deployment `{id}` not found"),
-                    ),
-                    &back,
-                );
+            let did = match super::deploys::deployment_id(&id) {
+                Ok(d) => d,
+                Err(err) => return failure(&format!("{cmd} deployment {id}"), err, &back),
             };
             match e.deployment_command(did, cmd, &caller.actor()).await {
                 Ok(()) => Redirect::to(&back).into_response(),
@@ -861,16 +857,9 @@ pub(super) async fn approve(
         Err(r) => return form_error(r),
     };
     let back = back_to(f.back.as_deref(), &format!("/deployments/{id}"));
-    let Some(did) = id.parse::<i64>().ok().filter(|n| *n > 0) else {
-        return failure(
-            "approve",
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("deployment `{id}` not found"),
-            ),
-            &back,
-        );
+    let did = match super::deploys::deployment_id(&id) {
+        Ok(d) => d,
+        Err(err) => return failure("approve", err, &back),
     };
     match e.approve(did, &caller, "").await {
         Ok(_) => Redirect::to(&back).into_response(),
@@ -899,17 +888,17 @@ pub(super) async fn rollback(
     };
     let back = back_to(f.back.as_deref(), "/");
     let what = format!("roll back {} in {}", f.service, f.env);
-    let allowed = match e.env_target(&f.project, &f.env, None).await {
-        Ok(t) => e.authorize(&caller, Action::Rollback, &t).await,
-        Err(err) => Err(err),
-    };
-    if let Err(err) = allowed {
-        return failure(&what, err.into(), &back);
-    }
-    match e
-        .rollback(&f.project, &f.service, &f.env, f.to, &caller.actor())
+    let result = match e
+        .authorize_env(&caller, Action::Rollback, &f.project, &f.env)
         .await
     {
+        Ok(()) => {
+            e.rollback(&f.project, &f.service, &f.env, f.to, &caller.actor())
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    match result {
         Ok(_) => Redirect::to(&back).into_response(),
         Err(err) => failure(&what, err.into(), &back),
     }
@@ -936,17 +925,17 @@ pub(super) async fn promote(
     };
     let back = back_to(f.back.as_deref(), "/");
     let what = format!("promote {} from {} to {}", f.service, f.from, f.to);
-    let allowed = match e.env_target(&f.project, &f.to, None).await {
-        Ok(t) => e.authorize(&caller, Action::Promote, &t).await,
-        Err(err) => Err(err),
-    };
-    if let Err(err) = allowed {
-        return failure(&what, err.into(), &back);
-    }
-    match e
-        .promote(&f.project, &f.service, &f.from, &f.to, &caller.actor())
+    let result = match e
+        .authorize_env(&caller, Action::Promote, &f.project, &f.to)
         .await
     {
+        Ok(()) => {
+            e.promote(&f.project, &f.service, &f.from, &f.to, &caller.actor())
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    match result {
         Ok(_) => Redirect::to(&back).into_response(),
         Err(err) => failure(&what, err.into(), &back),
     }

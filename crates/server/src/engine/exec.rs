@@ -283,10 +283,10 @@ impl Engine {
         let step_started = now_ms();
         let env = match self.step_env(run, svc, st, ws) {
             // Secrets come from the store (or the server configuration), each read audited.
-            Ok(mut env) => match self.step_secrets(run, name, &st.secrets, &mut env).await {
-                Ok(()) => Ok(env),
-                Err(msg) => Err(msg),
-            },
+            Ok(mut env) => self
+                .step_secrets(run, name, &st.secrets, &mut env)
+                .await
+                .map(|()| env),
             Err(msg) => Err(msg),
         };
         let env = match env {
@@ -614,30 +614,23 @@ impl Engine {
             user: None,
             session: None,
         };
-        let allowed = match self
-            .env_target(&run.project, &run.env, Some(&run.commit))
+        let result = async {
+            let target = self
+                .env_target(&run.project, &run.env, Some(&run.commit))
+                .await?;
+            self.authorize(&pipeline, sluice_auth::Action::Deploy, &target)
+                .await?;
+            self.request_deploy(
+                &run.project,
+                &svc.name,
+                &run.env,
+                Some(version),
+                "pipeline",
+                &format!("run:{}", run.id),
+            )
             .await
-        {
-            Ok(t) => {
-                self.authorize(&pipeline, sluice_auth::Action::Deploy, &t)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let result = match allowed {
-            Ok(()) => {
-                self.request_deploy(
-                    &run.project,
-                    &svc.name,
-                    &run.env,
-                    Some(version),
-                    "pipeline",
-                    &format!("run:{}", run.id),
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
+        }
+        .await;
         if let Err(e) = result {
             self.sys_log(
                 run,

@@ -213,6 +213,11 @@ impl SecretStore {
                 .clone(),
         )
     }
+
+    /// The id of the key held, or the sealed error.
+    fn held_key_id(&self) -> Result<String, VaultError> {
+        self.key_id().ok_or_else(|| self.sealed_error())
+    }
 }
 
 /// The configured key file, or the default one; relative paths are taken from the current
@@ -575,10 +580,7 @@ impl Engine {
         };
         let new_id = new.key_id();
         let _exclusive = self.vault.gate.write().await;
-        let old_id = self
-            .vault
-            .key_id()
-            .ok_or_else(|| self.vault.sealed_error())?;
+        let old_id = self.vault.held_key_id()?;
         if new_id == old_id {
             return Err(invalid(
                 format!("the new key is the key in use ({old_id})"),
@@ -688,15 +690,17 @@ impl Engine {
         Ok(names)
     }
 
-    /// The target and the checks shared by writing and deleting: the name, the project,
-    /// the environment (one the project defines), the caller's permission.
-    async fn secret_write_checks(
+    /// What writing and deleting share: the checks (the name, the project, the environment
+    /// — one the project defines — and the caller's permission), then the shared side of
+    /// the rotation gate, held by the caller while it writes, and the id of the key held
+    /// (refused while sealed).
+    async fn begin_secret_write(
         &self,
         caller: &Caller,
         project: &str,
         name: &str,
         env: Option<&str>,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(tokio::sync::RwLockReadGuard<'_, ()>, String), VaultError> {
         sluice_secrets::validate_name(name).map_err(|e| invalid(e.to_string(), None))?;
         self.store.project(project).await?;
         let target = match env {
@@ -716,7 +720,9 @@ impl Engine {
                 ));
             }
         }
-        Ok(())
+        let shared = self.vault.gate.read().await;
+        let key_id = self.vault.held_key_id()?;
+        Ok((shared, key_id))
     }
 
     /// Stores a new version of a secret (`secret.written`, with the version, never the
@@ -730,23 +736,13 @@ impl Engine {
         value: Zeroizing<Vec<u8>>,
     ) -> Result<SecretMeta, VaultError> {
         sluice_secrets::validate_value(&value).map_err(|e| VaultError::TooLarge(e.to_string()))?;
-        self.secret_write_checks(caller, project, name, env).await?;
-        let _shared = self.vault.gate.read().await;
-        let Some(key_id) = self.vault.key_id() else {
-            return Err(self.vault.sealed_error());
-        };
+        let (_shared, key_id) = self.begin_secret_write(caller, project, name, env).await?;
         if self.store.setting(SETTING_KEK_ID).await?.is_none() {
             self.store.set_setting(SETTING_KEK_ID, &key_id).await?;
         }
         self.mask_also(&[value.as_slice()]);
         let actor = caller.actor();
-        let event = NewEvent::new(
-            EventKind::SecretWritten,
-            actor.clone(),
-            format!("secret/{project}/{}/{name}", scope(env)),
-        )
-        .project(project)
-        .payload(json!({ "name": name, "environment": scope(env) }));
+        let event = change_event(EventKind::SecretWritten, actor.clone(), project, env, name);
         let row = self
             .store
             .put_secret(
@@ -787,18 +783,8 @@ impl Engine {
         name: &str,
         env: Option<&str>,
     ) -> Result<u64, VaultError> {
-        self.secret_write_checks(caller, project, name, env).await?;
-        let _shared = self.vault.gate.read().await;
-        if self.vault.is_sealed() {
-            return Err(self.vault.sealed_error());
-        }
-        let event = NewEvent::new(
-            EventKind::SecretDeleted,
-            caller.actor(),
-            format!("secret/{project}/{}/{name}", scope(env)),
-        )
-        .project(project)
-        .payload(json!({ "name": name, "environment": scope(env) }));
+        let (_shared, _) = self.begin_secret_write(caller, project, name, env).await?;
+        let event = change_event(EventKind::SecretDeleted, caller.actor(), project, env, name);
         let n = self.store.delete_secret(project, env, name, event).await?;
         self.hub.bump();
         Ok(n)
@@ -884,8 +870,8 @@ impl Engine {
         let s = &row.secret;
         let env = scope(s.environment.as_deref());
         let mut payload = json!({ "name": s.name, "environment": env, "version": s.version });
-        if let (Some(p), Some(extra)) = (payload.as_object_mut(), extra.as_object()) {
-            p.extend(extra.clone());
+        if let (Some(p), serde_json::Value::Object(extra)) = (payload.as_object_mut(), extra) {
+            p.extend(extra);
         }
         NewEvent::new(
             EventKind::SecretRead,
@@ -914,6 +900,9 @@ impl Engine {
         let actor = format!("run:{}", run.id);
         let mut events = Vec::new();
         let mut values = Vec::new();
+        // The run's access to its environment's own secrets is the same for every name:
+        // checked at the first one.
+        let mut env_secrets_allowed = false;
         for name in names {
             let Some(row) = self.find_stored(&run.project, &run.env, name).await? else {
                 match self.config.secrets.get(name) {
@@ -928,8 +917,9 @@ impl Engine {
                 }
                 continue;
             };
-            if row.secret.environment.is_some() {
+            if row.secret.environment.is_some() && !env_secrets_allowed {
                 self.run_may_read(run, step, name).await?;
+                env_secrets_allowed = true;
             }
             let value = self.open_stored(&row)?;
             let text = String::from_utf8(value.to_vec()).map_err(|_| {
@@ -972,15 +962,11 @@ impl Engine {
             ));
         }
         for s in &deploy.secrets {
-            let found = match self.store.secret(&t.project, Some(&t.env), &s.name).await {
-                Ok(Some(_)) => true,
-                Ok(None) => matches!(
-                    self.store.secret(&t.project, None, &s.name).await,
-                    Ok(Some(_))
-                ),
-                Err(e) => return Err(format!("cannot look up secret `{}`: {e}", s.name)),
-            };
-            if !found {
+            if self
+                .find_stored(&t.project, &t.env, &s.name)
+                .await?
+                .is_none()
+            {
                 return Err(missing_deploy_secret(t, &s.name));
             }
         }
@@ -1087,7 +1073,7 @@ impl Engine {
         // group prints straight to the file, and the file is read by people and backups.
         // The FIFO and the script live in the private directory; `sed` ignores the
         // stop signals so it drains the last lines, and ends when the service has exited.
-        let (fifo, script) = (dir.join(MASK_FIFO), written.mask_script);
+        let (fifo, script) = (dir.join(MASK_FIFO), dir.join(MASK_SCRIPT));
         out.command = format!(
             "{source}rm -f {f} && mkfifo -m 600 {f} || exit 1\n\
              (trap '' TERM INT HUP; LC_ALL=C exec sed -u -f {s}) < {f} &\n\
@@ -1097,6 +1083,23 @@ impl Engine {
         );
         Ok(out)
     }
+}
+
+/// The event of writing or deleting a secret (the store adds the version of a write).
+fn change_event(
+    kind: EventKind,
+    actor: String,
+    project: &str,
+    env: Option<&str>,
+    name: &str,
+) -> NewEvent {
+    NewEvent::new(
+        kind,
+        actor,
+        format!("secret/{project}/{}/{name}", scope(env)),
+    )
+    .project(project)
+    .payload(json!({ "name": name, "environment": scope(env) }))
 }
 
 fn missing_deploy_secret(t: &sluice_store::Target, name: &str) -> String {
@@ -1111,7 +1114,6 @@ fn missing_deploy_secret(t: &sluice_store::Target, name: &str) -> String {
 struct Written {
     env_file: Option<PathBuf>,
     files: Vec<(String, PathBuf)>,
-    mask_script: PathBuf,
 }
 
 /// The FIFO an instance's output passes through on its way to the log.
@@ -1163,8 +1165,8 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
-/// Writes an instance's secret directory anew: one 0600 file per `file: true` secret and
-/// one shell file exporting the others.
+/// Writes an instance's secret directory anew: one 0600 file per `file: true` secret, one
+/// shell file exporting the others and the `sed` script masking them all.
 fn write_instance_secrets(
     root: &Path,
     dir: &Path,
@@ -1179,7 +1181,6 @@ fn write_instance_secrets(
     let mut written = Written {
         env_file: None,
         files: Vec::new(),
-        mask_script: dir.join(MASK_SCRIPT),
     };
     let mut script = Zeroizing::new(Vec::new());
     for (name, file, value) in secrets {
@@ -1206,7 +1207,10 @@ fn write_instance_secrets(
         written.env_file = Some(path);
     }
     let values: Vec<&[u8]> = secrets.iter().map(|(_, _, v)| v.as_slice()).collect();
-    write_private(&written.mask_script, &Zeroizing::new(mask_script(&values)))?;
+    write_private(
+        &dir.join(MASK_SCRIPT),
+        &Zeroizing::new(mask_script(&values)),
+    )?;
     Ok(written)
 }
 

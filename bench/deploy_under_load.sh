@@ -311,15 +311,20 @@ print(f"{P}.deploys {len(ok)} deploys")
 print(f"{P}.deploys_failed {len(deps) - len(ok)} deploys")
 print(f"{P}.requests {load['requests']} requests")
 print(f"{P}.rps {load['rps']:.0f} req/s")
+events = {}
+def events_of(i):
+    """The events of deployment #i, fetched once ([] when they cannot be had)."""
+    if i not in events:
+        try:
+            with urllib.request.urlopen(f"{server}/api/v1/deployments/{i}", timeout=5) as r:
+                events[i] = json.load(r)["events"]
+        except Exception:
+            events[i] = []
+    return events[i]
 if strat == "blue_green":
     sw = []
     for x in ok:
-        try:
-            with urllib.request.urlopen(f"{server}/api/v1/deployments/{x['id']}", timeout=5) as r:
-                evs = json.load(r)["events"]
-        except Exception:
-            continue
-        sw += [e["payload"]["switch_after_ready_ms"] for e in evs
+        sw += [e["payload"]["switch_after_ready_ms"] for e in events_of(x["id"])
                if e["payload"].get("kind") == "bluegreen.switched" and e["payload"].get("switch_after_ready_ms") is not None]
     if sw:
         print(f"{P}.switch_after_ready_median {q(sw, .5):.0f} ms")
@@ -341,15 +346,8 @@ for x in bad[:10]:
     print(f"# {strat}: deploy {x['i']} (v{x['v']}) deployment #{x['id']} {x['status']}")
 fails = load["failures"]
 if fails:
-    events = {}
     def decisions(i):
-        if i not in events:
-            try:
-                with urllib.request.urlopen(f"{server}/api/v1/deployments/{i}", timeout=5) as r:
-                    events[i] = [(e["time_ms"], e["payload"].get("what") or e["kind"]) for e in json.load(r)["events"]]
-            except Exception:
-                events[i] = []
-        return events[i]
+        return [(e["time_ms"], e["payload"].get("what") or e["kind"]) for e in events_of(i)]
     groups = {}
     for f in fails:
         t = f["t_ms"]

@@ -263,7 +263,7 @@ impl Deployment {
             return;
         }
         match self.spec.strategy.clone() {
-            Strategy::Rolling(p) => self.rolling(cx, p.max_surge, p.max_unavailable),
+            Strategy::Rolling(p) => self.rolling(cx, Limits::new(self.spec.replicas, &p)),
             Strategy::BlueGreen(p) => self.blue_green(cx, &p),
             Strategy::Canary(p) => self.canary(cx, &p),
         }
@@ -395,13 +395,8 @@ impl Deployment {
         let replicas = self.spec.replicas;
         if let Strategy::Rolling(p) = &self.spec.strategy {
             // A rolling rollback is a rolling update back to stable, within the same limits.
-            let limits = Limits {
-                replicas,
-                max_surge: p.max_surge,
-                max_unavailable: p.max_unavailable,
-            };
             let (c, s) = roll(
-                limits,
+                Limits::new(replicas, p),
                 self.candidate_target,
                 &cx.obs.candidate,
                 self.stable_target,
@@ -456,16 +451,11 @@ impl Deployment {
 
     // ---- rolling ----
 
-    fn rolling(&mut self, cx: &mut Cx<'_>, max_surge: u32, max_unavailable: u32) {
+    fn rolling(&mut self, cx: &mut Cx<'_>, limits: Limits) {
         if self.paused_since.is_some() {
             return;
         }
-        let replicas = self.spec.replicas;
-        let limits = Limits {
-            replicas,
-            max_surge,
-            max_unavailable,
-        };
+        let replicas = limits.replicas;
         let (s, c) = roll(
             limits,
             self.stable_target,

@@ -2,6 +2,7 @@
 //! (stable → candidate) and, for a rolling rollback, backwards (candidate → stable).
 
 use crate::observe::PoolObs;
+use crate::spec::RollingParams;
 
 /// The limits of one rolling replacement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +13,15 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
+    /// The limits of `params` for `replicas` instances.
+    pub fn new(replicas: u32, params: &RollingParams) -> Limits {
+        Limits {
+            replicas,
+            max_surge: params.max_surge,
+            max_unavailable: params.max_unavailable,
+        }
+    }
+
     /// Fewest ready instances the machine may leave by stopping instances.
     pub fn min_available(self) -> u32 {
         self.replicas.saturating_sub(self.max_unavailable)

@@ -317,12 +317,17 @@ impl World {
         );
     }
 
-    fn run(&mut self, max_ms: u64) -> &mut World {
-        let end = self.now + max_ms;
+    /// The first step, at the start time, unless the world has stepped already.
+    fn begin(&mut self) {
         if self.trace.is_empty() {
             let obs = self.observation(None);
             self.step_with(&obs);
         }
+    }
+
+    fn run(&mut self, max_ms: u64) -> &mut World {
+        let end = self.now + max_ms;
+        self.begin();
         while !self.d.is_finished() && self.now < end {
             self.tick();
         }
@@ -331,10 +336,7 @@ impl World {
 
     fn run_until(&mut self, max_ms: u64, until: impl Fn(&World) -> bool) -> &mut World {
         let end = self.now + max_ms;
-        if self.trace.is_empty() {
-            let obs = self.observation(None);
-            self.step_with(&obs);
-        }
+        self.begin();
         while !until(self) && self.now < end {
             self.tick();
         }
@@ -526,6 +528,11 @@ fn canary_with(steps: &[(u8, u64)], a: Analysis) -> DeploySpec {
             }),
         }),
     )
+}
+
+/// Two short steps, 10% for 2 s then 100% for 1 s, under `policy`.
+fn two_steps(policy: InsufficientPolicy) -> DeploySpec {
+    canary_with(&[(10, 2_000), (100, 1_000)], analysis(policy))
 }
 
 fn canary() -> DeploySpec {
@@ -1193,11 +1200,7 @@ fn canary_insufficient_traffic_policies() {
         (WaitThenFail, "insufficient_traffic", 3_000),
     ];
     for (policy, want, settle) in table {
-        let mut w = World::new(
-            canary_with(&[(10, 2_000), (100, 1_000)], analysis(policy)),
-            false,
-        )
-        .load(2);
+        let mut w = World::new(two_steps(policy), false).load(2);
         w.run(120_000);
         let got = match w.outcome() {
             Some(Outcome::Succeeded) => "succeeded",
@@ -1230,14 +1233,8 @@ fn canary_insufficient_traffic_policies() {
 #[test]
 fn canary_wait_judges_traffic_that_arrives() {
     // Too little traffic at the end of the pause, then enough arrives during the wait.
-    let mut w = World::new(
-        canary_with(
-            &[(10, 2_000), (100, 1_000)],
-            analysis(InsufficientPolicy::WaitThenFail),
-        ),
-        false,
-    )
-    .load(20); // 2 per tick to the canary: 50 requests take 2.5 s
+    // 2 per tick to the canary: 50 requests take 2.5 s.
+    let mut w = World::new(two_steps(InsufficientPolicy::WaitThenFail), false).load(20);
     w.run(120_000);
     assert_eq!(w.outcome(), Some(Outcome::Succeeded), "{:?}", w.kinds());
     let step = w.decision("canary.step_started").at_ms;
@@ -1246,15 +1243,9 @@ fn canary_wait_judges_traffic_that_arrives() {
     assert!(passed.figures["requests"].as_u64().unwrap() >= 50);
     assert!(w.kinds().contains(&"canary.waiting_for_traffic"));
     // And a failing release found during the wait still rolls back on its figures.
-    let mut w = World::new(
-        canary_with(
-            &[(10, 2_000), (100, 1_000)],
-            analysis(InsufficientPolicy::WaitThenPass),
-        ),
-        false,
-    )
-    .load(20)
-    .errors(0.5);
+    let mut w = World::new(two_steps(InsufficientPolicy::WaitThenPass), false)
+        .load(20)
+        .errors(0.5);
     w.run(120_000);
     assert_eq!(w.rollback_reason().as_str(), "error_rate");
 }
@@ -1262,14 +1253,7 @@ fn canary_wait_judges_traffic_that_arrives() {
 #[test]
 fn canary_missing_or_stale_figures_are_not_judged() {
     // No figures at all: waited for up to max_wait_ms, then the policy (pass here).
-    let mut w = World::new(
-        canary_with(
-            &[(10, 2_000), (100, 1_000)],
-            analysis(InsufficientPolicy::Pass),
-        ),
-        false,
-    )
-    .errors(0.5);
+    let mut w = World::new(two_steps(InsufficientPolicy::Pass), false).errors(0.5);
     w.stats_available = false;
     w.run(120_000);
     assert_eq!(w.outcome(), Some(Outcome::Succeeded));
@@ -1579,17 +1563,11 @@ fn json_round_trip_mid_deployment_continues_identically() {
         w.run(120_000);
         assert!(w.d.is_finished());
         // Replay the observations the original saw after the snapshot.
-        let observations = replay_observations(&w, start);
-        for (obs, (_, want)) in observations.iter().zip(&w.trace[start..]) {
+        for (obs, (_, want)) in w.observations[start..].iter().zip(&w.trace[start..]) {
             assert_eq!(&restored.step(obs), want);
         }
         assert_eq!(restored, w.d);
     }
-}
-
-/// The observations the world fed from trace index `start` on.
-fn replay_observations(w: &World, start: usize) -> Vec<Observation> {
-    w.observations[start..].to_vec()
 }
 
 #[test]
@@ -1628,8 +1606,7 @@ mod properties {
     /// Drives `w` through the random ticks, then lets the world converge (everything ready,
     /// pending commands resumed/promoted) and returns whether the deployment finished.
     fn drive(w: &mut World, ticks: &[RandomTick], commands: bool) -> bool {
-        let obs = w.observation(None);
-        w.step_with(&obs);
+        w.begin();
         for &(cand, stable, crash, command) in ticks {
             w.cand.forced_ready = Some(fraction(cand, &w.cand));
             w.stable.forced_ready = Some(fraction(stable, &w.stable));

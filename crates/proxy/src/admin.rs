@@ -132,19 +132,7 @@ impl Standalone {
             check_name(&l.name)?;
             l.table.validate()?;
         }
-        let admin_listener =
-            TcpListener::bind(config.admin)
-                .await
-                .map_err(|source| ProxyError::Bind {
-                    addr: config.admin,
-                    source,
-                })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| ProxyError::Bind {
-                addr: config.admin,
-                source,
-            })?;
+        let (admin_listener, admin_addr) = crate::proxy::bind(config.admin).await?;
         let mut proxies = BTreeMap::new();
         for l in wanted {
             if proxies.contains_key(&l.name) {
@@ -312,14 +300,7 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> AdminResponse {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> AdminResponse {
-    let body = serde_json::json!({ "error": message.into() });
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
+    json(status, &serde_json::json!({ "error": message.into() }))
 }
 
 fn info(name: &str, p: &Proxy) -> ListenerInfo {
@@ -394,9 +375,7 @@ async fn route(
             Ok(json(StatusCode::CREATED, &body))
         }
         (_, ["listeners", name, rest @ ..]) => {
-            let name = (*name).to_owned();
-            let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
-            listener_route(state, req, &method, &name, &rest).await
+            listener_route(state, req, &method, name, rest).await
         }
         _ => Err(error(
             StatusCode::NOT_FOUND,
@@ -410,7 +389,7 @@ async fn listener_route(
     req: Request<Incoming>,
     method: &Method,
     name: &str,
-    rest: &[String],
+    rest: &[&str],
 ) -> Result<AdminResponse, AdminResponse> {
     let not_found = || {
         error(
@@ -418,8 +397,7 @@ async fn listener_route(
             format!("no listener `{name}`; GET /listeners lists them"),
         )
     };
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    match (method, rest.as_slice()) {
+    match (method, rest) {
         (&Method::GET, []) => {
             let listeners = state.listeners.lock().await;
             let p = listeners.get(name).ok_or_else(not_found)?;

@@ -101,16 +101,7 @@ impl Proxy {
     /// Binds `listen` and serves in the background (tokio tasks); returns at once.
     pub async fn bind(listen: SocketAddr, table: RouteTable) -> Result<Proxy, ProxyError> {
         table.validate()?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| ProxyError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| ProxyError::Bind {
-            addr: listen,
-            source,
-        })?;
+        let (listener, local_addr) = bind(listen).await?;
         let mut reg = Registry {
             pools: HashMap::new(),
             counters: HashMap::new(),
@@ -150,8 +141,11 @@ impl Proxy {
     /// [`RouteTable::validate`] first to reject bad input.
     pub fn set_table(&self, table: RouteTable) {
         let drain = Duration::from_millis(table.drain_timeout_ms);
-        let keep: std::collections::HashSet<SocketAddr> =
-            table.backend_addrs().into_iter().collect();
+        let keep: std::collections::HashSet<SocketAddr> = table
+            .groups
+            .iter()
+            .flat_map(|g| g.backends.iter().copied())
+            .collect();
         let mut reg = self.inner.registry();
         let compiled = compile(&mut reg, table);
         self.inner.table.store(Arc::new(compiled));
@@ -208,6 +202,15 @@ impl Proxy {
         // Forced connections end on their next poll; give them a moment to run their cleanup.
         wait_idle(&inner, tokio::time::Instant::now() + Duration::from_secs(1)).await;
     }
+}
+
+/// Binds `addr`; returns the listener and the address it really has (the port of `:0`).
+pub(crate) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ProxyError> {
+    let bound = match TcpListener::bind(addr).await {
+        Ok(l) => l.local_addr().map(|local| (l, local)),
+        Err(e) => Err(e),
+    };
+    bound.map_err(|source| ProxyError::Bind { addr, source })
 }
 
 async fn wait_idle(inner: &Inner, deadline: tokio::time::Instant) {
@@ -293,24 +296,18 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-fn bad_gateway(msg: &'static str) -> Response<ProxyBody> {
-    let mut res = Response::new(ProxyBody::text(msg));
-    *res.status_mut() = StatusCode::BAD_GATEWAY;
-    res.headers_mut().insert(
+/// The proxy's own plain-text answer.
+fn plain(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    res
+    response(status, headers, ProxyBody::text(msg))
 }
 
-fn gateway_timeout() -> Response<ProxyBody> {
-    let mut res = Response::new(ProxyBody::text("backend did not answer in time\n"));
-    *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
+fn bad_gateway(msg: &'static str) -> Response<ProxyBody> {
+    plain(StatusCode::BAD_GATEWAY, msg)
 }
 
 /// True if `headers` ask for a protocol upgrade (`Connection: upgrade` plus `Upgrade`).
@@ -471,7 +468,7 @@ async fn forward(
                 // No answer in time: the connection is dropped (not pooled) and the client gets
                 // a 504, counted as a 5xx of this version so the canary analysis sees a hang.
                 serving.response(504, start.elapsed());
-                return Ok(gateway_timeout());
+                return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "backend did not answer in time\n"));
             }
         };
         let Some(sent) = sent else {

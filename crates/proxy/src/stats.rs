@@ -12,11 +12,16 @@ pub const BUCKETS_MS: [f64; 12] = [
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
 ];
 const NBUCKETS: usize = BUCKETS_MS.len() + 1;
-/// Bucket bounds in microseconds, for the hot path (integer compare).
-const BUCKETS_US: [u64; 12] = [
-    1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-    5_000_000,
-];
+/// [`BUCKETS_MS`] in microseconds, for the hot path (integer compare).
+const BUCKETS_US: [u64; BUCKETS_MS.len()] = {
+    let mut us = [0; BUCKETS_MS.len()];
+    let mut i = 0;
+    while i < us.len() {
+        us[i] = (BUCKETS_MS[i] * 1000.0) as u64;
+        i += 1;
+    }
+    us
+};
 
 /// Live counters of one version. Shared by every table that names the version.
 #[derive(Default, Debug)]

@@ -127,21 +127,10 @@ impl RouteTable {
         }
         Ok(())
     }
-
-    /// Every backend address in the table, without duplicates, in order of appearance.
-    pub(crate) fn backend_addrs(&self) -> Vec<SocketAddr> {
-        let mut seen = HashSet::new();
-        self.groups
-            .iter()
-            .flat_map(|g| g.backends.iter().copied())
-            .filter(|a| seen.insert(*a))
-            .collect()
-    }
 }
 
 /// A group as the hot path sees it: counters and backend pools resolved, a round-robin cursor.
 pub(crate) struct CompiledGroup {
-    pub(crate) version: Arc<str>,
     pub(crate) counters: Arc<VersionCounters>,
     pub(crate) backends: Vec<Arc<BackendPool>>,
     cursor: AtomicUsize,
@@ -197,7 +186,6 @@ impl Compiled {
             .iter()
             .take(u16::MAX as usize)
             .map(|g| CompiledGroup {
-                version: Arc::from(g.version.as_str()),
                 counters: counters(&g.version),
                 backends: g.backends.iter().map(|a| pool(*a)).collect(),
                 cursor: AtomicUsize::new(0),
@@ -207,7 +195,11 @@ impl Compiled {
             .sticky
             .iter()
             .filter_map(|r| {
-                let group = groups.iter().position(|g| *g.version == *r.version)?;
+                let group = table
+                    .groups
+                    .iter()
+                    .take(groups.len())
+                    .position(|g| g.version == r.version)?;
                 let key = match (&r.header, &r.cookie) {
                     (Some(h), _) => StickyKey::Header(HeaderName::from_bytes(h.as_bytes()).ok()?),
                     (None, Some(c)) => StickyKey::Cookie(c.clone()),
@@ -270,7 +262,7 @@ impl Compiled {
     }
 
     /// The next group of the weighted schedule.
-    pub(crate) fn weighted(&self) -> Option<usize> {
+    fn weighted(&self) -> Option<usize> {
         match self.schedule.len() {
             0 => None,
             n => {

@@ -171,6 +171,13 @@ async fn dead_addr() -> SocketAddr {
 // ---------------------------------------------------------------------------------------------
 // clients
 
+/// A raw connection to `addr` that has sent `bytes`.
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
 /// One keep-alive HTTP/1.1 client connection.
 struct Client {
     send: SendRequest<Body>,
@@ -621,12 +628,11 @@ async fn nothing_up_answers_502() {
 async fn upgrades_are_tunnelled_both_ways() {
     let a = upstream("A").await;
     let p = proxy(RouteTable::single("A", vec![a.addr])).await;
-    let mut s = TcpStream::connect(p.local_addr()).await.unwrap();
-    s.write_all(
+    let mut s = raw(
+        p.local_addr(),
         b"GET /ws HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
     )
-    .await
-    .unwrap();
+    .await;
     let mut head = Vec::new();
     within("101 head", async {
         let mut byte = [0u8; 1];
@@ -701,8 +707,7 @@ async fn garbage_from_clients_does_not_hurt_the_proxy() {
         b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
     ];
     for input in inputs {
-        let mut s = TcpStream::connect(p.local_addr()).await.unwrap();
-        s.write_all(input).await.unwrap();
+        let mut s = raw(p.local_addr(), input).await;
         let _ = s.shutdown().await;
         let mut out = Vec::new();
         let _ = within("garbage answered or closed", s.read_to_end(&mut out)).await;
@@ -934,8 +939,7 @@ async fn admin_api_survives_garbage() {
     .await
     .unwrap();
     let admin = sa.admin_addr();
-    let mut s = TcpStream::connect(admin).await.unwrap();
-    s.write_all(b"\xde\xad\xbe\xef\r\n\r\n").await.unwrap();
+    let mut s = raw(admin, b"\xde\xad\xbe\xef\r\n\r\n").await;
     let mut out = Vec::new();
     let _ = within("garbage", s.read_to_end(&mut out)).await;
     let (st, body) = admin_call(admin, "POST", "/listeners", Some("[]".into())).await;
@@ -1106,12 +1110,11 @@ async fn every_response_framing_is_relayed_and_connections_reused_only_when_safe
 async fn a_chunked_request_body_of_unknown_length_reaches_the_backend() {
     let a = upstream("A").await;
     let p = proxy(RouteTable::single("A", vec![a.addr])).await;
-    let mut s = TcpStream::connect(p.local_addr()).await.unwrap();
-    s.write_all(
+    let mut s = raw(
+        p.local_addr(),
         b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n",
     )
-    .await
-    .unwrap();
+    .await;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     within("echo of a chunked body", async {

@@ -230,8 +230,7 @@ impl ProcessRuntime {
                 break;
             }
             for (pid, _) in found {
-                let pgid = procfs::stat(pid).map_or(pid, |s| s.pgrp);
-                procfs::signal_group(pgid, pid, Signal::SIGKILL);
+                procfs::kill_with_group(pid);
                 killed.push(pid);
             }
         }
@@ -258,33 +257,20 @@ impl Runtime for ProcessRuntime {
         spec.validate()?;
         check_port_free(&spec.id, spec.port).await?;
         let id = spec.id.clone();
-        let generation = self.inner.next_generation();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (done_tx, done_rx) = watch::channel(false);
-        {
-            let mut entries = self.inner.lock();
-            if entries.get(&id).is_some_and(|e| e.status.state.is_active()) {
-                return Err(RuntimeError::AlreadyRunning { id });
-            }
-            entries.insert(
-                id.clone(),
-                Entry {
-                    generation,
-                    status: initial_status(&spec, None, 0, now_ms()),
-                    pgid: None,
-                    stop: stop_tx,
-                    done: done_rx,
-                    task: None,
-                },
-            );
-        }
-        self.inner.bump();
+        let status = initial_status(&spec, None, 0, now_ms());
         let spec = Arc::new(spec);
+        let Some(sup) = Supervisor::register(&self.inner, Arc::clone(&spec), status, None, 0)
+        else {
+            return Err(RuntimeError::AlreadyRunning { id });
+        };
         let running = match spawn_process(&self.inner, &spec, 0, None).await {
             Ok(running) => running,
             Err(err) => {
                 let mut entries = self.inner.lock();
-                if entries.get(&id).is_some_and(|e| e.generation == generation) {
+                if entries
+                    .get(&id)
+                    .is_some_and(|e| e.generation == sup.generation)
+                {
                     entries.remove(&id);
                 }
                 drop(entries);
@@ -292,17 +278,8 @@ impl Runtime for ProcessRuntime {
                 return Err(err);
             }
         };
-        self.inner.attach(&id, generation, &running, now_ms());
-        let sup = Supervisor {
-            inner: Arc::clone(&self.inner),
-            generation,
-            spec,
-            stop: stop_rx,
-            done: done_tx,
-            restarts: 0,
-        };
-        let task = tokio::spawn(sup.run(Some(running)));
-        self.inner.set_task(&id, generation, task.abort_handle());
+        self.inner.attach(&id, sup.generation, &running, now_ms());
+        sup.spawn(running);
         Ok(())
     }
 
@@ -410,8 +387,7 @@ impl Runtime for ProcessRuntime {
             if validate_id(id).is_err() || self.inner.is_active(id) {
                 continue;
             }
-            let pgid = procfs::stat(pid).map_or(pid, |s| s.pgrp);
-            procfs::signal_group(pgid, pid, Signal::SIGKILL);
+            procfs::kill_with_group(pid);
             tracing::warn!(instance = %id, pid, "killed a stray instance process");
             if seen.insert(id.to_owned()) {
                 report.push(Adopted {
@@ -468,8 +444,7 @@ impl ProcessRuntime {
             blocking(move || {
                 for (pid, found) in procfs::processes_with_token_prefix(&token) {
                     if found == token {
-                        let pgid = procfs::stat(pid).map_or(pid, |s| s.pgrp);
-                        procfs::signal_group(pgid, pid, Signal::SIGKILL);
+                        procfs::kill_with_group(pid);
                     }
                 }
                 state::remove(&dir, &rid)
@@ -495,40 +470,19 @@ impl ProcessRuntime {
             pgid,
             first_check,
         };
-        let generation = self.inner.next_generation();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (done_tx, done_rx) = watch::channel(false);
         let status = initial_status(&spec, Some(pid), record.restarts, record.started_ms);
-        {
-            let mut entries = self.inner.lock();
-            if entries.get(&id).is_some_and(|e| e.status.state.is_active()) {
-                // Started by a concurrent `start` in the meantime; that one wins.
-                return Ok(None);
-            }
-            entries.insert(
-                id.clone(),
-                Entry {
-                    generation,
-                    status,
-                    pgid: Some(pgid),
-                    stop: stop_tx,
-                    done: done_rx,
-                    task: None,
-                },
-            );
-        }
-        self.inner.bump();
         let spec = Arc::new(spec);
-        let sup = Supervisor {
-            inner: Arc::clone(&self.inner),
-            generation,
-            spec: Arc::clone(&spec),
-            stop: stop_rx,
-            done: done_tx,
-            restarts: record.restarts,
+        let Some(sup) = Supervisor::register(
+            &self.inner,
+            Arc::clone(&spec),
+            status,
+            Some(pgid),
+            record.restarts,
+        ) else {
+            // Started by a concurrent `start` in the meantime; that one wins.
+            return Ok(None);
         };
-        let task = tokio::spawn(sup.run(Some(running)));
-        self.inner.set_task(&id, generation, task.abort_handle());
+        sup.spawn(running);
         tracing::info!(instance = %id, pid, "adopted a running instance");
         Ok(Some(Adopted {
             id,
@@ -618,7 +572,59 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(mut self, mut current: Option<Running>) {
+    /// Lists a new generation of instance `spec.id` with `status`, unless an active one is
+    /// listed; returns the supervisor to [`Supervisor::spawn`] once a process runs.
+    fn register(
+        inner: &Arc<Inner>,
+        spec: Arc<InstanceSpec>,
+        status: InstanceStatus,
+        pgid: Option<i32>,
+        restarts: u32,
+    ) -> Option<Supervisor> {
+        let generation = inner.next_generation();
+        let (stop_tx, stop) = watch::channel(false);
+        let (done, done_rx) = watch::channel(false);
+        {
+            let mut entries = inner.lock();
+            if entries
+                .get(&spec.id)
+                .is_some_and(|e| e.status.state.is_active())
+            {
+                return None;
+            }
+            entries.insert(
+                spec.id.clone(),
+                Entry {
+                    generation,
+                    status,
+                    pgid,
+                    stop: stop_tx,
+                    done: done_rx,
+                    task: None,
+                },
+            );
+        }
+        inner.bump();
+        Some(Supervisor {
+            inner: Arc::clone(inner),
+            generation,
+            spec,
+            stop,
+            done,
+            restarts,
+        })
+    }
+
+    /// Supervises `running` (and its successors) in a task of its own.
+    fn spawn(self, running: Running) {
+        let inner = Arc::clone(&self.inner);
+        let (id, generation) = (self.spec.id.clone(), self.generation);
+        let task = tokio::spawn(self.run(running));
+        inner.set_task(&id, generation, task.abort_handle());
+    }
+
+    async fn run(mut self, running: Running) {
+        let mut current = Some(running);
         let id = self.spec.id.clone();
         let mut consecutive = 0u32;
         // Why the next process is started; written into the log as its start marker.
@@ -740,15 +746,19 @@ impl Supervisor {
         let mut next = running.first_check;
         let is_stable = |since: Option<Instant>| since.is_some_and(|s| s.elapsed() >= STABLE_AFTER);
         loop {
-            tokio::select! {
+            let (started, result) = tokio::select! {
                 biased;
                 () = stop_requested(&mut self.stop) => return End::Stop,
                 code = running.proc.exited() => {
                     let stable = stable || is_stable(ready_since);
                     return End::Exited { code, stable };
                 }
-                () = tokio::time::sleep_until(next) => {}
-            }
+                probed = async {
+                    tokio::time::sleep_until(next).await;
+                    let started = Instant::now();
+                    (started, probe(&policy.check, spec.port, &workdir, &env).await)
+                } => probed,
+            };
             if policy.check == HealthCheck::None {
                 if ready_since.is_none() {
                     ready_since = Some(Instant::now());
@@ -758,16 +768,6 @@ impl Supervisor {
                 next = Instant::now() + Duration::from_secs(3600);
                 continue;
             }
-            let started = Instant::now();
-            let result = tokio::select! {
-                biased;
-                () = stop_requested(&mut self.stop) => return End::Stop,
-                code = running.proc.exited() => {
-                    let stable = stable || is_stable(ready_since);
-                    return End::Exited { code, stable };
-                }
-                result = probe(&policy.check, spec.port, &workdir, &env) => result,
-            };
             next = started + policy.interval;
             match result {
                 Ok(()) => {

@@ -113,6 +113,13 @@ pub(crate) fn signal_group(pgid: i32, pid: i32, signal: Signal) {
     }
 }
 
+/// SIGKILL to `pid` and to the process group it is in now (its own pid as the group when
+/// `/proc` no longer shows it).
+pub(crate) fn kill_with_group(pid: i32) {
+    let pgid = stat(pid).map_or(pid, |s| s.pgrp);
+    signal_group(pgid, pid, Signal::SIGKILL);
+}
+
 fn all_pids() -> impl Iterator<Item = i32> {
     std::fs::read_dir("/proc")
         .into_iter()

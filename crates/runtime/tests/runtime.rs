@@ -73,17 +73,22 @@ impl Fixture {
     }
 
     fn http_spec(&self, id: &str) -> InstanceSpec {
-        spec(
-            id,
-            &self.artifact,
-            "exec python3 server.py",
-            HealthCheck::Http {
-                path: "/health".into(),
-                expect_status: 200,
-                timeout: Duration::from_secs(1),
-            },
-        )
+        http_spec(id, &self.artifact)
     }
+}
+
+/// [`SERVER_PY`] from `artifact`, ready when `/health` answers 200.
+fn http_spec(id: &str, artifact: &Path) -> InstanceSpec {
+    spec(
+        id,
+        artifact,
+        "exec python3 server.py",
+        HealthCheck::Http {
+            path: "/health".into(),
+            expect_status: 200,
+            timeout: Duration::from_secs(1),
+        },
+    )
 }
 
 impl Drop for Fixture {
@@ -175,6 +180,19 @@ async fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The pid a service wrote (`echo $! > FILE`) into `file`, once the whole line is there.
+async fn pid_file(file: &Path) -> i32 {
+    poll_until("a whole line in the pid file", || {
+        std::fs::read_to_string(file).is_ok_and(|t| t.ends_with('\n'))
+    })
+    .await;
+    std::fs::read_to_string(file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Whether `pid` exists and is not a zombie.
@@ -437,11 +455,7 @@ async fn stop_terminates_the_whole_group_within_the_grace_period() {
     s.stop_grace = Duration::from_secs(10);
     fx.rt.start(s).await.unwrap();
     let pid = wait_ready(&fx.rt, "group").await.pid.unwrap();
-    let bg: i32 = std::fs::read_to_string(fx.root().join("instances/group/bg.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let bg = pid_file(&fx.root().join("instances/group/bg.pid")).await;
     assert!(alive(bg));
 
     let started = Instant::now();
@@ -478,16 +492,7 @@ async fn stop_escalates_to_sigkill_when_sigterm_is_ignored() {
     s.stop_grace = Duration::from_millis(300);
     fx.rt.start(s).await.unwrap();
     let pid = wait_ready(&fx.rt, "stubborn").await.pid.unwrap();
-    let bg_file = fx.root().join("instances/stubborn/bg.pid");
-    poll_until("bg.pid", || {
-        std::fs::read_to_string(&bg_file).is_ok_and(|t| t.ends_with('\n'))
-    })
-    .await;
-    let bg: i32 = std::fs::read_to_string(&bg_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let bg = pid_file(&fx.root().join("instances/stubborn/bg.pid")).await;
 
     let started = Instant::now();
     fx.rt.stop("stubborn").await.unwrap();
@@ -719,16 +724,7 @@ async fn control_plane_helper() {
         return;
     };
     let rt = ProcessRuntime::new(PathBuf::from(root), HELPER_PREFIX.into()).unwrap();
-    let s = spec(
-        "web",
-        Path::new(&artifact),
-        "exec python3 server.py",
-        HealthCheck::Http {
-            path: "/health".into(),
-            expect_status: 200,
-            timeout: Duration::from_secs(1),
-        },
-    );
+    let s = http_spec("web", Path::new(&artifact));
     let port = s.port;
     rt.start(s).await.unwrap();
     let pid = wait_ready(&rt, "web").await.pid.unwrap();

@@ -170,10 +170,8 @@ pub struct VerifyReport {
     pub entries_checked: u64,
     /// How many checkpoints were given (valid or not).
     pub checkpoints_checked: usize,
-    /// The most important problem: the tampering problem with the lowest [`Problem::seq`],
-    /// or else the earliest completeness problem.
-    pub first_problem: Option<Problem>,
-    /// Every problem, in the same order (tampering first, then by seq).
+    /// Every problem, most important first: tampering before completeness problems, each
+    /// by [`Problem::seq`].
     pub problems: Vec<Problem>,
 }
 
@@ -181,6 +179,12 @@ impl VerifyReport {
     /// True when no problem was found.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// The most important problem: the tampering problem with the lowest [`Problem::seq`],
+    /// or else the earliest completeness problem.
+    pub fn first_problem(&self) -> Option<&Problem> {
+        self.problems.first()
     }
 }
 
@@ -306,7 +310,6 @@ pub fn verify(
     VerifyReport {
         entries_checked: position,
         checkpoints_checked: checkpoints.len(),
-        first_problem: problems.first().cloned(),
         problems,
     }
 }

@@ -75,8 +75,8 @@ fn check(entries: &[StoredEntry], cps: &[Checkpoint]) -> VerifyReport {
 
 fn first(entries: &[StoredEntry], cps: &[Checkpoint]) -> Problem {
     let r = check(entries, cps);
-    r.first_problem
-        .clone()
+    r.first_problem()
+        .cloned()
         .unwrap_or_else(|| panic!("tampering not detected: {r:?}"))
 }
 
@@ -165,7 +165,7 @@ fn swapped_entries_are_named() {
     let (mut entries, cps) = setup();
     entries.swap(20, 21);
     let r = check(&entries, &cps);
-    assert_eq!(r.first_problem.as_ref().map(Problem::seq), Some(21));
+    assert_eq!(r.first_problem().map(Problem::seq), Some(21));
     let reorder = Problem::OutOfOrder {
         seq: 21,
         after_seq: 22,
@@ -270,7 +270,7 @@ fn empty_log_and_missing_checkpoints() {
     );
     assert!(r.is_ok(), "{:?}", r.problems);
     let r = verify(vec![], &[], &s.public_key(), opts(BASE));
-    assert_eq!(r.first_problem, Some(Problem::NoCheckpoints));
+    assert_eq!(r.first_problem(), Some(&Problem::NoCheckpoints));
 }
 
 #[test]
@@ -437,7 +437,7 @@ proptest! {
                 entries[i].seq
             }
         };
-        let p = check(&entries, &cps).first_problem;
+        let p = check(&entries, &cps).first_problem().cloned();
         prop_assert!(p.is_some(), "{:?} not detected", m);
         let p = p.unwrap_or(Problem::NoCheckpoints);
         prop_assert!(p.is_tampering(), "{p}");

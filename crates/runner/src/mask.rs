@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
 /// The text that replaces every masked occurrence.
@@ -170,19 +170,10 @@ impl Masker {
     }
 }
 
-/// Appends every form of `secret` to `out`.
+/// Appends every form of `secret` to `out`: those [`sluice_secrets::encoded_forms`] lists,
+/// base64 fragments of it, and its percent-encodings with lower-case hex digits.
 fn forms(bytes: &[u8], out: &mut Vec<String>) {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        out.push(text.to_owned());
-    }
-
-    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
-        out.push(engine.encode(bytes));
-    }
-    // Double base64, as produced by e.g. a Kubernetes secret of a basic-auth header.
-    let once = STANDARD.encode(bytes);
-    out.push(STANDARD.encode(once.as_bytes()));
-    out.push(STANDARD_NO_PAD.encode(once.as_bytes()));
+    out.extend(sluice_secrets::encoded_forms(bytes));
 
     // The secret inside a longer base64 stream: with k leading bytes, characters
     // ceil(8k/6) .. floor(8(k+n)/6) depend on the secret's bytes only.
@@ -201,20 +192,10 @@ fn forms(bytes: &[u8], out: &mut Vec<String>) {
         }
     }
 
-    out.push(hex::encode(bytes));
-    out.push(hex::encode_upper(bytes));
-
+    // `encoded_forms` writes upper-case hex (`%2F`), with spaces as `%20` and as `+`.
     let upper = percent_encode(bytes, URL_ENCODE).to_string();
     out.push(lower_percent_hex(&upper));
-    // The form-encoding variant writes spaces as `+`.
-    let plus: String = bytes
-        .split(|b| *b == b' ')
-        .map(|part| percent_encode(part, URL_ENCODE).to_string())
-        .collect::<Vec<_>>()
-        .join("+");
-    out.push(lower_percent_hex(&plus));
-    out.push(plus);
-    out.push(upper);
+    out.push(lower_percent_hex(&upper.replace("%20", "+")));
 }
 
 /// Lower-cases the two hex digits after every `%`.
@@ -239,6 +220,7 @@ fn lower_percent_hex(encoded: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
     use percent_encoding::utf8_percent_encode;
 
     fn masker(secrets: &[&str]) -> Masker {

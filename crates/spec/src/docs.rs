@@ -6,12 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
-use crate::schema::{
-    ANALYSIS_FIELDS, BLUE_GREEN_FIELDS, CACHE_FIELDS, CANARY_FIELDS, CANARY_STEP_FIELDS,
-    CONFIG_FIELDS, DEPLOY_ENVIRONMENT_FIELDS, DEPLOY_FIELDS, DEPLOY_SECRET_FIELDS,
-    ENVIRONMENT_FIELDS, HEALTH_FIELDS, RETRY_FIELDS, ROLLING_FIELDS, SERVICE_FIELDS, STEP_FIELDS,
-    STICKY_FIELDS,
-};
+use crate::schema::{CONFIG_FIELDS, DEFINITION_FIELDS};
 
 /// A complete, valid `sluice.yml` using every field; shown in the reference and parsed by
 /// the tests.
@@ -188,24 +183,10 @@ pub(crate) fn reference_markdown() -> String {
         };
         let _ = write!(out, "\n## {name}\n\n");
         if def.get("properties").is_some() {
-            let order = match name.as_str() {
-                "Environment" => ENVIRONMENT_FIELDS,
-                "Service" => SERVICE_FIELDS,
-                "Step" => STEP_FIELDS,
-                "Retry" => RETRY_FIELDS,
-                "Cache" => CACHE_FIELDS,
-                "Deploy" => DEPLOY_FIELDS,
-                "DeploySecret" => DEPLOY_SECRET_FIELDS,
-                "DeployEnvironment" => DEPLOY_ENVIRONMENT_FIELDS,
-                "Health" => HEALTH_FIELDS,
-                "Rolling" => ROLLING_FIELDS,
-                "BlueGreen" => BLUE_GREEN_FIELDS,
-                "Canary" => CANARY_FIELDS,
-                "CanaryStep" => CANARY_STEP_FIELDS,
-                "Analysis" => ANALYSIS_FIELDS,
-                "Sticky" => STICKY_FIELDS,
-                _ => &[],
-            };
+            let order = DEFINITION_FIELDS
+                .iter()
+                .find(|(def, _)| def == name)
+                .map_or(&[][..], |(_, fields)| fields);
             object_section(&mut out, def, order);
         } else {
             alternatives_section(&mut out, def);

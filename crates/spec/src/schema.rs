@@ -99,6 +99,26 @@ pub(crate) const INSUFFICIENT_TRAFFIC_VALUES: &[&str] = &["wait", "pass", "fail"
 /// Fields of the canary `sticky` rule.
 pub(crate) const STICKY_FIELDS: &[&str] = &["header", "cookie", "value"];
 
+/// The field list of each object definition of the schema, by definition name (the top
+/// level's is [`CONFIG_FIELDS`]); the reference lists their fields in this order.
+pub(crate) const DEFINITION_FIELDS: &[(&str, &[&str])] = &[
+    ("Environment", ENVIRONMENT_FIELDS),
+    ("Service", SERVICE_FIELDS),
+    ("Step", STEP_FIELDS),
+    ("Retry", RETRY_FIELDS),
+    ("Cache", CACHE_FIELDS),
+    ("Deploy", DEPLOY_FIELDS),
+    ("DeploySecret", DEPLOY_SECRET_FIELDS),
+    ("DeployEnvironment", DEPLOY_ENVIRONMENT_FIELDS),
+    ("Health", HEALTH_FIELDS),
+    ("Rolling", ROLLING_FIELDS),
+    ("BlueGreen", BLUE_GREEN_FIELDS),
+    ("Canary", CANARY_FIELDS),
+    ("CanaryStep", CANARY_STEP_FIELDS),
+    ("Analysis", ANALYSIS_FIELDS),
+    ("Sticky", STICKY_FIELDS),
+];
+
 /// Names of projects.
 pub(crate) const PROJECT_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]*$";
 /// Names of environments, services and steps.
@@ -402,7 +422,7 @@ pub(crate) struct Deploy {
 pub(crate) enum DeploySecretForm {
     /// Short form: the secret's name; the instances get its value in the environment
     /// variable of that name.
-    #[schemars(extend("pattern" = "^[A-Z_][A-Z0-9_]*$"))]
+    #[schemars(extend("pattern" = SECRET_NAME_PATTERN))]
     Name(String),
     /// Long form.
     Long(DeploySecret),
@@ -718,32 +738,9 @@ mod tests {
         let schema = crate::docs::schema_value();
         let defs = &schema["$defs"];
         assert_eq!(properties(&schema), sorted(CONFIG_FIELDS));
-        assert_eq!(properties(&defs["Environment"]), sorted(ENVIRONMENT_FIELDS));
-        assert_eq!(properties(&defs["Service"]), sorted(SERVICE_FIELDS));
-        assert_eq!(properties(&defs["Step"]), sorted(STEP_FIELDS));
-        assert_eq!(properties(&defs["Retry"]), sorted(RETRY_FIELDS));
-        assert_eq!(properties(&defs["Cache"]), sorted(CACHE_FIELDS));
-        let on: Vec<&str> = defs["RetryOn"]["oneOf"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v["const"].as_str()).collect())
-            .unwrap_or_default();
-        assert_eq!(on, RETRY_ON_VALUES);
-        assert_eq!(properties(&defs["Deploy"]), sorted(DEPLOY_FIELDS));
-        assert_eq!(
-            properties(&defs["DeploySecret"]),
-            sorted(DEPLOY_SECRET_FIELDS)
-        );
-        assert_eq!(
-            properties(&defs["DeployEnvironment"]),
-            sorted(DEPLOY_ENVIRONMENT_FIELDS)
-        );
-        assert_eq!(properties(&defs["Health"]), sorted(HEALTH_FIELDS));
-        assert_eq!(properties(&defs["Rolling"]), sorted(ROLLING_FIELDS));
-        assert_eq!(properties(&defs["BlueGreen"]), sorted(BLUE_GREEN_FIELDS));
-        assert_eq!(properties(&defs["Canary"]), sorted(CANARY_FIELDS));
-        assert_eq!(properties(&defs["CanaryStep"]), sorted(CANARY_STEP_FIELDS));
-        assert_eq!(properties(&defs["Analysis"]), sorted(ANALYSIS_FIELDS));
-        assert_eq!(properties(&defs["Sticky"]), sorted(STICKY_FIELDS));
+        for (name, fields) in DEFINITION_FIELDS {
+            assert_eq!(properties(&defs[*name]), sorted(fields), "{name}");
+        }
         let consts = |def: &Value| -> Vec<String> {
             def["oneOf"]
                 .as_array()
@@ -754,6 +751,7 @@ mod tests {
                 })
                 .unwrap_or_default()
         };
+        assert_eq!(consts(&defs["RetryOn"]), RETRY_ON_VALUES);
         assert_eq!(
             consts(&defs["InsufficientTraffic"]),
             INSUFFICIENT_TRAFFIC_VALUES

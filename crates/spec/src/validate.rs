@@ -404,14 +404,10 @@ impl<'a> Validator<'a> {
         }
 
         let gate = match fields.get("gate") {
-            Some(n) => match n.value {
-                Value::Bool(b) => b,
-                _ => {
-                    self.wrong_type(n, &sub("gate"), "`true` or `false`");
-                    ok = false;
-                    false
-                }
-            },
+            Some(n) => self.boolean(n, &sub("gate")).unwrap_or_else(|| {
+                ok = false;
+                false
+            }),
             None => false,
         };
 
@@ -440,25 +436,12 @@ impl<'a> Validator<'a> {
         }
 
         let workdir = match fields.get("workdir") {
-            Some(n) => match self.string(n, &sub("workdir")) {
-                Some(dir) => match normalize_relative(&dir) {
-                    Ok(d) => d,
-                    Err(why) => {
-                        self.error(
-                            n.pos,
-                            &sub("workdir"),
-                            format!("workdir `{dir}` {why}"),
-                            Some("give a directory relative to the repository root, e.g. `services/api`".into()),
-                        );
-                        ok = false;
-                        None
-                    }
-                },
-                None => {
+            Some(n) => self
+                .workdir(n, &sub("workdir"), "the repository", "the repository root")
+                .unwrap_or_else(|| {
                     ok = false;
                     None
-                }
-            },
+                }),
             None => None,
         };
 
@@ -654,13 +637,7 @@ impl<'a> Validator<'a> {
     }
 
     fn caches(&mut self, node: &Node, path: &str) -> Option<Vec<Cache>> {
-        let Value::Seq(items) = &node.value else {
-            if node.value == Value::Null {
-                return Some(Vec::new());
-            }
-            self.wrong_type(node, path, "a list of caches");
-            return None;
-        };
+        let items = self.items(node, path, "a list of caches")?;
         let mut ok = true;
         let mut caches = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -860,26 +837,31 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A list of strings; nothing (`needs:`) is an empty list.
-    fn string_list<'n>(&mut self, node: &'n Node, path: &str) -> Option<Vec<(String, &'n Node)>> {
+    /// The items of a list (`expected` names it in the type error); nothing (`needs:`) is
+    /// an empty list.
+    fn items<'n>(&mut self, node: &'n Node, path: &str, expected: &str) -> Option<&'n [Node]> {
         match &node.value {
-            Value::Null => Some(Vec::new()),
-            Value::Seq(items) => {
-                let mut ok = true;
-                let mut out = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    match self.string(item, &format!("{path}[{i}]")) {
-                        Some(s) => out.push((s, item)),
-                        None => ok = false,
-                    }
-                }
-                ok.then_some(out)
-            }
+            Value::Seq(items) => Some(items),
+            Value::Null => Some(&[]),
             _ => {
-                self.wrong_type(node, path, "a list");
+                self.wrong_type(node, path, expected);
                 None
             }
         }
+    }
+
+    /// A list of strings; nothing (`needs:`) is an empty list.
+    fn string_list<'n>(&mut self, node: &'n Node, path: &str) -> Option<Vec<(String, &'n Node)>> {
+        let items = self.items(node, path, "a list")?;
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match self.string(item, &format!("{path}[{i}]")) {
+                Some(s) => out.push((s, item)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     fn wrong_type(&mut self, node: &Node, path: &str, expected: &str) {

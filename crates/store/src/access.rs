@@ -16,7 +16,8 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::rows::to_json;
 use crate::{
-    ApprovalRow, Result, SessionRow, Store, StoreError, TokenRow, UserRow, insert_events, now_ms,
+    ApprovalRow, Result, SessionRow, Store, StoreError, TokenRow, UserRow, conflict_on_unique,
+    insert_events, now_ms,
 };
 
 /// Columns read by [`user`].
@@ -35,20 +36,6 @@ pub(crate) const ALL: &str = "*";
 /// Last-used times of tokens and sessions are recorded at most this often, so using a
 /// credential does not take the writer lock on every request.
 pub const TOUCH_INTERVAL_MS: i64 = 60_000;
-
-/// Maps a unique violation to `Conflict(what)`.
-pub(crate) fn conflict_on_unique<T>(
-    r: std::result::Result<T, sqlx::Error>,
-    what: impl FnOnce() -> String,
-) -> Result<T> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(StoreError::Conflict(what()))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
 
 /// Refuses anything but a 64-digit lowercase hex hash where a credential's hash belongs, so
 /// a plaintext token can never be stored by mistake.
@@ -134,11 +121,13 @@ fn approval(row: &AnyRow) -> Result<ApprovalRow> {
     })
 }
 
-fn scope_column(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or(ALL)
+/// A grant's (or secret's) project or environment as stored: `None` (all) is [`ALL`].
+pub(crate) fn scope_column(v: Option<&str>) -> &str {
+    v.unwrap_or(ALL)
 }
 
-fn from_scope_column(v: String) -> Option<String> {
+/// The reverse of [`scope_column`].
+pub(crate) fn from_scope_column(v: String) -> Option<String> {
     (v != ALL).then_some(v)
 }
 
@@ -157,8 +146,8 @@ fn grant_text(g: &Grant) -> String {
     format!(
         "grant of {} on project {} environment {}",
         g.role,
-        scope_column(&g.project),
-        scope_column(&g.environment)
+        scope_column(g.project.as_deref()),
+        scope_column(g.environment.as_deref())
     )
 }
 
@@ -364,8 +353,8 @@ impl Store {
         )
         .bind(user)
         .bind(g.role.as_str())
-        .bind(scope_column(&g.project))
-        .bind(scope_column(&g.environment))
+        .bind(scope_column(g.project.as_deref()))
+        .bind(scope_column(g.environment.as_deref()))
         .execute(w.conn())
         .await;
         conflict_on_unique(inserted, || format!("{} for `{user}`", grant_text(g)))?;
@@ -382,8 +371,8 @@ impl Store {
         )
         .bind(user)
         .bind(g.role.as_str())
-        .bind(scope_column(&g.project))
-        .bind(scope_column(&g.environment))
+        .bind(scope_column(g.project.as_deref()))
+        .bind(scope_column(g.environment.as_deref()))
         .execute(w.conn())
         .await?;
         if deleted.rows_affected() == 0 {
@@ -494,27 +483,25 @@ impl Store {
     /// already revoked; `NotFound` if there is no such token.
     pub async fn revoke_token(&self, id: &str, now_ms: i64, event: NewEvent) -> Result<bool> {
         let mut w = self.write(true).await?;
-        let revoked: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked_ms FROM api_tokens WHERE id = $1")
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(w.conn())
+        .await?
+        .rows_affected();
+        if revoked == 0 {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM api_tokens WHERE id = $1")
                 .bind(id)
                 .fetch_optional(w.conn())
                 .await?;
-        match revoked {
-            None => {
-                w.rollback().await?;
-                return Err(StoreError::NotFound(format!("API token `{id}`")));
-            }
-            Some(Some(_)) => {
-                w.rollback().await?;
-                return Ok(false);
-            }
-            Some(None) => {}
+            w.rollback().await?;
+            return match exists {
+                Some(_) => Ok(false),
+                None => Err(StoreError::NotFound(format!("API token `{id}`"))),
+            };
         }
-        sqlx::query("UPDATE api_tokens SET revoked_ms = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now_ms)
-            .execute(w.conn())
-            .await?;
         insert_events(w.conn(), vec![event]).await?;
         w.commit().await?;
         Ok(true)
@@ -685,23 +672,14 @@ impl Store {
     /// conditional update).
     pub async fn use_setup_token(&self, hash: &str, now_ms: i64) -> Result<Option<String>> {
         let mut w = self.write(false).await?;
-        let used = sqlx::query(
+        let user: Option<String> = sqlx::query_scalar(
             "UPDATE setup_tokens SET used_ms = $2 \
-             WHERE hash = $1 AND used_ms IS NULL AND expires_ms > $2",
+             WHERE hash = $1 AND used_ms IS NULL AND expires_ms > $2 RETURNING user_name",
         )
         .bind(hash)
         .bind(now_ms)
-        .execute(w.conn())
-        .await?
-        .rows_affected();
-        let user: Option<String> = if used == 1 {
-            sqlx::query_scalar("SELECT user_name FROM setup_tokens WHERE hash = $1")
-                .bind(hash)
-                .fetch_optional(w.conn())
-                .await?
-        } else {
-            None
-        };
+        .fetch_optional(w.conn())
+        .await?;
         w.commit().await?;
         Ok(user)
     }

@@ -4,7 +4,7 @@
 //! event's fields; it is computed in [`insert_events`], inside the write transaction that
 //! appends the event, so the chain follows commit order exactly as `seq` does. Events written
 //! before schema version 3 (or by an older sluice sharing the database) have an empty hash;
-//! [`backfill`] chains them at open, and [`insert_events`] before appending after them.
+//! [`Store::backfill`] chains them at open, and [`insert_events`] before appending after them.
 //! Stored hashes are never recomputed, so chaining cannot launder an edited entry.
 //! Signed checkpoints of the chain head are kept in `audit_checkpoints`; they are made and
 //! checked by the server with `sluice-audit`, the store only keeps them.
@@ -12,14 +12,13 @@
 use sluice_audit::{Checkpoint, EntryFields, Hash, StoredEntry, entry_hash};
 use sluice_core::NewEvent;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use crate::rows::{self, stored_hash, to_json};
-use crate::{Backend, Event, Result, Store, StoreError, limit_or, now_ms};
+use crate::rows::{self, EVENT_COLS, stored_hash, to_json};
+use crate::{Event, Result, Store, conflict_on_unique, limit_or, now_ms};
 
-/// Columns read by [`rows::audit_entry`].
-const AUDIT_COLS: &str = "seq, time_ms, kind, actor, subject, project, payload, source, \
-     request_id, prev_hash, hash";
+/// Columns read by [`checkpoint`].
+const CHECKPOINT_COLS: &str = "seq, hash, time_ms, key_id, signature";
 
 /// Entries per page of [`Store::audit_entries`] when no limit is given.
 const DEFAULT_AUDIT_LIMIT: i64 = 10_000;
@@ -29,7 +28,7 @@ const BACKFILL_PAGE: i64 = 1000;
 
 /// The last event's seq and hash, `(0, GENESIS)` for an empty log. If the last events have
 /// no hash yet (written by an older sluice sharing the database), they are chained first:
-/// the caller holds the write lock, so this is the same as [`backfill`] at open.
+/// the caller holds the write lock, so this is the same as [`Store::backfill`] at open.
 async fn head(conn: &mut AnyConnection) -> Result<(i64, Hash)> {
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
@@ -115,33 +114,22 @@ pub(crate) async fn insert_events(
     Ok(out)
 }
 
-/// Chains the events that have no hash yet (written before schema version 3), in seq order,
-/// in one transaction. A no-op (one indexed query) once everything is chained. Returns how
-/// many events were chained.
-pub(crate) async fn backfill(pool: &AnyPool, backend: Backend) -> Result<u64> {
-    let pending: Option<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE hash = '' LIMIT 1")
-        .fetch_optional(pool)
-        .await?;
-    if pending.is_none() {
-        return Ok(0);
-    }
-    let mut tx = match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
+impl Store {
+    /// Chains the events that have no hash yet (written before schema version 3), in seq
+    /// order, in one write transaction. A no-op (one indexed query) once everything is
+    /// chained.
+    pub(crate) async fn backfill(&self) -> Result<()> {
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM events WHERE hash = '' LIMIT 1")
+                .fetch_optional(&self.inner.pool)
                 .await?;
-            tx
+        if pending.is_none() {
+            return Ok(());
         }
-    };
-    let before: i64 =
-        sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM events WHERE hash = ''")
-            .fetch_one(&mut *tx)
-            .await?;
-    chain_pending(&mut tx).await?;
-    tx.commit().await?;
-    Ok(u64::try_from(before).unwrap_or(0))
+        let mut w = self.write(true).await?;
+        chain_pending(w.conn()).await?;
+        w.commit().await
+    }
 }
 
 /// Inside a write transaction: chains every event without a hash, from the first one on, in
@@ -173,7 +161,7 @@ async fn chain_pending(conn: &mut AnyConnection) -> Result<Hash> {
     let mut after = first - 1;
     loop {
         let page = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {AUDIT_COLS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            "SELECT {EVENT_COLS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
         )))
         .bind(after)
         .bind(BACKFILL_PAGE)
@@ -225,7 +213,7 @@ impl Store {
     /// reported by verification rather than failing this read.
     pub async fn audit_entries(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEntry>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {AUDIT_COLS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            "SELECT {EVENT_COLS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
         )))
         .bind(after_seq)
         .bind(limit_or(limit, DEFAULT_AUDIT_LIMIT))
@@ -259,21 +247,17 @@ impl Store {
         .bind(cp.signature.as_str())
         .execute(w.conn())
         .await;
-        match inserted {
-            Ok(_) => w.commit().await,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                format!("checkpoint by key {} at {}", cp.key_id, cp.time_ms),
-            )),
-            Err(e) => Err(e.into()),
-        }
+        conflict_on_unique(inserted, || {
+            format!("checkpoint by key {} at {}", cp.key_id, cp.time_ms)
+        })?;
+        w.commit().await
     }
 
     /// Every stored checkpoint, by seq then time.
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, time_ms, key_id, signature FROM audit_checkpoints \
-             ORDER BY seq, time_ms, key_id",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CHECKPOINT_COLS} FROM audit_checkpoints ORDER BY seq, time_ms, key_id"
+        )))
         .fetch_all(&self.inner.pool)
         .await?;
         rows.iter().map(checkpoint).collect()
@@ -281,10 +265,10 @@ impl Store {
 
     /// The newest checkpoint (by time), if any.
     pub async fn last_checkpoint(&self) -> Result<Option<Checkpoint>> {
-        let row = sqlx::query(
-            "SELECT seq, hash, time_ms, key_id, signature FROM audit_checkpoints \
-             ORDER BY time_ms DESC, seq DESC LIMIT 1",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CHECKPOINT_COLS} FROM audit_checkpoints ORDER BY time_ms DESC, seq DESC \
+             LIMIT 1"
+        )))
         .fetch_optional(&self.inner.pool)
         .await?;
         row.as_ref().map(checkpoint).transpose()

@@ -7,11 +7,14 @@ use sluice_core::{DeployStatus, NewEvent};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::rows::to_json;
+use crate::rows::{Arg, SqlBuilder, to_json};
 use crate::{
     Deployment, DeploymentFilter, DeploymentUpdate, NewDeployment, Result, Store, StoreError,
-    Target, fill_subjects, insert_events,
+    Target, fill_subjects, insert_events, limit_or,
 };
+
+/// Deployments listed when no limit is given.
+const DEFAULT_DEPLOYMENT_LIMIT: i64 = 50;
 
 const TARGET_COLS: &str = "project, service, env, desired_version, stable_version, updated_ms";
 const DEPLOY_COLS: &str = "id, project, service, env, version, from_version, strategy, status, \
@@ -68,24 +71,17 @@ impl Store {
         event: NewEvent,
     ) -> Result<Target> {
         let mut w = self.write(true).await?;
-        sqlx::query(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO targets (project, service, env, desired_version, stable_version, updated_ms) \
              VALUES ($1, $2, $3, $4, NULL, $5) \
-             ON CONFLICT (project, service, env) DO UPDATE SET desired_version = $4, updated_ms = $5",
-        )
+             ON CONFLICT (project, service, env) DO UPDATE SET desired_version = $4, updated_ms = $5 \
+             RETURNING {TARGET_COLS}"
+        )))
         .bind(project)
         .bind(service)
         .bind(env)
         .bind(version)
         .bind(now_ms)
-        .execute(w.conn())
-        .await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {TARGET_COLS} FROM targets WHERE project = $1 AND service = $2 AND env = $3"
-        )))
-        .bind(project)
-        .bind(service)
-        .bind(env)
         .fetch_one(w.conn())
         .await?;
         let t = target(&row)?;
@@ -96,23 +92,12 @@ impl Store {
 
     /// All targets (optionally of one project), ordered by project, service, environment.
     pub async fn targets(&self, project: Option<&str>) -> Result<Vec<Target>> {
-        let rows = match project {
-            Some(p) => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {TARGET_COLS} FROM targets WHERE project = $1 ORDER BY project, service, env"
-                )))
-                .bind(p)
-                .fetch_all(&self.inner.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {TARGET_COLS} FROM targets ORDER BY project, service, env"
-                )))
-                .fetch_all(&self.inner.pool)
-                .await?
-            }
-        };
+        let mut q = SqlBuilder::new(&format!("SELECT {TARGET_COLS} FROM targets"));
+        if let Some(p) = project {
+            q.push(" WHERE project = ").arg(Arg::Text(p.to_owned()));
+        }
+        q.push(" ORDER BY project, service, env");
+        let rows = q.build().fetch_all(&self.inner.pool).await?;
         rows.iter().map(target).collect()
     }
 
@@ -154,11 +139,12 @@ impl Store {
                 d.service, d.env
             )));
         }
-        let id: i64 = sqlx::query_scalar(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO deployments (project, service, env, version, from_version, strategy, status, \
              phase, reason, state, run_trigger, actor, created_ms, updated_ms, finished_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11, $12, $12, NULL) RETURNING id",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11, $12, $12, NULL) \
+             RETURNING {DEPLOY_COLS}"
+        )))
         .bind(d.project.as_str())
         .bind(d.service.as_str())
         .bind(d.env.as_str())
@@ -173,20 +159,14 @@ impl Store {
         .bind(d.created_ms)
         .fetch_one(w.conn())
         .await?;
-        fill_subjects(&mut events, id, None);
+        let out = deployment(&row)?;
+        fill_subjects(&mut events, out.id, None);
         for e in &mut events {
             if let Some(o) = e.payload.as_object_mut() {
-                o.entry("deployment").or_insert(id.into());
+                o.entry("deployment").or_insert(out.id.into());
             }
         }
         insert_events(w.conn(), events).await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {DEPLOY_COLS} FROM deployments WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_one(w.conn())
-        .await?;
-        let out = deployment(&row)?;
         w.commit().await?;
         Ok(out)
     }
@@ -203,45 +183,37 @@ impl Store {
             .map(|s| to_json(s, "deployment state"))
             .transpose()?;
         let mut w = self.write(true).await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {DEPLOY_COLS} FROM deployments WHERE id = $1"
-        )))
+        // One statement: unset fields keep their stored values, and `finished_ms` is set
+        // once, when the status first becomes terminal.
+        let target: Option<(String, String, String)> = sqlx::query_as(
+            "UPDATE deployments SET status = COALESCE($1, status), phase = COALESCE($2, phase), \
+             reason = COALESCE($3, reason), state = COALESCE($4, state), updated_ms = $5, \
+             finished_ms = CASE WHEN COALESCE($1, status) = $6 THEN NULL \
+             ELSE COALESCE(finished_ms, $5) END \
+             WHERE id = $7 RETURNING project, service, env",
+        )
+        .bind(u.status.map(DeployStatus::as_str))
+        .bind(u.phase)
+        .bind(u.reason)
+        .bind(state)
+        .bind(u.now_ms)
+        .bind(DeployStatus::Running.as_str())
         .bind(u.id)
         .fetch_optional(w.conn())
         .await?;
-        let Some(row) = row else {
+        let Some((project, service, env)) = target else {
             w.rollback().await?;
             return Err(StoreError::NotFound(format!("deployment {}", u.id)));
         };
-        let d = deployment(&row)?;
-        let status = u.status.unwrap_or(d.status);
-        let finished = if status.is_terminal() {
-            d.finished_ms.or(Some(u.now_ms))
-        } else {
-            None
-        };
-        sqlx::query(
-            "UPDATE deployments SET status = $1, phase = $2, reason = $3, state = $4, \
-             updated_ms = $5, finished_ms = $6 WHERE id = $7",
-        )
-        .bind(status.as_str())
-        .bind(u.phase.unwrap_or(d.phase))
-        .bind(u.reason.or(d.reason))
-        .bind(state.unwrap_or_else(|| d.state.to_string()))
-        .bind(u.now_ms)
-        .bind(finished)
-        .bind(u.id)
-        .execute(w.conn())
-        .await?;
         if let Some(stable) = u.stable_version {
             sqlx::query(
                 "INSERT INTO targets (project, service, env, desired_version, stable_version, updated_ms) \
                  VALUES ($1, $2, $3, NULL, $4, $5) \
                  ON CONFLICT (project, service, env) DO UPDATE SET stable_version = $4, updated_ms = $5",
             )
-            .bind(d.project.as_str())
-            .bind(d.service.as_str())
-            .bind(d.env.as_str())
+            .bind(project)
+            .bind(service)
+            .bind(env)
             .bind(stable)
             .bind(u.now_ms)
             .execute(w.conn())
@@ -268,33 +240,26 @@ impl Store {
 
     /// Deployments, newest first, filtered.
     pub async fn deployments(&self, f: &DeploymentFilter) -> Result<Vec<Deployment>> {
-        let mut sql = format!("SELECT {DEPLOY_COLS} FROM deployments WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
+        let mut q = SqlBuilder::new(&format!(
+            "SELECT {DEPLOY_COLS} FROM deployments WHERE 1 = 1"
+        ));
         for (col, val) in [
-            ("project", &f.project),
-            ("service", &f.service),
-            ("env", &f.env),
+            (" AND project = ", &f.project),
+            (" AND service = ", &f.service),
+            (" AND env = ", &f.env),
         ] {
             if let Some(v) = val {
-                args.push(v.clone());
-                sql.push_str(&format!(" AND {col} = ${}", args.len()));
+                q.push(col).arg(Arg::Text(v.clone()));
             }
         }
         if f.running {
-            args.push(DeployStatus::Running.as_str().to_string());
-            sql.push_str(&format!(" AND status = ${}", args.len()));
+            q.push(" AND status = ")
+                .arg(Arg::Text(DeployStatus::Running.as_str().to_owned()));
         }
-        let limit = if f.limit <= 0 {
-            50
-        } else {
-            f.limit.min(10_000)
-        };
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for a in args {
-            q = q.bind(a);
-        }
-        let rows = q.fetch_all(&self.inner.pool).await?;
+        q.push(" ORDER BY id DESC LIMIT ").arg(Arg::Int(
+            limit_or(f.limit, DEFAULT_DEPLOYMENT_LIMIT).min(10_000),
+        ));
+        let rows = q.build().fetch_all(&self.inner.pool).await?;
         rows.iter().map(deployment).collect()
     }
 }

@@ -71,6 +71,20 @@ pub enum StoreError {
 /// Result alias for the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Maps a unique violation to `Conflict(what)`.
+pub(crate) fn conflict_on_unique<T>(
+    r: std::result::Result<T, sqlx::Error>,
+    what: impl FnOnce() -> String,
+) -> Result<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(StoreError::Conflict(what()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -273,21 +287,22 @@ impl Store {
                 (Backend::Sqlite, pool)
             }
         };
-        let ready = async {
-            migrate::migrate(&pool, backend).await?;
-            chain::backfill(&pool, backend).await
-        };
-        if let Err(e) = ready.await {
+        if let Err(e) = migrate::migrate(&pool, backend).await {
             pool.close().await;
             return Err(e);
         }
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 pool,
                 backend,
                 writer: Mutex::new(()),
             }),
-        })
+        };
+        if let Err(e) = store.backfill().await {
+            store.close().await;
+            return Err(e);
+        }
+        Ok(store)
     }
 
     /// The backend in use.
@@ -382,7 +397,7 @@ impl Store {
 
     /// Registers a project; `Conflict` if the name is taken.
     pub async fn add_project(&self, p: NewProject, event: NewEvent) -> Result<Project> {
-        let conflict = || StoreError::Conflict(format!("project `{}`", p.name));
+        let conflict = || format!("project `{}`", p.name);
         let mut w = self.write(true).await?;
         let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM projects WHERE name = $1")
             .bind(p.name.as_str())
@@ -390,7 +405,7 @@ impl Store {
             .await?;
         if taken.is_some() {
             w.rollback().await?;
-            return Err(conflict());
+            return Err(StoreError::Conflict(conflict()));
         }
         let project = Project {
             name: p.name.clone(),
@@ -410,11 +425,7 @@ impl Store {
         .bind(project.created_ms)
         .execute(w.conn())
         .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(conflict()),
-            Err(e) => return Err(e.into()),
-        }
+        conflict_on_unique(inserted, conflict)?;
         insert_events(w.conn(), vec![event]).await?;
         w.commit().await?;
         Ok(project)
@@ -592,16 +603,12 @@ impl Store {
             .bind(StepStatus::Pending.as_str())
             .execute(w.conn())
             .await;
-            match inserted {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    return Err(StoreError::Conflict(format!(
-                        "step `{}` (step names must be unique within a run)",
-                        step.name
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            conflict_on_unique(inserted, || {
+                format!(
+                    "step `{}` (step names must be unique within a run)",
+                    step.name
+                )
+            })?;
         }
         fill_subjects(&mut events, id, None);
         insert_events(w.conn(), events).await?;

@@ -13,7 +13,7 @@ use sqlx::{Any, AssertSqlSafe, Row};
 
 use crate::{BranchHead, Event, LogLine, Project, Release, Result, Run, Step, StoreError};
 
-/// Columns read by [`event`], in order.
+/// Columns read by [`event`] and [`audit_entry`], in order.
 pub(crate) const EVENT_COLS: &str = "seq, time_ms, kind, actor, subject, project, payload, \
      source, request_id, prev_hash, hash";
 /// Columns read by [`project`].

@@ -15,10 +15,10 @@ use sluice_secrets::{Sealed, SecretRef, SecretsError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use crate::access::{ALL, conflict_on_unique};
+use crate::access::{ALL, from_scope_column, scope_column};
 use crate::{
-    NewSecret, Result, SETTING_KEK_ID, SecretMeta, SecretRow, Store, StoreError, insert_events,
-    now_ms,
+    NewSecret, Result, SETTING_KEK_ID, SecretMeta, SecretRow, Store, StoreError,
+    conflict_on_unique, insert_events, now_ms,
 };
 
 /// Columns read by [`secret_row`].
@@ -26,14 +26,6 @@ const SECRET_COLS: &str = "id, project, environment, name, version, kek_id, wrap
      ciphertext, created_ms, created_by, deleted_ms";
 /// Columns read by [`secret_meta`].
 const META_COLS: &str = "id, project, environment, name, version, kek_id, created_ms, created_by";
-
-fn env_column(env: Option<&str>) -> &str {
-    env.unwrap_or(ALL)
-}
-
-fn env_from_column(env: String) -> Option<String> {
-    (env != ALL).then_some(env)
-}
 
 fn bytes(text: &str, what: &str, id: &str) -> Result<Vec<u8>> {
     B64.decode(text)
@@ -52,7 +44,7 @@ fn secret_row(row: &AnyRow) -> Result<SecretRow> {
         },
         secret: SecretRef {
             project: row.try_get("project")?,
-            environment: env_from_column(row.try_get("environment")?),
+            environment: from_scope_column(row.try_get("environment")?),
             name: row.try_get("name")?,
             version: row.try_get("version")?,
             id,
@@ -67,7 +59,7 @@ fn secret_meta(row: &AnyRow) -> Result<SecretMeta> {
     Ok(SecretMeta {
         id: row.try_get("id")?,
         project: row.try_get("project")?,
-        environment: env_from_column(row.try_get("environment")?),
+        environment: from_scope_column(row.try_get("environment")?),
         name: row.try_get("name")?,
         version: row.try_get("version")?,
         kek_id: row.try_get("kek_id")?,
@@ -79,14 +71,14 @@ fn secret_meta(row: &AnyRow) -> Result<SecretMeta> {
 fn describe(project: &str, env: Option<&str>, name: &str) -> String {
     format!(
         "secret `{name}` of project `{project}` environment `{}`",
-        env_column(env)
+        scope_column(env)
     )
 }
 
-async fn kek_setting(conn: &mut AnyConnection) -> Result<Option<String>> {
+async fn get_setting(conn: &mut AnyConnection, key: &str) -> Result<Option<String>> {
     Ok(
         sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-            .bind(SETTING_KEK_ID)
+            .bind(key)
             .fetch_optional(&mut *conn)
             .await?,
     )
@@ -133,10 +125,10 @@ impl Store {
         if matches!(new.environment.as_deref(), Some("" | ALL)) {
             return Err(StoreError::Invalid(format!(
                 "environment `{}` is not allowed for a secret (use none for all)",
-                env_column(new.environment.as_deref())
+                scope_column(new.environment.as_deref())
             )));
         }
-        let env = env_column(new.environment.as_deref()).to_owned();
+        let env = scope_column(new.environment.as_deref()).to_owned();
         let mut w = self.write(true).await?;
         let version: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM secrets \
@@ -161,7 +153,7 @@ impl Store {
                 return Err(e.into());
             }
         };
-        if let Some(expected) = kek_setting(w.conn()).await?
+        if let Some(expected) = get_setting(w.conn(), SETTING_KEK_ID).await?
             && expected != sealed.kek_id
         {
             w.rollback().await?;
@@ -217,7 +209,7 @@ impl Store {
              ORDER BY version DESC LIMIT 1"
         )))
         .bind(project)
-        .bind(env_column(environment))
+        .bind(scope_column(environment))
         .bind(name)
         .fetch_optional(&self.inner.pool)
         .await?;
@@ -256,7 +248,7 @@ impl Store {
              WHERE project = $1 AND environment = $2 AND name = $3 AND deleted_ms IS NULL",
         )
         .bind(project)
-        .bind(env_column(environment))
+        .bind(scope_column(environment))
         .bind(name)
         .bind(now_ms())
         .execute(w.conn())
@@ -339,12 +331,7 @@ impl Store {
 
     /// A setting's value, if set.
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-                .bind(key)
-                .fetch_optional(&self.inner.pool)
-                .await?,
-        )
+        get_setting(&mut *self.inner.pool.acquire().await?, key).await
     }
 
     /// Sets a setting (no event: settings are bookkeeping, e.g. the expected key id,

@@ -120,6 +120,18 @@ impl Ctx {
         AnyPool::connect(&self.raw_url).await.unwrap()
     }
 
+    /// Runs `statements` on the database behind the store's back, in order.
+    async fn raw_exec(&self, statements: &[&str]) {
+        let pool = self.raw_pool().await;
+        for sql in statements {
+            sqlx::query(AssertSqlSafe(*sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    }
+
     /// A second, empty database of the same backend that no store has opened yet:
     /// `(url for Store::open, url for a raw pool)`.
     async fn blank(&self, label: &str) -> (String, String) {
@@ -393,14 +405,10 @@ async fn migrations_are_idempotent(cx: &Ctx) {
 }
 
 async fn newer_schema_is_refused(cx: &Ctx) {
-    let pool = cx.raw_pool().await;
-    sqlx::query(
+    cx.raw_exec(&[
         "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (999, 'future', 0)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    ])
+    .await;
     let err = Store::open(&cx.url).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     let msg = err.to_string();
@@ -1394,6 +1402,36 @@ async fn deploy_targets_and_deployments(cx: &Ctx) {
     )
     .await
     .unwrap();
+    // A later change of an ended deployment keeps its end time and the fields it leaves out.
+    s.update_deployment(
+        DeploymentUpdate {
+            id: d2.id,
+            phase: Some("rolled_back".into()),
+            now_ms: 60,
+            ..Default::default()
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    let ended = s.deployment(d2.id).await.unwrap();
+    assert_eq!(
+        (ended.status, ended.finished_ms, ended.updated_ms),
+        (DeployStatus::RolledBack, Some(50), 60)
+    );
+    assert_eq!(ended.state, d2.state);
+    let err = s
+        .update_deployment(
+            DeploymentUpdate {
+                id: 999,
+                now_ms: 70,
+                ..Default::default()
+            },
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     let all = s
         .deployments(&DeploymentFilter {
             project: Some("shop".into()),
@@ -1436,9 +1474,14 @@ async fn entries(store: &Store) -> Vec<StoredEntry> {
 
 /// Verifies the whole stored log against the stored checkpoints.
 async fn verify_store(store: &Store) -> VerifyReport {
+    verify_against(store, &store.checkpoints().await.unwrap()).await
+}
+
+/// Verifies the whole stored log against `checkpoints`, without the time checks.
+async fn verify_against(store: &Store, checkpoints: &[Checkpoint]) -> VerifyReport {
     verify(
         entries(store).await,
-        &store.checkpoints().await.unwrap(),
+        checkpoints,
         &signer().public_key(),
         VerifyOptions {
             now_ms: 0,
@@ -1491,8 +1534,19 @@ async fn ten_events_and_checkpoint(store: &Store) {
     assert!(verify_store(store).await.is_ok());
 }
 
+/// [`ten_events_and_checkpoint`], then `statements` run behind the store's back; returns
+/// the verification of what is left.
+async fn tampered(cx: &Ctx, statements: &[&str]) -> VerifyReport {
+    ten_events_and_checkpoint(&cx.store).await;
+    cx.raw_exec(statements).await;
+    verify_store(&cx.store).await
+}
+
 fn first_problem(report: &VerifyReport) -> Problem {
-    report.first_problem.clone().expect("a problem is reported")
+    report
+        .first_problem()
+        .cloned()
+        .expect("a problem is reported")
 }
 
 async fn chain_is_continuous_across_appends_and_reopen(cx: &Ctx) {
@@ -1586,12 +1640,8 @@ async fn chain_covers_request_context(cx: &Ctx) {
     );
     assert_chain_ok(s).await;
     // The context is covered by the hash: changing the address is tampering.
-    let pool = cx.raw_pool().await;
-    sqlx::query("UPDATE events SET source = '198.51.100.1' WHERE seq = 1")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    cx.raw_exec(&["UPDATE events SET source = '198.51.100.1' WHERE seq = 1"])
+        .await;
     assert!(matches!(
         first_problem(&verify_store(s).await),
         Problem::EntryAltered { seq: 1, .. }
@@ -1707,15 +1757,11 @@ async fn backfill_chains_events_of_an_old_database(cx: &Ctx) {
 }
 
 async fn tamper_edited_payload_is_found(cx: &Ctx) {
-    ten_events_and_checkpoint(&cx.store).await;
-    let pool = cx.raw_pool().await;
-    sqlx::query("UPDATE events SET payload = $1 WHERE seq = 4")
-        .bind(r#"{"i":4,"text":"nothing to see"}"#)
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let report = verify_store(&cx.store).await;
+    let report = tampered(
+        cx,
+        &[r#"UPDATE events SET payload = '{"i":4,"text":"nothing to see"}' WHERE seq = 4"#],
+    )
+    .await;
     assert!(
         matches!(first_problem(&report), Problem::EntryAltered { seq: 4, .. }),
         "{:?}",
@@ -1725,14 +1771,7 @@ async fn tamper_edited_payload_is_found(cx: &Ctx) {
 }
 
 async fn tamper_deleted_middle_row_is_found(cx: &Ctx) {
-    ten_events_and_checkpoint(&cx.store).await;
-    let pool = cx.raw_pool().await;
-    sqlx::query("DELETE FROM events WHERE seq = 5")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let report = verify_store(&cx.store).await;
+    let report = tampered(cx, &["DELETE FROM events WHERE seq = 5"]).await;
     assert!(
         matches!(
             first_problem(&report),
@@ -1749,19 +1788,16 @@ async fn tamper_deleted_middle_row_is_found(cx: &Ctx) {
 }
 
 async fn tamper_reordered_rows_are_found(cx: &Ctx) {
-    ten_events_and_checkpoint(&cx.store).await;
     // Swap the positions of events 3 and 6 (their contents and hashes move with them).
-    let pool = cx.raw_pool().await;
-    for (from, to) in [(3, -1), (6, 3), (-1, 6)] {
-        sqlx::query("UPDATE events SET seq = $2 WHERE seq = $1")
-            .bind(from as i64)
-            .bind(to as i64)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    pool.close().await;
-    let report = verify_store(&cx.store).await;
+    let report = tampered(
+        cx,
+        &[
+            "UPDATE events SET seq = -1 WHERE seq = 3",
+            "UPDATE events SET seq = 3 WHERE seq = 6",
+            "UPDATE events SET seq = 6 WHERE seq = -1",
+        ],
+    )
+    .await;
     assert_eq!(first_problem(&report).seq(), 3, "{:?}", report.problems);
     assert!(matches!(
         first_problem(&report),
@@ -1770,25 +1806,9 @@ async fn tamper_reordered_rows_are_found(cx: &Ctx) {
 }
 
 async fn tamper_truncated_tail_is_found(cx: &Ctx) {
-    ten_events_and_checkpoint(&cx.store).await;
-    let pool = cx.raw_pool().await;
-    sqlx::query("DELETE FROM events WHERE seq >= 8")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    let report = tampered(cx, &["DELETE FROM events WHERE seq >= 8"]).await;
     // The chain left is intact; only the signed checkpoint proves the tail existed.
-    let without_checkpoints = verify(
-        entries(&cx.store).await,
-        &[],
-        &signer().public_key(),
-        VerifyOptions {
-            now_ms: 0,
-            checkpoint_interval_ms: 0,
-        },
-    );
-    assert!(without_checkpoints.is_ok());
-    let report = verify_store(&cx.store).await;
+    assert!(verify_against(&cx.store, &[]).await.is_ok());
     assert!(
         matches!(
             first_problem(&report),

@@ -73,7 +73,12 @@ impl Validator<'_> {
             )
         });
         let workdir = match fields.get("workdir") {
-            Some(n) => self.artifact_dir(n, &sub("workdir")),
+            Some(n) => self.workdir(
+                n,
+                &sub("workdir"),
+                "the artifact",
+                "the release artifact's root",
+            ),
             None => Some(None),
         };
         let replicas = fields
@@ -145,14 +150,7 @@ impl Validator<'_> {
 
     /// `deploy.secrets`: secret names, or `{name: NAME, file: true}`; each name once.
     fn deploy_secrets(&mut self, node: &Node, path: &str) -> Option<Vec<DeploySecret>> {
-        let items: &[Node] = match &node.value {
-            Value::Seq(items) => items,
-            Value::Null => &[],
-            _ => {
-                self.wrong_type(node, path, "a list");
-                return None;
-            }
-        };
+        let items = self.items(node, path, "a list")?;
         let mut ok = true;
         let mut secrets: Vec<DeploySecret> = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -449,21 +447,27 @@ impl Validator<'_> {
         env.filter(|_| ok)
     }
 
-    /// `workdir`: a directory inside the release artifact; `Some(None)` is its root.
-    fn artifact_dir(&mut self, node: &Node, path: &str) -> Option<Option<String>> {
+    /// A `workdir`: a directory inside `within` (`"the repository"` or `"the artifact"`,
+    /// whose root is called `root` in the hint); `Some(None)` is the root itself.
+    pub(super) fn workdir(
+        &mut self,
+        node: &Node,
+        path: &str,
+        within: &str,
+        root: &str,
+    ) -> Option<Option<String>> {
         let dir = self.string(node, path)?;
         match normalize_relative(&dir) {
             Ok(d) => Some(d),
             Err(why) => {
-                let why = why.replace("the repository", "the artifact");
+                let why = why.replace("the repository", within);
                 self.error(
                     node.pos,
                     path,
                     format!("workdir `{dir}` {why}"),
-                    Some(
-                        "give a directory relative to the release artifact's root, e.g. `services/api`"
-                            .into(),
-                    ),
+                    Some(format!(
+                        "give a directory relative to {root}, e.g. `services/api`"
+                    )),
                 );
                 None
             }
@@ -885,14 +889,7 @@ impl Validator<'_> {
     }
 
     fn canary_steps(&mut self, node: &Node, path: &str) -> Option<Vec<CanaryStepSpec>> {
-        let items: &[Node] = match &node.value {
-            Value::Seq(items) => items,
-            Value::Null => &[],
-            _ => {
-                self.wrong_type(node, path, "a list of steps");
-                return None;
-            }
-        };
+        let items = self.items(node, path, "a list of steps")?;
         if items.is_empty() {
             self.error(
                 node.pos,

@@ -937,6 +937,25 @@ impl Store {
         }
     }
 
+    /// Release `version` of a service, if it exists (one indexed row, for per-tick lookups).
+    pub async fn release_version(
+        &self,
+        project: &str,
+        service: &str,
+        version: i64,
+    ) -> Result<Option<Release>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RELEASE_COLS} FROM releases \
+             WHERE project = $1 AND service = $2 AND version = $3"
+        )))
+        .bind(project.to_owned())
+        .bind(service.to_owned())
+        .bind(version)
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        row.as_ref().map(rows::release).transpose()
+    }
+
     /// The release of a service at a commit, if any.
     pub async fn release_for_commit(
         &self,

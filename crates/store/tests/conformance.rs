@@ -1088,6 +1088,12 @@ async fn release_versions_per_service(cx: &Ctx) {
         s.release_for_commit("shop", "api", "c9").await.unwrap(),
         None
     );
+    assert_eq!(
+        s.release_version("shop", "api", 2).await.unwrap(),
+        Some(a2.clone())
+    );
+    assert_eq!(s.release_version("shop", "api", 3).await.unwrap(), None);
+    assert_eq!(s.release_version("shop", "web", 2).await.unwrap(), None);
     assert!(matches!(
         s.release(999_999).await,
         Err(StoreError::NotFound(_))

@@ -11,7 +11,7 @@
 use std::sync::Mutex;
 
 use serde_json::json;
-use sluice_auth::password::{dummy_verify, hash_password, verify_password};
+use sluice_auth::password::{dummy_verify, hash_password, needs_rehash, verify_password};
 use sluice_auth::token::{generate_token, hash_token};
 use sluice_auth::{
     Action, ApprovalRule, Grant, LimiterConfig, LoginLimiter, Principal, Scope, Target, TokenKind,
@@ -298,16 +298,36 @@ impl Engine {
                 .unwrap_or_default(),
             password.to_string(),
         );
-        let ok = blocking(move || {
+        // A hash made with older parameters is replaced by one with the current ones.
+        let (ok, rehashed) = blocking(move || {
             if phc.is_empty() {
                 dummy_verify(&candidate);
-                false
+                (false, None)
+            } else if verify_password(&phc, &candidate) {
+                let fresh = needs_rehash(&phc)
+                    .then(|| hash_password(&candidate).ok())
+                    .flatten();
+                (true, fresh)
             } else {
-                verify_password(&phc, &candidate)
+                (false, None)
             }
         })
         .await?;
         let user = user.filter(|u| ok && !u.disabled);
+        if let (Some(u), Some(phc)) = (&user, rehashed) {
+            self.store
+                .set_password(
+                    &u.name,
+                    &phc,
+                    NewEvent::new(
+                        EventKind::UserUpdated,
+                        format!("user:{}", u.name),
+                        format!("user/{}", u.name),
+                    )
+                    .payload(json!({"password": "re-hashed with current parameters"})),
+                )
+                .await?;
+        }
         {
             let mut limiter = self
                 .access
@@ -351,9 +371,11 @@ impl Engine {
     }
 
     /// Starts a browser session for a signed-in user; returns the session id (the cookie).
+    /// Expired sessions are deleted on the way, so the table holds only live ones.
     pub async fn start_session(&self, user: &str) -> Result<String, EngineError> {
         let (plain, hash) = minted(TokenKind::Session)?;
         let now = now_ms();
+        self.store.prune_sessions(now).await?;
         self.store
             .create_session(
                 &SessionRow {

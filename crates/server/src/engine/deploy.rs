@@ -60,17 +60,17 @@ impl Engine {
         service: &str,
         version: Option<i64>,
     ) -> Result<Release, EngineError> {
-        let rels = self
-            .store
-            .releases(&ReleaseFilter {
-                project: Some(project.to_string()),
-                service: Some(service.to_string()),
-                limit: 10_000,
-            })
-            .await?;
         let found = match version {
-            Some(v) => rels.into_iter().find(|r| r.version == v),
-            None => rels.into_iter().next(),
+            Some(v) => self.store.release_version(project, service, v).await?,
+            None => self
+                .store
+                .releases(&ReleaseFilter {
+                    project: Some(project.to_string()),
+                    service: Some(service.to_string()),
+                    limit: 1,
+                })
+                .await?
+                .pop(),
         };
         found.ok_or_else(|| match version {
             Some(v) => EngineError::NotFound(format!("release {v} of service `{service}`")),

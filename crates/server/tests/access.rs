@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{APP, Repo, TOKEN, eventually, free_port};
+use common::{APP, KillOnDrop, Repo, TOKEN, deployments, eventually, free_port};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice_auth::{Action, Grant, Principal, Role, Scope, Target, authorize};
 use sluice_core::{DeployStatus, EventKind};
 use sluice_server::Server;
 use sluice_server::http::{Access, On, RouteSpec, route_specs};
-use sluice_store::{DeploymentFilter, EventFilter};
+use sluice_store::EventFilter;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -54,13 +54,10 @@ services:
 }
 
 fn repo(root: &Path, gate: &str) -> Repo {
-    let dir = root.join("repo");
-    std::fs::create_dir_all(&dir).unwrap();
-    let r = Repo(dir);
-    r.git(&["init", "-q", "-b", "main"]);
-    std::fs::write(r.0.join("app.py"), APP).unwrap();
-    std::fs::write(r.0.join("sluice.yml"), yml(free_port(), free_port(), gate)).unwrap();
-    r.commit("1");
+    let r = Repo::new(root);
+    r.write("app.py", APP);
+    r.write("sluice.yml", &yml(free_port(), free_port(), gate));
+    r.commit_version("1");
     r
 }
 
@@ -461,24 +458,14 @@ fn refused_by_guard(status: StatusCode, location: Option<&str>) -> bool {
             && location.is_some_and(|l| l.starts_with("/login?next=")))
 }
 
-async fn deployments(s: &Server) -> Vec<sluice_store::Deployment> {
-    s.engine
-        .store
-        .deployments(&DeploymentFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-}
-
-async fn start(root: &Path, gate: &str) -> (Server, Repo) {
+async fn start(root: &Path, gate: &str) -> (Server, Repo, KillOnDrop) {
     let r = repo(root, gate);
-    let mut c = common::config(root.join("data"));
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    let s = Server::start(c).await.unwrap();
+    let s = Server::start(common::config(root.join("data")))
+        .await
+        .unwrap();
+    let kill = KillOnDrop::new(&s);
     s.engine
-        .add_project(&r.0.display().to_string(), None, Some(0), None, "test")
+        .add_project(&r.path(), None, Some(0), None, "test")
         .await
         .unwrap();
     // The pipeline on main deploys v1 to staging.
@@ -489,32 +476,23 @@ async fn start(root: &Path, gate: &str) -> (Server, Repo) {
             .find(|d| d.env == "staging" && d.status == DeployStatus::Succeeded)
     })
     .await;
-    (s, r)
+    (s, r, kill)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_decides_for_every_role_on_protected_and_unprotected_environments() {
     let tmp = tempfile::tempdir().unwrap();
-    let (s, _repo) = start(tmp.path(), "approvals: 1").await;
+    let (s, _repo, _kill) = start(tmp.path(), "approvals: 1").await;
     let base = s.url();
     // A second project to delete, and a user to manage.
-    let scratch = Repo(tmp.path().join("scratch"));
-    std::fs::create_dir_all(&scratch.0).unwrap();
-    scratch.git(&["init", "-q", "-b", "main"]);
-    std::fs::write(
-        scratch.0.join("sluice.yml"),
+    let scratch = Repo::init(tmp.path().join("scratch"), "main");
+    scratch.write(
+        "sluice.yml",
         "project: scratch\nenvironments: { staging: { branch: main } }\nservices:\n  a:\n    steps:\n      s:\n        run: \"true\"\n",
-    )
-    .unwrap();
-    scratch.commit("1");
+    );
+    scratch.commit_version("1");
     s.engine
-        .add_project(
-            &scratch.0.display().to_string(),
-            None,
-            Some(0),
-            None,
-            "test",
-        )
+        .add_project(&scratch.path(), None, Some(0), None, "test")
         .await
         .unwrap();
     user_with_role(&base, "victim", Role::Viewer).await;
@@ -564,15 +542,10 @@ async fn every_route_decides_for_every_role_on_protected_and_unprotected_environ
         .into_iter()
         .find(|d| d.env == "staging")
         .unwrap();
-    let status: Vec<Value> = raw(Some(TOKEN))
-        .get(format!("{base}/api/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = common::fetch_json(&format!("{base}/api/v1/status")).await;
     let instance = status
+        .as_array()
+        .unwrap()
         .iter()
         .find(|t| t["env"] == "staging")
         .and_then(|t| t["instances"][0]["id"].as_str())
@@ -813,7 +786,7 @@ async fn denials(s: &Server) -> usize {
 async fn forged_cookies_missing_csrf_revoked_tokens_disabled_users_and_password_guessing_are_refused()
  {
     let tmp = tempfile::tempdir().unwrap();
-    let (s, _repo) = start(tmp.path(), "").await;
+    let (s, _repo, _kill) = start(tmp.path(), "").await;
     let base = s.url();
     let dev = user_with_role(&base, "dev", Role::Developer).await;
     let staging = deployments(&s)
@@ -1000,7 +973,7 @@ async fn call_owned(base: String, body: Value) -> reqwest::Response {
 async fn protected_production_needs_a_releaser_approvals_and_the_wait_timer_and_takes_its_own_pipeline()
  {
     let tmp = tempfile::tempdir().unwrap();
-    let (s, repo) = start(tmp.path(), "approvals: 1\n    wait_timer: 2s").await;
+    let (s, repo, _kill) = start(tmp.path(), "approvals: 1\n    wait_timer: 2s").await;
     let base = s.url();
     let dev = user_with_role(&base, "dev", Role::Developer).await;
     let alice = user_with_role(&base, "alice", Role::Releaser).await;
@@ -1134,7 +1107,7 @@ async fn protected_production_needs_a_releaser_approvals_and_the_wait_timer_and_
 
     // A pipeline on production's own branch deploys there, with no approval.
     repo.git(&["checkout", "-q", "-b", "release"]);
-    repo.commit("2");
+    repo.commit_version("2");
     s.engine.sync_project("app", "test", "test").await.unwrap();
     let auto = eventually(
         "the release branch's pipeline to deploy production",
@@ -1174,7 +1147,7 @@ async fn protected_production_needs_a_releaser_approvals_and_the_wait_timer_and_
     let yml_path = repo.0.join("sluice.yml");
     let text = std::fs::read_to_string(&yml_path).unwrap();
     std::fs::write(&yml_path, text.replace("branch: release", "branch: aaa")).unwrap();
-    repo.commit("3");
+    repo.commit_version("3");
     let done = runs_done().await;
     s.engine.sync_project("app", "test", "test").await.unwrap();
     eventually("the aaa branch's run to finish", 60, || async {
@@ -1192,7 +1165,7 @@ async fn protected_production_needs_a_releaser_approvals_and_the_wait_timer_and_
     // A developer's manual run "on" release of a commit that is not release's head: it may
     // run, but it is not production's pipeline, so it does not deploy there.
     repo.git(&["checkout", "-q", "-b", "feature", "main"]);
-    repo.commit("4");
+    repo.commit_version("4");
     s.engine.sync_project("app", "test", "test").await.unwrap();
     let r = call(
         &raw(Some(&dev)),
@@ -1267,7 +1240,7 @@ async fn protected_production_needs_a_releaser_approvals_and_the_wait_timer_and_
         ),
     )
     .unwrap();
-    repo.commit("5");
+    repo.commit_version("5");
     s.engine.sync_project("app", "test", "test").await.unwrap();
     let r = call(
         &raw(Some(&dev)),
@@ -1330,11 +1303,9 @@ fn fuzzed_authentication_requests_are_refused_cleanly() {
         .build()
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let s = rt.block_on(async {
-        let mut c = common::config(tmp.path().join("data"));
-        c.listen = "127.0.0.1:0".parse().unwrap();
-        Server::start(c).await.unwrap()
-    });
+    let s = rt
+        .block_on(Server::start(common::config(tmp.path().join("data"))))
+        .unwrap();
     let base = s.url();
     let endpoints = [
         ("POST", "/api/v1/login", false),
@@ -1437,8 +1408,8 @@ fn fuzzed_authentication_requests_are_refused_cleanly() {
 async fn a_new_setup_token_is_printed_while_no_one_can_sign_in() {
     let tmp = tempfile::tempdir().unwrap();
     let start = || async {
-        let mut c = sluice_server::ServerConfig::new(tmp.path().join("data"));
-        c.listen = "127.0.0.1:0".parse().unwrap();
+        let mut c = common::config(tmp.path().join("data"));
+        c.admin_token = None;
         Server::start(c).await.unwrap()
     };
     let s = start().await;
@@ -1472,5 +1443,60 @@ async fn a_new_setup_token_is_printed_while_no_one_can_sign_in() {
     s.stop().await;
     let s = start().await;
     assert_eq!(s.setup_token, None, "the admin has a password now");
+    s.stop().await;
+}
+
+/// A password hashed with older Argon2 parameters still signs in, and is then stored again
+/// with the current ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_password_hash_is_replaced_at_sign_in() {
+    use argon2::PasswordHasher;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(common::config(tmp.path().join("data")))
+        .await
+        .unwrap();
+    let weak = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(8, 1, 1, None).unwrap(),
+    );
+    let old = weak.hash_password(PASSWORD.as_bytes()).unwrap().to_string();
+    assert!(sluice_auth::password::needs_rehash(&old));
+    s.engine
+        .store
+        .create_user(
+            "old",
+            &old,
+            false,
+            sluice_core::NewEvent::new(EventKind::UserCreated, "test", "user/old"),
+        )
+        .await
+        .unwrap();
+    let login = || async {
+        call(
+            &raw(None),
+            Method::POST,
+            &format!("{}/api/v1/login", s.url()),
+            Some(&json!({"user": "old", "password": PASSWORD})),
+        )
+        .await
+        .status()
+    };
+    assert_eq!(login().await, StatusCode::OK);
+    let stored = s
+        .engine
+        .store
+        .user("old")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert_ne!(stored, old);
+    assert!(!sluice_auth::password::needs_rehash(&stored), "{stored}");
+    assert_eq!(
+        login().await,
+        StatusCode::OK,
+        "the new hash holds the same password"
+    );
     s.stop().await;
 }

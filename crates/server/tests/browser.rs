@@ -28,7 +28,7 @@
 
 mod common;
 
-use common::{APP, free_port, git};
+use common::{APP, KillOnDrop, free_port, git, served};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -79,6 +79,19 @@ fn tools() -> Result<(PathBuf, PathBuf), String> {
         }
     }
     Ok((driver, browser))
+}
+
+/// The browser tools; without them the test is skipped with a notice (None), unless `CI` is
+/// set: then it fails.
+fn tools_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match tools() {
+        Ok(t) => Some(t),
+        Err(why) if ci() => panic!("CI is set but {test} cannot run: {why}"),
+        Err(why) => {
+            eprintln!("NOTICE: skipping {test}: {why}");
+            None
+        }
+    }
 }
 
 /// A repository whose one step prints `first-line`, waits for `gate1`, prints the late
@@ -651,13 +664,8 @@ async fn scenario(cx: &Ctx<'_>) -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_page_shows_log_lines_printed_after_it_was_opened() {
-    let (driver_path, browser) = match tools() {
-        Ok(t) => t,
-        Err(why) if ci() => panic!("CI is set but the browser test cannot run: {why}"),
-        Err(why) => {
-            eprintln!("NOTICE: skipping the browser test: {why}");
-            return;
-        }
+    let Some((driver_path, browser)) = tools_or_skip("the browser test") else {
+        return;
     };
     let started = Instant::now();
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -675,7 +683,6 @@ async fn run_page_shows_log_lines_printed_after_it_was_opened() {
     let client = connect(&driver, &browser, &profile);
 
     let mut config = common::config(&data);
-    config.listen = "127.0.0.1:0".parse().expect("address");
     config.poll_interval = Duration::from_millis(200);
     let server = Server::start(config).await.expect("server starts");
     server
@@ -831,19 +838,6 @@ async fn click(c: &Client, css: &str) -> TestResult {
         tokio::time::sleep(TICK).await;
     }
     fail(c, format!("cannot click `{css}`: {last}")).await
-}
-
-async fn get_text(url: &str) -> Option<String> {
-    let r = common::http()
-        .get(url)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    r.text().await.ok()
 }
 
 struct DeployCtx<'a> {
@@ -1047,7 +1041,7 @@ async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
         )
         .await;
     }
-    if get_text(&cx.service_url).await.as_deref() != Some("version=2\n") {
+    if served(&common::http(), &cx.service_url).await.as_deref() != Some("version=2\n") {
         return Err("v2 does not serve after its deployment succeeded".into());
     }
     eprintln!("deploy UI test: v2 followed live in {:?}", t.elapsed());
@@ -1068,8 +1062,8 @@ async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
     wait_until(c, "v1 to serve again after the rollback", || async {
         let v = cell(c).await?;
         let page = v["serving"] == "1" && v["desired"] == "1" && v["deployment"].is_null();
-        let served = get_text(&cx.service_url).await.as_deref() == Some("version=1\n");
-        Ok((page && served).then_some(()))
+        let v1 = served(&common::http(), &cx.service_url).await.as_deref() == Some("version=1\n");
+        Ok((page && v1).then_some(()))
     })
     .await?;
     let path = c.current_url().await.map_err(|e| e.to_string())?;
@@ -1142,13 +1136,8 @@ async fn deploy_scenario(cx: &DeployCtx<'_>) -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_pages_follow_a_deploy_live_and_roll_back_by_button() {
-    let (driver_path, browser) = match tools() {
-        Ok(t) => t,
-        Err(why) if ci() => panic!("CI is set but the browser test cannot run: {why}"),
-        Err(why) => {
-            eprintln!("NOTICE: skipping the deployment browser test: {why}");
-            return;
-        }
+    let Some((driver_path, browser)) = tools_or_skip("the deployment browser test") else {
+        return;
     };
     let started = Instant::now();
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -1164,9 +1153,10 @@ async fn deployment_pages_follow_a_deploy_live_and_roll_back_by_button() {
     let driver = Chromedriver::start(&driver_path, tmp.path().join("chromedriver.log"))
         .unwrap_or_else(|e| panic!("{e}"));
     let client = connect(&driver, &browser, &profile);
-    let mut config = common::config(&data);
-    config.listen = "127.0.0.1:0".parse().expect("address");
-    let server = Server::start(config).await.expect("server starts");
+    let server = Server::start(common::config(&data))
+        .await
+        .expect("server starts");
+    let _kill = KillOnDrop::new(&server);
     server
         .engine
         .add_project(

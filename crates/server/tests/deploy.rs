@@ -7,19 +7,20 @@
 
 mod common;
 
-use common::{APP, Repo, eventually, free_port};
+use common::{
+    APP, KillOnDrop, Repo, deployed, eventually, fetch_json, free_port, newest_deployment, served,
+};
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_core::DeployStatus;
 use sluice_server::Server;
-use sluice_store::DeploymentFilter;
 
-fn yml(port: u16) -> String {
+fn yml(port: u16, keep_warm: &str) -> String {
     format!(
         r#"
 project: dep
@@ -38,83 +39,43 @@ services:
       stop_grace: 2s
       progress_deadline: 15s
       max_restarts: 1
-      strategy: {{ blue_green: {{ keep_warm: 1s }} }}
+      strategy: {{ blue_green: {{ keep_warm: {keep_warm} }} }}
       environments:
         staging: {{ expose: "127.0.0.1:{port}" }}
 "#
     )
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> Option<String> {
-    let r = client
-        .get(url)
-        .timeout(Duration::from_secs(2))
-        .send()
+/// A server with project `dep`, whose release 1 (blue-green with `keep_warm`, served on
+/// `port`) its pipeline is building.
+async fn start(root: &Path, port: u16, keep_warm: &str) -> (Server, Repo, KillOnDrop) {
+    let repo = Repo::new(root);
+    repo.write("app.py", APP);
+    repo.write("sluice.yml", &yml(port, keep_warm));
+    repo.commit_version("1");
+    let s = Server::start(common::config(root.join("data")))
         .await
-        .ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    r.text().await.ok()
-}
-
-async fn last_deployment(s: &Server) -> Option<sluice_store::Deployment> {
+        .unwrap();
+    let kill = KillOnDrop::new(&s);
     s.engine
-        .store
-        .deployments(&DeploymentFilter {
-            limit: 1,
-            ..Default::default()
-        })
+        .add_project(&repo.path(), None, Some(0), None, "test")
         .await
-        .unwrap()
-        .pop()
-}
-
-/// Waits until the newest deployment is of `version` and finished.
-async fn deployed(s: &Server, version: i64) -> sluice_store::Deployment {
-    eventually(
-        &format!("deployment of v{version} to finish"),
-        60,
-        || async {
-            last_deployment(s)
-                .await
-                .filter(|d| d.version == version && d.status.is_terminal())
-        },
-    )
-    .await
-}
-
-fn setup(root: &Path, port: u16) -> Repo {
-    let dir = root.join("repo");
-    std::fs::create_dir_all(&dir).unwrap();
-    let repo = Repo(dir);
-    repo.git(&["init", "-q", "-b", "main"]);
-    std::fs::write(repo.0.join("app.py"), APP).unwrap();
-    std::fs::write(repo.0.join("sluice.yml"), yml(port)).unwrap();
-    repo
+        .unwrap();
+    (s, repo, kill)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let repo = setup(tmp.path(), port);
-    repo.commit("1");
-    let mut c = common::config(tmp.path().join("data"));
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    let s = Server::start(c).await.unwrap();
-    let p = s
-        .engine
-        .add_project(&repo.0.display().to_string(), None, Some(0), None, "test")
-        .await
-        .unwrap();
+    let (s, repo, _kill) = start(tmp.path(), port, "1s").await;
     let url = format!("http://127.0.0.1:{port}/");
     let http = common::http();
 
     // The pipeline's release is deployed automatically (a first deploy).
     let d1 = deployed(&s, 1).await;
     assert_eq!(d1.status, DeployStatus::Succeeded, "{:?}", d1.reason);
-    assert_eq!(get(&http, &url).await.as_deref(), Some("version=1\n"));
+    assert_eq!(served(&http, &url).await.as_deref(), Some("version=1\n"));
 
     // A client keeps sending requests while v2 goes out blue-green: none may fail.
     let stop = Arc::new(AtomicBool::new(false));
@@ -125,7 +86,7 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
             let client = common::http();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
             while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
-                match get(&client, &url).await {
+                match served(&client, &url).await {
                     Some(b) if b.starts_with("version=") => ok.fetch_add(1, Ordering::Relaxed),
                     _ => failed.fetch_add(1, Ordering::Relaxed),
                 };
@@ -133,11 +94,8 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
             }
         })
     };
-    repo.commit("2");
-    s.engine
-        .sync_project(&p.name, "poll", "test")
-        .await
-        .unwrap();
+    repo.commit_version("2");
+    s.engine.sync_project("dep", "poll", "test").await.unwrap();
     let d2 = deployed(&s, 2).await;
     assert_eq!(d2.status, DeployStatus::Succeeded, "{:?}", d2.reason);
     assert_eq!(d2.strategy, "blue_green");
@@ -159,7 +117,7 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
     eprintln!("deploy.bluegreen.switch_after_ready {switch_ms} ms");
     // A figure, not a timed assertion (speed is measured, not tested): goal <= 10 ms. What is
     // asserted is that the switch decision records it (the unwrap above).
-    assert_eq!(get(&http, &url).await.as_deref(), Some("version=2\n"));
+    assert_eq!(served(&http, &url).await.as_deref(), Some("version=2\n"));
 
     // Roll back through the API: v1 serves again.
     let r = http
@@ -170,24 +128,21 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
         .unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     eventually("v1 to serve again", 60, || async {
-        (get(&http, &url).await.as_deref() == Some("version=1\n")).then_some(())
+        (served(&http, &url).await.as_deref() == Some("version=1\n")).then_some(())
     })
     .await;
-    let d3 = last_deployment(&s).await.unwrap();
+    let d3 = newest_deployment(&s).await.unwrap();
     assert_eq!((d3.version, d3.from_version), (1, Some(2)));
 
     // A release that exits at once is rolled back; v1 keeps serving throughout.
-    repo.commit("crash");
-    s.engine
-        .sync_project(&p.name, "poll", "test")
-        .await
-        .unwrap();
+    repo.commit_version("crash");
+    s.engine.sync_project("dep", "poll", "test").await.unwrap();
     let bad = deployed(&s, 3).await;
     assert_eq!(bad.status, DeployStatus::RolledBack);
     assert!(bad.reason.is_some());
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
-    assert_eq!(get(&http, &url).await.as_deref(), Some("version=1\n"));
+    assert_eq!(served(&http, &url).await.as_deref(), Some("version=1\n"));
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(ok > 20, "the load ran: {ok} requests");
     assert_eq!(
@@ -198,32 +153,11 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
     );
 
     // The status matrix and the history agree.
-    let status: Value = http
-        .get(format!("{}/api/v1/status", s.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = fetch_json(&format!("{}/api/v1/status", s.url())).await;
     assert_eq!(status[0]["stable_version"], 1, "{status}");
-    let list: Value = http
-        .get(format!("{}/api/v1/deployments", s.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = fetch_json(&format!("{}/api/v1/deployments", s.url())).await;
     assert_eq!(list.as_array().unwrap().len(), 4);
-    let show: Value = http
-        .get(format!("{}/api/v1/deployments/{}", s.url(), bad.id))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let show = fetch_json(&format!("{}/api/v1/deployments/{}", s.url(), bad.id)).await;
     assert!(
         show["events"]
             .as_array()
@@ -239,37 +173,20 @@ async fn pipeline_deploys_blue_green_without_failed_requests_and_rolls_back() {
 async fn rollback_while_blue_is_warm_is_a_switch_back() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let repo = setup(tmp.path(), port);
-    std::fs::write(
-        repo.0.join("sluice.yml"),
-        yml(port).replace("keep_warm: 1s", "keep_warm: 60s"),
-    )
-    .unwrap();
-    repo.commit("1");
-    let mut c = common::config(tmp.path().join("data"));
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    let s = Server::start(c).await.unwrap();
-    let p = s
-        .engine
-        .add_project(&repo.0.display().to_string(), None, Some(0), None, "test")
-        .await
-        .unwrap();
+    let (s, repo, _kill) = start(tmp.path(), port, "60s").await;
     let url = format!("http://127.0.0.1:{port}/");
     let http = common::http();
     deployed(&s, 1).await;
-    repo.commit("2");
-    s.engine
-        .sync_project(&p.name, "poll", "test")
-        .await
-        .unwrap();
+    repo.commit_version("2");
+    s.engine.sync_project("dep", "poll", "test").await.unwrap();
     // Switched to v2, v1 kept warm.
     let d2 = eventually("v2 to be switched to", 60, || async {
-        last_deployment(&s)
+        newest_deployment(&s)
             .await
             .filter(|d| d.version == 2 && d.phase == "keeping_warm")
     })
     .await;
-    assert_eq!(get(&http, &url).await.as_deref(), Some("version=2\n"));
+    assert_eq!(served(&http, &url).await.as_deref(), Some("version=2\n"));
     let started = std::time::Instant::now();
     let r = http
         .post(format!("{}/api/v1/rollbacks", s.url()))
@@ -279,7 +196,7 @@ async fn rollback_while_blue_is_warm_is_a_switch_back() {
         .unwrap();
     assert_eq!(r.status(), 202);
     eventually("v1 to serve again", 10, || async {
-        (get(&http, &url).await.as_deref() == Some("version=1\n")).then_some(())
+        (served(&http, &url).await.as_deref() == Some("version=1\n")).then_some(())
     })
     .await;
     let took = started.elapsed();

@@ -7,50 +7,15 @@
 
 mod common;
 
-use common::eventually;
+use common::{Repo, eventually, fetch, fetch_json};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_core::{EventKind, RunStatus, StepStatus};
 use sluice_server::{Server, ServerConfig};
 use sluice_store::{EventFilter, LogFilter, Run, RunFilter};
-
-/// A real git working repository in a temp dir.
-struct Repo {
-    dir: PathBuf,
-}
-
-impl Repo {
-    fn new(root: &Path) -> Repo {
-        let dir = root.join("repo");
-        std::fs::create_dir_all(&dir).unwrap();
-        let r = Repo { dir };
-        r.git(&["init", "-q", "-b", "main"]);
-        r
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        common::git(&self.dir, args)
-    }
-
-    fn write(&self, path: &str, text: &str) {
-        let p = self.dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn commit(&self, msg: &str) -> String {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
-        self.git(&["rev-parse", "HEAD"])
-    }
-
-    fn path(&self) -> String {
-        self.dir.display().to_string()
-    }
-}
 
 const MONOREPO: &str = r#"
 project: mono
@@ -80,7 +45,6 @@ services:
 
 async fn server(root: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     let mut c = common::config(root.join("data"));
-    c.listen = "127.0.0.1:0".parse().unwrap();
     c.kill_grace = Duration::from_millis(500);
     tweak(&mut c);
     Server::start(c).await.expect("server starts")
@@ -636,22 +600,8 @@ services:
             .any(|l| l.stream == "err" && l.line == "to stderr: [MASKED]")
     );
     // Nor anywhere in the API: events and the run view.
-    let body = common::http()
-        .get(format!("{}/api/v1/events", s.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let run_body = common::http()
-        .get(format!("{}/api/v1/runs/{}/logs", s.url(), run.id))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = fetch(&format!("{}/api/v1/events", s.url())).await;
+    let run_body = fetch(&format!("{}/api/v1/runs/{}/logs", s.url(), run.id)).await;
     for b in [&body, &run_body] {
         assert!(!b.contains(secret) && !b.contains(&b64));
     }
@@ -889,57 +839,19 @@ async fn api_metrics_health_and_openapi() {
     let project = add(&s, &repo, None).await;
     let run = finish_all(&s, &project).await.pop().unwrap();
     let base = s.url();
-    assert_eq!(
-        common::http()
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "ok\n"
-    );
-    let metrics = common::http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(fetch(&format!("{base}/healthz")).await, "ok\n");
+    let metrics = fetch(&format!("{base}/metrics")).await;
     assert!(
         metrics.contains("sluice_runs{status=\"succeeded\"} 1"),
         "{metrics}"
     );
-    let doc: Value = common::http()
-        .get(format!("{base}/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = fetch_json(&format!("{base}/api/v1/openapi.json")).await;
     assert_eq!(doc["openapi"], "3.1.0");
-    let detail: Value = common::http()
-        .get(format!("{base}/api/v1/runs/{}", run.id))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail = fetch_json(&format!("{base}/api/v1/runs/{}", run.id)).await;
     assert_eq!(detail["steps"].as_array().unwrap().len(), 3);
     assert_eq!(detail["releases"].as_array().unwrap().len(), 2);
     // SSE: the event stream replays from a cursor and the log stream ends with the status.
-    let text = common::http()
-        .get(format!("{base}/api/v1/runs/{}/logs/stream", run.id))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = fetch(&format!("{base}/api/v1/runs/{}/logs/stream", run.id)).await;
     assert!(
         text.contains("event: log") && text.contains("api v1") && text.contains("event: end"),
         "{text}"

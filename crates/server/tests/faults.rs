@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{APP, Repo, eventually, free_port};
+use common::{APP, KillOnDrop, Repo, eventually, free_port, served};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use sluice_core::DeployStatus;
 use sluice_runtime::Runtime as _;
-use sluice_server::{Engine, Server};
+use sluice_server::Server;
 use sluice_store::{Deployment, DeploymentFilter, ReleaseFilter};
 
 /// Requests per second of the client load.
@@ -158,16 +158,6 @@ async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-/// Kills every instance if a test panics before `stop_all` (a passing test stops them itself).
-struct KillOnDrop(Arc<Engine>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown();
-        let _ = self.0.fleet.runtime.kill_all();
-    }
-}
-
 /// One server with one project whose releases `1..` were built from `versions`.
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -191,20 +181,17 @@ impl Fixture {
     /// on `port`.
     async fn with_commits(port: u16, commits: &[(&str, &str)]) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("repo");
-        std::fs::create_dir_all(&dir).unwrap();
-        let repo = Repo(dir);
-        repo.git(&["init", "-q", "-b", "build"]);
-        std::fs::write(repo.0.join("app.py"), APP).unwrap();
-        std::fs::write(repo.0.join("sluice.yml"), commits[0].1).unwrap();
-        repo.commit(commits[0].0);
-        let mut c = common::config(tmp.path().join("data"));
-        c.listen = "127.0.0.1:0".parse().unwrap();
-        let s = Server::start(c).await.unwrap();
-        let guard = KillOnDrop(s.engine.clone());
+        let repo = Repo::init(tmp.path().join("repo"), "build");
+        repo.write("app.py", APP);
+        repo.write("sluice.yml", commits[0].1);
+        repo.commit_version(commits[0].0);
+        let s = Server::start(common::config(tmp.path().join("data")))
+            .await
+            .unwrap();
+        let guard = KillOnDrop::new(&s);
         let p = s
             .engine
-            .add_project(&repo.0.display().to_string(), None, Some(0), None, "test")
+            .add_project(&repo.path(), None, Some(0), None, "test")
             .await
             .unwrap();
         let f = Fixture {
@@ -217,8 +204,8 @@ impl Fixture {
         };
         f.wait_release("web", 1).await;
         for (i, (v, config)) in commits.iter().enumerate().skip(1) {
-            std::fs::write(repo.0.join("sluice.yml"), config).unwrap();
-            repo.commit(v);
+            repo.write("sluice.yml", config);
+            repo.commit_version(v);
             f.s.engine
                 .sync_project(&p.name, "poll", "test")
                 .await
@@ -301,17 +288,7 @@ impl Fixture {
     }
 
     async fn body(&self) -> Option<String> {
-        let r = self
-            .http
-            .get(self.url())
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.text().await.ok()
+        served(&self.http, &self.url()).await
     }
 
     async fn target(&self, service: &str) -> (Option<i64>, Option<i64>) {
@@ -405,19 +382,20 @@ impl LoadReport {
 /// a `version=` body. Bounded: at most 60 s and 12 000 requests.
 struct Load {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<LoadReport>,
+    report: Arc<Mutex<LoadReport>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Load {
     fn start(url: String) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
+        let report = Arc::new(Mutex::new(LoadReport::default()));
+        let (stop2, report2) = (stop.clone(), report.clone());
         let task = tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
                 .unwrap();
-            let report = Arc::new(Mutex::new(LoadReport::default()));
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -429,7 +407,7 @@ impl Load {
             {
                 tick.tick().await;
                 sent += 1;
-                let (client, url, report) = (client.clone(), url.clone(), report.clone());
+                let (client, url, report) = (client.clone(), url.clone(), report2.clone());
                 tasks.spawn(async move {
                     let at = now_ms();
                     let outcome = match client.get(&url).send().await {
@@ -446,14 +424,22 @@ impl Load {
                 while tasks.try_join_next().is_some() {}
             }
             while tasks.join_next().await.is_some() {}
-            std::mem::take(&mut *report.lock().unwrap())
         });
-        Load { stop, task }
+        Load { stop, report, task }
+    }
+
+    /// Waits until `n` requests have been answered (or have failed): the load is under way.
+    async fn until_done(&self, n: usize) {
+        eventually(&format!("the load's first {n} requests"), 10, || async {
+            (self.report.lock().unwrap().sent() >= n).then_some(())
+        })
+        .await;
     }
 
     async fn finish(self) -> LoadReport {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap()
+        self.task.await.unwrap();
+        std::mem::take(&mut *self.report.lock().unwrap())
     }
 }
 
@@ -467,7 +453,7 @@ async fn fault_case(strategy: Strategy, fault: Fault) {
     assert_eq!(f.body().await.as_deref(), Some("version=1\n"));
 
     let load = Load::start(f.url());
-    sleep_ms(300).await;
+    load.until_done(50).await;
     let t0 = now_ms();
     f.deploy_web(2).await;
     let d = f.finished("web", 2).await;
@@ -718,7 +704,7 @@ async fn bad_deploy_requests_fail_clearly_while_the_service_keeps_serving() {
     f.deploy_web(1).await;
     assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
     let load = Load::start(f.url());
-    sleep_ms(200).await;
+    load.until_done(40).await;
 
     let cases = [
         (

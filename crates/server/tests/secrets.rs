@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Repo, eventually, free_port};
+use common::{KillOnDrop, Repo, deployed, eventually, free_port};
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,6 @@ use sluice_core::DeployStatus;
 use sluice_runtime::Runtime as _;
 use sluice_secrets::Kek;
 use sluice_server::{Server, ServerConfig};
-use sluice_store::DeploymentFilter;
 
 /// Prints every form of `sluice_secrets::encoded_forms` of a value, one per line, after a
 /// label: `step` for the step's `API_TOKEN`; `serve` for the service's `API_TOKEN` and the
@@ -107,14 +106,11 @@ struct World {
 impl World {
     fn new() -> World {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("repo");
-        std::fs::create_dir_all(&dir).unwrap();
-        let repo = Repo(dir);
-        repo.git(&["init", "-q", "-b", "main"]);
+        let repo = Repo::new(tmp.path());
         let port = free_port();
-        std::fs::write(repo.0.join("app.py"), APP).unwrap();
-        std::fs::write(repo.0.join("sluice.yml"), yml(port)).unwrap();
-        repo.commit("1");
+        repo.write("app.py", APP);
+        repo.write("sluice.yml", &yml(port));
+        repo.commit_version("1");
         World { tmp, repo, port }
     }
 
@@ -123,9 +119,7 @@ impl World {
     }
 
     fn config(&self) -> ServerConfig {
-        let mut c = common::config(self.data());
-        c.listen = "127.0.0.1:0".parse().unwrap();
-        c
+        common::config(self.data())
     }
 
     /// Starts a server and, the first time, registers the project (whose first run fails:
@@ -134,13 +128,7 @@ impl World {
         let s = Server::start(c).await.unwrap();
         if s.engine.store.projects().await.unwrap().is_empty() {
             s.engine
-                .add_project(
-                    &self.repo.0.display().to_string(),
-                    None,
-                    Some(0),
-                    None,
-                    "test",
-                )
+                .add_project(&self.repo.path(), None, Some(0), None, "test")
                 .await
                 .unwrap();
             // Registering starts the first run in the background (it fails: no secret is
@@ -649,23 +637,6 @@ async fn rotating_the_key_rewraps_every_secret() {
     s.stop_all().await;
 }
 
-/// Waits for the newest deployment of `version` to finish.
-async fn deployed(s: &Server, version: i64) -> sluice_store::Deployment {
-    eventually(&format!("the deployment of v{version}"), 60, || async {
-        s.engine
-            .store
-            .deployments(&DeploymentFilter {
-                limit: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .pop()
-            .filter(|d| d.version == version && d.status.is_terminal())
-    })
-    .await
-}
-
 async fn serving(port: u16) -> Option<String> {
     reqwest::get(format!("http://127.0.0.1:{port}/"))
         .await
@@ -679,6 +650,7 @@ async fn serving(port: u16) -> Option<String> {
 async fn a_release_whose_secret_is_missing_fails_to_deploy_and_the_old_one_keeps_serving() {
     let w = World::new();
     let s = w.start(w.config()).await;
+    let _kill = KillOnDrop::new(&s);
     let mut seen = Vec::new();
     for name in ["API_TOKEN", "TLS_KEY"] {
         let (st, text) = put(&mut seen, &s, name, Some("staging"), &unique_value(name)).await;
@@ -702,7 +674,7 @@ async fn a_release_whose_secret_is_missing_fails_to_deploy_and_the_old_one_keeps
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    w.repo.commit("2");
+    w.repo.commit_version("2");
     s.engine
         .sync_project("vault", "poll", "test")
         .await
@@ -762,6 +734,7 @@ async fn a_secret_printed_in_every_encoding_leaks_nowhere() {
     let w = World::new();
     let data = w.data();
     let s = w.start(w.config()).await;
+    let _kill = KillOnDrop::new(&s);
     let mut seen = Vec::new();
     let token = unique_value("token");
     // A file secret as files usually are: with a final newline.

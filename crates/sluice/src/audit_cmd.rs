@@ -113,25 +113,31 @@ fn read_key(path: &Path) -> Result<PublicKey, CliError> {
     })
 }
 
-/// Every entry of the database, page by page.
-async fn entries(store: &Store, after: i64) -> Result<Vec<StoredEntry>, CliError> {
-    let mut out = Vec::new();
+/// The entries after `after` (page by page) and every checkpoint of the database.
+async fn read_db(s: &Source, after: i64) -> Result<(Vec<StoredEntry>, Vec<Checkpoint>), CliError> {
+    let store = open(s).await?;
+    let mut entries = Vec::new();
     let mut last = after;
     loop {
         let page = store
             .audit_entries(last, PAGE)
             .await
             .map_err(|e| CliError::new(Exit::Server, format!("reading the event log: {e}")))?;
-        let Some(tail) = page.last() else {
-            return Ok(out);
-        };
-        last = tail.seq;
         let full = page.len() as i64 == PAGE;
-        out.extend(page);
+        if let Some(tail) = page.last() {
+            last = tail.seq;
+        }
+        entries.extend(page);
         if !full {
-            return Ok(out);
+            break;
         }
     }
+    let checkpoints = store
+        .checkpoints()
+        .await
+        .map_err(|e| CliError::new(Exit::Server, format!("reading checkpoints: {e}")))?;
+    store.close().await;
+    Ok((entries, checkpoints))
 }
 
 /// `sluice audit verify`
@@ -147,16 +153,7 @@ pub async fn verify(a: VerifyArgs) -> Result<i32, CliError> {
     let key = read_key(&key_path)?;
     let (entries, checkpoints) = match (&a.file, &a.checkpoints) {
         (Some(file), Some(cps)) => (read_export(file)?, read_checkpoints(cps)?),
-        _ => {
-            let store = open(&a.source).await?;
-            let e = entries(&store, 0).await?;
-            let c = store
-                .checkpoints()
-                .await
-                .map_err(|e| CliError::new(Exit::Server, format!("reading checkpoints: {e}")))?;
-            store.close().await;
-            (e, c)
-        }
+        _ => read_db(&a.source, 0).await?,
     };
     let report = sluice_audit::verify(
         entries,
@@ -220,13 +217,7 @@ fn read_checkpoints(path: &Path) -> Result<Vec<Checkpoint>, CliError> {
 
 /// `sluice audit export`
 pub async fn export(a: ExportArgs) -> Result<i32, CliError> {
-    let store = open(&a.source).await?;
-    let list = entries(&store, a.after).await?;
-    let cps = store
-        .checkpoints()
-        .await
-        .map_err(|e| CliError::new(Exit::Server, format!("reading checkpoints: {e}")))?;
-    store.close().await;
+    let (list, cps) = read_db(&a.source, a.after).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for e in &list {

@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use sluice_server::{Server, ServerConfig};
 
-use crate::client::Client;
+use crate::client::{Client, enc, query};
 use crate::exit::{CliError, Exit};
-use crate::table::{self, duration, short};
+use crate::table::{self, cell, duration, print_json, short};
 use crate::{ClientOpts, Output};
 
 /// `sluice server` options. Each flag can also come from the environment.
@@ -225,10 +225,6 @@ pub enum ProjectCmd {
     },
 }
 
-fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
-
 /// `sluice project`.
 pub async fn project(cmd: ProjectCmd) -> Result<i32, CliError> {
     match cmd {
@@ -272,8 +268,8 @@ pub async fn project(cmd: ProjectCmd) -> Result<i32, CliError> {
                     .iter()
                     .map(|p| {
                         vec![
-                            s(&p["name"]),
-                            s(&p["source"]),
+                            cell(&p["name"]),
+                            cell(&p["source"]),
                             match p["poll_interval_s"].as_i64() {
                                 Some(0) | None => "off".into(),
                                 Some(n) => format!("{n}s"),
@@ -295,26 +291,6 @@ pub async fn project(cmd: ProjectCmd) -> Result<i32, CliError> {
             Ok(0)
         }
     }
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `sluice run` options.
@@ -393,8 +369,8 @@ async fn follow_progress(client: &Client, id: i64, timeout: u64) -> Result<Value
     loop {
         let run: Value = client.get(&format!("/runs/{id}/wait?timeout_s=1")).await?;
         for st in run["steps"].as_array().into_iter().flatten() {
-            let name = s(&st["name"]);
-            let status = s(&st["status"]);
+            let name = cell(&st["name"]);
+            let status = cell(&st["status"]);
             if seen.get(&name) != Some(&status) && status != "pending" {
                 let d = duration(st["started_ms"].as_i64(), st["finished_ms"].as_i64());
                 let mark = match status.as_str() {
@@ -414,7 +390,7 @@ async fn follow_progress(client: &Client, id: i64, timeout: u64) -> Result<Value
                 seen.insert(name, status);
             }
         }
-        let status = s(&run["status"]);
+        let status = cell(&run["status"]);
         if !matches!(status.as_str(), "queued" | "running")
             || tokio::time::Instant::now() >= deadline
         {
@@ -424,7 +400,7 @@ async fn follow_progress(client: &Client, id: i64, timeout: u64) -> Result<Value
 }
 
 fn report_run(run: &Value, output: Output) -> Result<i32, CliError> {
-    let status = s(&run["status"]);
+    let status = cell(&run["status"]);
     if output == Output::Json {
         print_json(run);
     } else {
@@ -437,20 +413,20 @@ fn report_run(run: &Value, output: Output) -> Result<i32, CliError> {
             if let Some(t) = st.get("tests").filter(|t| !t.is_null()) {
                 println!(
                     "  {}: {} passed, {} failed, {} skipped",
-                    s(&st["name"]),
+                    cell(&st["name"]),
                     t["passed"],
                     t["failed"],
                     t["skipped"]
                 );
                 for f in t["failing"].as_array().into_iter().flatten() {
-                    println!("    failing: {}", s(f));
+                    println!("    failing: {}", cell(f));
                 }
             }
         }
         for r in run["releases"].as_array().into_iter().flatten() {
             println!(
                 "  release {} v{} (sha256:{})",
-                s(&r["service"]),
+                cell(&r["service"]),
                 r["version"],
                 short(r["artifact_sha256"].as_str().unwrap_or(""))
             );
@@ -485,18 +461,6 @@ pub struct RunsArgs {
     c: ClientOpts,
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let q: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
-        .collect();
-    if q.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", q.join("&"))
-    }
-}
-
 /// `sluice runs`.
 pub async fn runs(a: RunsArgs) -> Result<i32, CliError> {
     let client = Client::new(&a.c.server);
@@ -519,15 +483,15 @@ pub async fn runs(a: RunsArgs) -> Result<i32, CliError> {
             .map(|r| {
                 vec![
                     format!("#{}", r["id"]),
-                    s(&r["status"]),
-                    s(&r["project"]),
-                    s(&r["env"]),
+                    cell(&r["status"]),
+                    cell(&r["project"]),
+                    cell(&r["env"]),
                     short(r["commit"].as_str().unwrap_or("")).to_string(),
                     r["services"]
                         .as_array()
-                        .map(|v| v.iter().map(s).collect::<Vec<_>>().join(","))
+                        .map(|v| v.iter().map(cell).collect::<Vec<_>>().join(","))
                         .unwrap_or_default(),
-                    s(&r["trigger"]),
+                    cell(&r["trigger"]),
                     duration(r["started_ms"].as_i64(), r["finished_ms"].as_i64()),
                 ]
             })
@@ -601,7 +565,7 @@ fn print_line(l: &Value, output: Output) {
         } else {
             format!("[{stream}] ")
         };
-        println!("{:<20} | {prefix}{}", s(&l["step"]), s(&l["line"]));
+        println!("{:<20} | {prefix}{}", cell(&l["step"]), cell(&l["line"]));
     }
 }
 
@@ -634,7 +598,7 @@ pub async fn logs(a: LogsArgs) -> Result<i32, CliError> {
                 "end" => {
                     end_status = serde_json::from_str::<Value>(data)
                         .ok()
-                        .map(|v| s(&v["status"]));
+                        .map(|v| cell(&v["status"]));
                     false
                 }
                 _ => true,
@@ -661,7 +625,6 @@ async fn service_logs(a: LogsArgs) -> Result<i32, CliError> {
     };
     let client = Client::new(&a.c.server);
     let mut offsets: std::collections::BTreeMap<String, u64> = Default::default();
-    let mut first = true;
     loop {
         let status: Vec<Value> = client.get("/status").await?;
         let target = status.iter().find(|t| {
@@ -677,7 +640,7 @@ async fn service_logs(a: LogsArgs) -> Result<i32, CliError> {
             .hint("see `sluice status`"));
         };
         for inst in target["instances"].as_array().into_iter().flatten() {
-            let id = s(&inst["id"]);
+            let id = cell(&inst["id"]);
             let path = match offsets.get(&id) {
                 Some(o) => format!("/instances/{id}/log?offset={o}"),
                 None => format!("/instances/{id}/log"),
@@ -696,9 +659,6 @@ async fn service_logs(a: LogsArgs) -> Result<i32, CliError> {
         }
         if !a.follow {
             return Ok(0);
-        }
-        if first {
-            first = false;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -744,17 +704,21 @@ pub async fn releases(a: ReleasesArgs) -> Result<i32, CliError> {
                 .map(|g| {
                     g.iter()
                         .map(|(k, v)| {
-                            format!("{}:{}", k.split('/').nth(1).unwrap_or(k), s(&v["status"]))
+                            format!(
+                                "{}:{}",
+                                k.split('/').nth(1).unwrap_or(k),
+                                cell(&v["status"])
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join(",")
                 })
                 .unwrap_or_default();
             vec![
-                s(&r["project"]),
-                format!("{} v{}", s(&r["service"]), r["version"]),
+                cell(&r["project"]),
+                format!("{} v{}", cell(&r["service"]), r["version"]),
                 short(r["commit"].as_str().unwrap_or("")).to_string(),
-                s(&r["env"]),
+                cell(&r["env"]),
                 format!("#{}", r["run_id"]),
                 format!(
                     "sha256:{}",
@@ -802,9 +766,9 @@ pub async fn events(a: EventsArgs) -> Result<i32, CliError> {
             println!(
                 "{:>6}  {:<18} {:<16} {:<20} {}",
                 e["seq"],
-                s(&e["kind"]),
-                s(&e["actor"]),
-                s(&e["subject"]),
+                cell(&e["kind"]),
+                cell(&e["actor"]),
+                cell(&e["subject"]),
                 e["payload"]
             );
         }

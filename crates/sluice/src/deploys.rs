@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::client::Client;
+use crate::client::{Client, query};
 use crate::exit::{CliError, Exit};
-use crate::table;
+use crate::table::{self, cell, print_json};
 use crate::{ClientOpts, Output};
 
 /// `sluice deploy` options.
@@ -135,14 +135,6 @@ pub struct DeploysArgs {
     c: ClientOpts,
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
 /// `sluice deploy`.
 pub async fn deploy(a: DeployArgs) -> Result<i32, CliError> {
     if let Some(action) = a.action {
@@ -198,7 +190,7 @@ async fn follow(
 ) -> Result<i32, CliError> {
     let t = &answer["target"];
     let version = t["desired_version"].as_i64().unwrap_or(0);
-    let project = s(&t["project"]);
+    let project = cell(&t["project"]);
     if o.no_wait {
         if o.c.output == Output::Json {
             println!("{answer}");
@@ -211,7 +203,15 @@ async fn follow(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(o.timeout);
     let mut last_phase = String::new();
     let mut seen_id = None;
-    let path = format!("/deployments?project={project}&service={service}&env={env}&limit=5");
+    let path = format!(
+        "/deployments{}",
+        query(&[
+            ("project", Some(project)),
+            ("service", Some(service.to_string())),
+            ("env", Some(env.to_string())),
+            ("limit", Some("5".into())),
+        ])
+    );
     loop {
         let list: Vec<Value> = client.get(&path).await?;
         let mine = list.iter().find(|d| {
@@ -221,23 +221,24 @@ async fn follow(
         });
         if let Some(d) = mine {
             seen_id = d["id"].as_i64();
-            let mut phase = s(&d["phase"]);
+            let mut phase = cell(&d["phase"]);
             if phase == "awaiting_approval" {
-                // Say why it waits: the approvals it needs or the timer left.
+                // Say why it waits: the approvals it needs, or the timer (not the seconds
+                // left, which would print a new line at every poll).
                 let detail: Value = client.get(&format!("/deployments/{}", d["id"])).await?;
-                phase = format!(
-                    "waiting at the gate of {env}: {}",
-                    crate::login::gate_text(&detail["gate"])
-                );
-                if detail["gate"]["state"] == "waiting" {
-                    phase = format!("waiting at the gate of {env}: the wait timer runs");
-                }
+                let gate = &detail["gate"];
+                let why = if gate["state"] == "waiting" {
+                    "the wait timer runs".to_string()
+                } else {
+                    crate::login::gate_text(gate)
+                };
+                phase = format!("waiting at the gate of {env}: {why}");
             }
             if phase != last_phase {
                 eprintln!("  deployment #{}: {phase}", d["id"]);
                 last_phase = phase;
             }
-            let status = s(&d["status"]);
+            let status = cell(&d["status"]);
             if status != "running" {
                 if o.c.output == Output::Json {
                     println!("{d}");
@@ -291,20 +292,20 @@ async fn show(id: i64, c: ClientOpts) -> Result<i32, CliError> {
         .get(&format!("/deployments/{id}"))
         .await?;
     if c.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_json(&v);
         return Ok(0);
     }
     let d = &v["deployment"];
     println!(
         "deployment #{id}: {} v{} to {} ({}), {} — phase {}; {} by {}",
-        s(&d["service"]),
+        cell(&d["service"]),
         d["version"],
-        s(&d["env"]),
-        s(&d["strategy"]),
-        s(&d["status"]),
-        s(&d["phase"]),
-        s(&d["trigger"]),
-        s(&d["actor"])
+        cell(&d["env"]),
+        cell(&d["strategy"]),
+        cell(&d["status"]),
+        cell(&d["phase"]),
+        cell(&d["trigger"]),
+        cell(&d["actor"])
     );
     if let Some(r) = d["reason"].as_str() {
         println!("reason: {r}");
@@ -314,7 +315,7 @@ async fn show(id: i64, c: ClientOpts) -> Result<i32, CliError> {
         let what = p["what"]
             .as_str()
             .map(str::to_string)
-            .unwrap_or_else(|| s(&e["kind"]));
+            .unwrap_or_else(|| cell(&e["kind"]));
         let figures = if p["figures"].is_null() {
             String::new()
         } else {
@@ -329,7 +330,7 @@ async fn show(id: i64, c: ClientOpts) -> Result<i32, CliError> {
 pub async fn status(c: ClientOpts) -> Result<i32, CliError> {
     let v: Vec<Value> = Client::new(&c.server).get("/status").await?;
     if c.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_json(&v);
         return Ok(0);
     }
     let rows: Vec<Vec<String>> = v
@@ -341,19 +342,19 @@ pub async fn status(c: ClientOpts) -> Result<i32, CliError> {
                     .unwrap_or_else(|| "-".into())
             };
             vec![
-                s(&t["project"]),
-                s(&t["service"]),
-                s(&t["env"]),
+                cell(&t["project"]),
+                cell(&t["service"]),
+                cell(&t["env"]),
                 ver(&t["stable_version"]),
                 ver(&t["desired_version"]),
                 format!("{}/{}", t["ready"], t["replicas"]),
-                s(&t["traffic"]),
-                s(&t["expose"]),
+                cell(&t["traffic"]),
+                cell(&t["expose"]),
                 t["deployment"]["id"]
                     .as_i64()
-                    .map(|id| format!("#{id} {}", s(&t["deployment"]["phase"])))
+                    .map(|id| format!("#{id} {}", cell(&t["deployment"]["phase"])))
                     .unwrap_or_else(|| "-".into()),
-                s(&t["health"]),
+                cell(&t["health"]),
             ]
         })
         .collect();
@@ -377,21 +378,17 @@ pub async fn status(c: ClientOpts) -> Result<i32, CliError> {
 
 /// `sluice deploys`: deployment history.
 pub async fn deploys(a: DeploysArgs) -> Result<i32, CliError> {
-    let mut q = vec![format!("limit={}", a.limit)];
-    for (k, v) in [
-        ("project", &a.project),
-        ("service", &a.service),
-        ("env", &a.env),
-    ] {
-        if let Some(v) = v {
-            q.push(format!("{k}={v}"));
-        }
-    }
+    let q = query(&[
+        ("limit", Some(a.limit.to_string())),
+        ("project", a.project),
+        ("service", a.service),
+        ("env", a.env),
+    ]);
     let v: Vec<Value> = Client::new(&a.c.server)
-        .get(&format!("/deployments?{}", q.join("&")))
+        .get(&format!("/deployments{q}"))
         .await?;
     if a.c.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_json(&v);
         return Ok(0);
     }
     let rows: Vec<Vec<String>> = v
@@ -399,16 +396,16 @@ pub async fn deploys(a: DeploysArgs) -> Result<i32, CliError> {
         .map(|d| {
             vec![
                 format!("#{}", d["id"]),
-                s(&d["service"]),
-                s(&d["env"]),
+                cell(&d["service"]),
+                cell(&d["env"]),
                 format!("v{}", d["version"]),
                 d["from_version"]
                     .as_i64()
                     .map(|n| format!("v{n}"))
                     .unwrap_or_else(|| "-".into()),
-                s(&d["strategy"]),
-                s(&d["status"]),
-                s(&d["trigger"]),
+                cell(&d["strategy"]),
+                cell(&d["status"]),
+                cell(&d["trigger"]),
                 table::duration(d["created_ms"].as_i64(), d["finished_ms"].as_i64()),
                 d["reason"].as_str().unwrap_or("").to_string(),
             ]

@@ -8,15 +8,17 @@
 //! written with mode 0600. `SLUICE_TOKEN` overrides it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use sluice_secrets::Zeroizing;
 
 use crate::client::Client;
 use crate::exit::{CliError, Exit};
-use crate::{ClientOpts, Output, table};
+use crate::table::{self, print_json};
+use crate::{ClientOpts, Output};
 
 fn credentials_path() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("SLUICE_CONFIG_DIR") {
@@ -43,7 +45,6 @@ fn read_credentials() -> BTreeMap<String, Saved> {
 }
 
 fn write_credentials(creds: &BTreeMap<String, Saved>) -> Result<PathBuf, CliError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = credentials_path().ok_or_else(|| {
         CliError::new(Exit::Server, "cannot tell where to keep credentials")
             .hint("set SLUICE_CONFIG_DIR or HOME")
@@ -51,16 +52,10 @@ fn write_credentials(creds: &BTreeMap<String, Saved>) -> Result<PathBuf, CliErro
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(creds).unwrap_or_default())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    sluice_server::engine::access::write_private(
+        &path,
+        &serde_json::to_vec_pretty(creds).unwrap_or_default(),
+    )?;
     Ok(path)
 }
 
@@ -71,23 +66,43 @@ pub fn saved_token(base: &str) -> Option<String> {
         .map(|s| s.token)
 }
 
-/// Reads one line from stdin (a password or key), prompting on a terminal.
-pub fn read_secret_line(prompt: &str) -> Result<String, CliError> {
+/// Reads a secret (a password, a key, a secret's value) from standard input, never from the
+/// command line: one line after a prompt on a terminal (the input is shown), else the first
+/// line, or with `whole` everything. One trailing newline is dropped; nothing is a usage error.
+pub fn read_secret(what: &str, whole: bool) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("{prompt}: ");
+    let mut buf = Zeroizing::new(Vec::new());
+    let terminal = stdin.is_terminal();
+    if terminal {
+        eprint!("{what} (one line; the input is shown): ");
         let _ = std::io::stderr().flush();
     }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    let line = line.trim_end_matches(['\r', '\n']).to_string();
-    if line.is_empty() {
+    if whole && !terminal {
+        stdin.lock().read_to_end(&mut buf)?;
+    } else {
+        stdin.lock().read_until(b'\n', &mut buf)?;
+    }
+    if buf.ends_with(b"\n") {
+        buf.pop();
+        if buf.ends_with(b"\r") {
+            buf.pop();
+        }
+    }
+    if buf.is_empty() {
         return Err(CliError::new(
             Exit::Usage,
-            format!("no {prompt} given on standard input"),
+            format!("no {what} on standard input"),
         ));
     }
-    Ok(line)
+    Ok(buf)
+}
+
+/// [`read_secret`] as text.
+pub fn read_secret_text(what: &str, whole: bool) -> Result<Zeroizing<String>, CliError> {
+    let bytes = read_secret(what, whole)?;
+    std::str::from_utf8(&bytes)
+        .map(|t| Zeroizing::new(t.to_string()))
+        .map_err(|_| CliError::new(Exit::Usage, format!("the {what} is not text")))
 }
 
 /// `sluice login`.
@@ -110,8 +125,8 @@ pub async fn login(a: LoginArgs) -> Result<i32, CliError> {
     let client = Client::with_token(&a.c.server, None);
     let v: Value = match &a.setup_token {
         Some(t) => {
-            let password = read_secret_line("new password")?;
-            let mut body = json!({"setup_token": t, "password": password});
+            let password = read_secret_text("new password", false)?;
+            let mut body = json!({"setup_token": t, "password": password.as_str()});
             if let Some(u) = &a.user {
                 body["user"] = json!(u);
             }
@@ -122,12 +137,12 @@ pub async fn login(a: LoginArgs) -> Result<i32, CliError> {
                 CliError::new(Exit::Usage, "name the user with --user")
                     .hint("first time on a new server? use --setup-token from its first start")
             })?;
-            let password = read_secret_line("password")?;
+            let password = read_secret_text("password", false)?;
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".into());
             client
                 .post(
                     "/login",
-                    &json!({"user": user, "password": password, "token_name": format!("sluice login on {host}")}),
+                    &json!({"user": user, "password": password.as_str(), "token_name": format!("sluice login on {host}")}),
                 )
                 .await?
         }
@@ -176,7 +191,7 @@ pub async fn logout(c: ClientOpts) -> Result<i32, CliError> {
 pub async fn whoami(c: ClientOpts) -> Result<i32, CliError> {
     let v: Value = Client::new(&c.server).get("/whoami").await?;
     match c.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        Output::Json => print_json(&v),
         Output::Text => {
             let p = &v["principal"];
             println!(
@@ -220,35 +235,9 @@ pub enum UsersCmd {
         c: ClientOpts,
     },
     /// Grant a role (viewer, developer, releaser, admin), on one project and environment or all.
-    Grant {
-        /// The user's name.
-        name: String,
-        /// The role.
-        role: String,
-        /// Only this project (default: all).
-        #[arg(long)]
-        project: Option<String>,
-        /// Only this environment (default: all).
-        #[arg(long, visible_alias = "env")]
-        environment: Option<String>,
-        #[command(flatten)]
-        c: ClientOpts,
-    },
+    Grant(GrantArgs),
     /// Take a grant back (same arguments as `grant`).
-    Revoke {
-        /// The user's name.
-        name: String,
-        /// The role.
-        role: String,
-        /// The grant's project (default: all).
-        #[arg(long)]
-        project: Option<String>,
-        /// The grant's environment (default: all).
-        #[arg(long, visible_alias = "env")]
-        environment: Option<String>,
-        #[command(flatten)]
-        c: ClientOpts,
-    },
+    Revoke(GrantArgs),
     /// Disable a user: they cannot sign in and their tokens stop working.
     Disable {
         /// The user's name.
@@ -279,8 +268,30 @@ pub enum UsersCmd {
     },
 }
 
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// A grant, as `users grant` and `users revoke` name it.
+#[derive(Args)]
+pub struct GrantArgs {
+    /// The user's name.
+    name: String,
+    /// The role.
+    role: String,
+    /// The grant's project (default: all).
+    #[arg(long)]
+    project: Option<String>,
+    /// The grant's environment (default: all).
+    #[arg(long, visible_alias = "env")]
+    environment: Option<String>,
+    #[command(flatten)]
+    c: ClientOpts,
+}
+
+impl GrantArgs {
+    fn path_and_body(&self) -> (String, Value) {
+        (
+            format!("/users/{}/grants", self.name),
+            json!({"role": self.role.to_lowercase(), "project": self.project, "environment": self.environment}),
+        )
+    }
 }
 
 fn setup_hint(client: &Client, v: &Value) {
@@ -350,31 +361,15 @@ pub async fn users(cmd: UsersCmd) -> Result<i32, CliError> {
                 setup_hint(&client, &v);
             }
         }
-        UsersCmd::Grant {
-            name,
-            role,
-            project,
-            environment,
-            c,
-        } => {
-            let body = json!({"role": role.to_lowercase(), "project": project, "environment": environment});
-            let _: Value = Client::new(&c.server)
-                .post(&format!("/users/{name}/grants"), &body)
-                .await?;
-            println!("granted {role} to {name}");
+        UsersCmd::Grant(g) => {
+            let (path, body) = g.path_and_body();
+            let _: Value = Client::new(&g.c.server).post(&path, &body).await?;
+            println!("granted {} to {}", g.role, g.name);
         }
-        UsersCmd::Revoke {
-            name,
-            role,
-            project,
-            environment,
-            c,
-        } => {
-            let body = json!({"role": role.to_lowercase(), "project": project, "environment": environment});
-            Client::new(&c.server)
-                .delete_json(&format!("/users/{name}/grants"), &body)
-                .await?;
-            println!("revoked {role} from {name}");
+        UsersCmd::Revoke(g) => {
+            let (path, body) = g.path_and_body();
+            Client::new(&g.c.server).delete_json(&path, &body).await?;
+            println!("revoked {} from {}", g.role, g.name);
         }
         UsersCmd::Disable { name, c } => set_disabled(&c, &name, true).await?,
         UsersCmd::Enable { name, c } => set_disabled(&c, &name, false).await?,
@@ -548,7 +543,7 @@ pub fn gate_text(g: &Value) -> String {
         }
         Some("waiting") => {
             let until = g["until_ms"].as_i64().unwrap_or(0);
-            let left = (until - now_ms()).max(0);
+            let left = (until - sluice_server::engine::now_ms()).max(0);
             format!(
                 "approved; the wait timer runs {}s more",
                 (left + 999) / 1000
@@ -556,11 +551,4 @@ pub fn gate_text(g: &Value) -> String {
         }
         _ => g.to_string(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -2,16 +2,16 @@
 //! from standard input or a file, never from the command line (where shell history and the
 //! process list would keep them), and nothing the server answers contains a value.
 
-use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use sluice_secrets::{Kek, SecretsError, Zeroizing};
 
-use crate::client::Client;
+use crate::client::{Client, enc};
 use crate::exit::{CliError, Exit};
-use crate::table;
+use crate::login::{read_secret, read_secret_text};
+use crate::table::{self, cell, print_json};
 use crate::{ClientOpts, Output};
 
 /// `sluice secrets`.
@@ -79,19 +79,6 @@ pub struct UnsealArgs {
     c: ClientOpts,
 }
 
-/// Percent-encodes a path segment or query value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn secret_path(project: &str, name: &str, env: Option<&str>) -> String {
     let mut path = format!("/projects/{}/secrets/{}", enc(project), enc(name));
     if let Some(env) = env {
@@ -100,50 +87,8 @@ fn secret_path(project: &str, name: &str, env: Option<&str>) -> String {
     path
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
-
 fn local(e: impl std::fmt::Display) -> CliError {
     CliError::new(Exit::Failed, e.to_string())
-}
-
-/// Reads a value from standard input: one line on a terminal, everything when piped, with
-/// one trailing newline dropped either way.
-fn read_stdin_value(what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
-    let mut stdin = std::io::stdin();
-    let mut buf = Zeroizing::new(Vec::new());
-    if stdin.is_terminal() {
-        eprint!("{what} (one line; the input is shown): ");
-        let _ = std::io::stderr().flush();
-        let mut line = Zeroizing::new(String::new());
-        std::io::BufRead::read_line(&mut stdin.lock(), &mut line)?;
-        buf.extend_from_slice(line.as_bytes());
-    } else {
-        stdin.read_to_end(&mut buf)?;
-    }
-    if buf.ends_with(b"\n") {
-        buf.pop();
-        if buf.ends_with(b"\r") {
-            buf.pop();
-        }
-    }
-    if buf.is_empty() {
-        return Err(CliError::new(
-            Exit::Usage,
-            format!("no {what} on standard input"),
-        )
-        .hint("pipe it in, e.g. `sluice secrets set PROJECT NAME < value.txt`, or use --from-file"));
-    }
-    Ok(buf)
 }
 
 /// `sluice secrets`.
@@ -170,10 +115,10 @@ pub async fn secrets(cmd: SecretsCmd) -> Result<i32, CliError> {
                 .iter()
                 .map(|m| {
                     vec![
-                        s(&m["name"]),
-                        s(&m["environment"]),
-                        s(&m["version"]),
-                        s(&m["updated_by"]),
+                        cell(&m["name"]),
+                        cell(&m["environment"]),
+                        cell(&m["version"]),
+                        cell(&m["updated_by"]),
                     ]
                 })
                 .collect();
@@ -206,7 +151,11 @@ async fn set(a: SetArgs) -> Result<i32, CliError> {
         Some(f) => Zeroizing::new(std::fs::read(f).map_err(|e| {
             CliError::new(Exit::NotFound, format!("cannot read {}: {e}", f.display()))
         })?),
-        None => read_stdin_value(&format!("value of {}", a.name))?,
+        None => read_secret(&format!("value of {}", a.name), true).map_err(|e| {
+            e.hint(
+                "pipe it in, e.g. `sluice secrets set PROJECT NAME < value.txt`, or use --from-file",
+            )
+        })?,
     };
     let body = match std::str::from_utf8(&value) {
         Ok(text) => json!({ "value": text }),
@@ -227,7 +176,7 @@ async fn set(a: SetArgs) -> Result<i32, CliError> {
             a.name,
             a.project,
             a.env.as_deref().unwrap_or("every environment"),
-            s(&v["version"])
+            cell(&v["version"])
         );
     }
     Ok(0)
@@ -267,7 +216,7 @@ async fn rotate_key(a: RotateArgs) -> Result<i32, CliError> {
     if a.c.output == Output::Json {
         print_json(&v);
     } else {
-        println!("{}", s(&v["message"]));
+        println!("{}", cell(&v["message"]));
         if let Some(path) = &a.new_key_file {
             println!(
                 "{} holds the new key: keep it safe, the server cannot be unsealed without it",
@@ -283,10 +232,10 @@ pub async fn unseal(a: UnsealArgs) -> Result<i32, CliError> {
     let key = match &a.key_file {
         Some(path) => Kek::load(path).map_err(local)?,
         None => {
-            let text = read_stdin_value("key")?;
-            let text = std::str::from_utf8(&text)
-                .map_err(|_| CliError::new(Exit::Usage, "the key is not text"))?;
-            Kek::from_text(text).map_err(local)?
+            let text = read_secret_text("key", true).map_err(|e| {
+                e.hint("pipe it in, e.g. `sluice unseal < key.txt`, or use --key-file")
+            })?;
+            Kek::from_text(&text).map_err(local)?
         }
     };
     let v: Value = Client::new(&a.c.server)
@@ -295,7 +244,7 @@ pub async fn unseal(a: UnsealArgs) -> Result<i32, CliError> {
     if a.c.output == Output::Json {
         print_json(&v);
     } else {
-        println!("{}", s(&v["message"]));
+        println!("{}", cell(&v["message"]));
     }
     Ok(0)
 }

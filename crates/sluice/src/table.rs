@@ -1,4 +1,20 @@
-//! Plain-text tables and small formatting helpers for the CLI's human output.
+//! Plain-text tables and small formatting helpers for the CLI's output.
+
+use serde_json::Value;
+
+/// Prints a value as indented JSON (`--output json`).
+pub fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// A JSON value as a table cell: a string without quotes, `-` for null.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
 
 /// Prints rows under a header with columns padded to their widest cell.
 pub fn print(header: &[&str], rows: &[Vec<String>]) {

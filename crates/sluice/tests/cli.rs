@@ -92,16 +92,21 @@ struct ServerProc {
 }
 
 impl ServerProc {
+    /// `sluice server` on `port` with the data directory `data`; its first admin has [`TOKEN`].
     fn start(data: &Path, port: u16) -> ServerProc {
-        let child = Command::new(BIN)
-            .env("SLUICE_ADMIN_TOKEN", TOKEN)
-            .args([
-                "server",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data)
+        let mut cmd = Command::new(BIN);
+        cmd.env("SLUICE_ADMIN_TOKEN", TOKEN)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data);
+        ServerProc::spawn(cmd, port)
+    }
+
+    /// Runs `cmd` (a `sluice server` with neither `--listen` nor output settings) on `port`,
+    /// and waits until it listens.
+    fn spawn(mut cmd: Command, port: u16) -> ServerProc {
+        let child = cmd
+            .args(["--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -543,29 +548,14 @@ fn a_relative_data_dir_works() {
             "project: rel\nenvironments: { staging: { branch: main } }\nservices:\n  a:\n    steps:\n      s:\n        run: pwd\n",
         )],
     );
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .env("SLUICE_ADMIN_TOKEN", TOKEN)
-        .args([
-            "server",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-            "rel-data",
-        ])
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for("the server to listen", 30, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    add_project(&repo, &url);
-    let out = sluice(&["run", "rel", "--server", &url]);
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut cmd = Command::new(BIN);
+    cmd.env("SLUICE_ADMIN_TOKEN", TOKEN)
+        .args(["server", "--data-dir", "rel-data"])
+        .current_dir(tmp.path());
+    let server = ServerProc::spawn(cmd, free_port());
+    add_project(&repo, &server.url);
+    let out = sluice(&["run", "rel", "--server", &server.url]);
+    drop(server);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -597,7 +587,9 @@ srv.serve_forever()
 
 /// Pids of live service instances of this data directory.
 fn instance_processes(data: &Path) -> Vec<i32> {
-    let id = std::fs::read_to_string(data.join("instance-id")).unwrap();
+    let Ok(id) = std::fs::read_to_string(data.join("instance-id")) else {
+        return Vec::new();
+    };
     let needle = format!("SLUICE_INSTANCE_TOKEN=sluice-{}:", id.trim());
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -715,6 +707,20 @@ fn kill_proxy_daemon(data: &Path) {
     }
 }
 
+/// On drop, whether the test passed or failed, kills what the servers of a data directory
+/// leave running by design: the proxy daemon and the service instances. Made before the
+/// server, so that the server is gone first (it would start them again).
+struct Leftovers<'a>(&'a Path);
+
+impl Drop for Leftovers<'_> {
+    fn drop(&mut self) {
+        kill_proxy_daemon(self.0);
+        for pid in instance_processes(self.0) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
 fn http_post(url: &str) {
     let out = Command::new("python3")
         .args(["-c", "import sys,urllib.request;urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'', method='POST', headers={'Authorization': 'Bearer '+sys.argv[2]}), timeout=10)"])
@@ -757,6 +763,7 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
         "2s",
     );
     let data = tmp.path().join("data");
+    let _leftovers = Leftovers(&data);
     let api_port = free_port();
     let mut server = ServerProc::start(&data, api_port);
     add_project(&repo, &server.url);
@@ -858,13 +865,6 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
         failed, 0,
         "the service must answer throughout three server crashes"
     );
-    // Leave nothing behind: stop the server (or it would restart them), the proxy daemon and
-    // the instances.
-    drop(server);
-    kill_proxy_daemon(&data);
-    for pid in instance_processes(&data) {
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-    }
 }
 
 #[test]
@@ -873,6 +873,7 @@ fn deploy_rollback_status_and_deploys_commands() {
     let port = free_port();
     let repo = deploy_repo(tmp.path(), "cmds", port, "stop_grace: 1s", "0s");
     let data = tmp.path().join("data");
+    let _leftovers = Leftovers(&data);
     let server = ServerProc::start(&data, free_port());
     let url = server.url.clone();
     let service = format!("http://127.0.0.1:{port}/");
@@ -989,11 +990,6 @@ fn deploy_rollback_status_and_deploys_commands() {
     let out = sluice(&["deploy", "web", "--env", "prod", "--server", &url]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("prod"));
-    drop(server);
-    kill_proxy_daemon(&data);
-    for pid in instance_processes(&data) {
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-    }
 }
 
 /// Runs SQL on a SQLite file (through python3's sqlite3, which the tests already need).
@@ -1165,22 +1161,15 @@ fn login_users_and_a_developer_refused_on_a_protected_environment() {
     );
     // A server started without an admin token prints a one-time setup token.
     let data = tmp.path().join("data");
-    let port_api = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "server",
-            "--listen",
-            &format!("127.0.0.1:{port_api}"),
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env_remove("SLUICE_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port_api}");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let _leftovers = Leftovers(&data);
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("SLUICE_ADMIN_TOKEN")
+        .arg("server")
+        .arg("--data-dir")
+        .arg(&data);
+    let mut server = ServerProc::spawn(cmd, free_port());
+    let url = server.url.clone();
+    let mut stderr = std::io::BufReader::new(server.child.stderr.take().unwrap());
     let setup = loop {
         let mut line = String::new();
         assert!(
@@ -1361,10 +1350,4 @@ fn login_users_and_a_developer_refused_on_a_protected_environment() {
     assert!(out.status.success(), "{}", text(&out));
     let out = sluice_as(&dev_cfg, &["whoami", "--server", &url], "");
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
-    let _ = child.kill();
-    let _ = child.wait();
-    for pid in instance_processes(&data) {
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-    }
-    kill_proxy_daemon(&data);
 }

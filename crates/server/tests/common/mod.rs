@@ -1,21 +1,28 @@
 //! Helpers shared by the server's integration tests: a git CLI with a fixed identity, a
-//! repository whose commits change `version.txt`, a free loopback port, a bounded wait, and the
-//! python service the deploy tests run, and the admin token test servers start with.
+//! repository to commit to, a free loopback port, a bounded wait, the admin token test servers
+//! start with and requests that send it, the deployments of a server, and the python service
+//! the deploy tests run.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
+
+use sluice_server::{Engine, Server};
+use sluice_store::{Deployment, DeploymentFilter};
 
 /// The admin API token test servers are started with ([`config`]): the first start creates
 /// the admin user with it.
 pub const TOKEN: &str = "slc_a_testtesttesttesttesttesttesttesttesttesttes";
 
-/// A server configuration for `data` whose first admin has [`TOKEN`].
+/// A server configuration for `data` whose first admin has [`TOKEN`], listening on a free
+/// loopback port.
 pub fn config(data: impl Into<PathBuf>) -> sluice_server::ServerConfig {
     let mut c = sluice_server::ServerConfig::new(data);
     c.admin_token = Some(TOKEN.into());
+    c.listen = "127.0.0.1:0".parse().unwrap();
     c
 }
 
@@ -24,15 +31,36 @@ pub fn http() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        reqwest::header::HeaderValue::from_static(concat!(
-            "Bearer ",
-            "slc_a_testtesttesttesttesttesttesttesttesttesttes"
-        )),
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
     );
     reqwest::Client::builder()
         .default_headers(headers)
         .build()
         .unwrap()
+}
+
+/// `GET url` with [`TOKEN`]: the body.
+pub async fn fetch(url: &str) -> String {
+    http().get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// `GET url` with [`TOKEN`]: the body as JSON.
+pub async fn fetch_json(url: &str) -> serde_json::Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// What a service answers to `GET url` (within 2 s), or None if it fails or is not a 2xx.
+pub async fn served(client: &reqwest::Client, url: &str) -> Option<String> {
+    let r = client
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
 }
 
 /// Runs `git -C dir ARGS` with a test identity; panics with git's message on failure.
@@ -56,20 +84,51 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A repository whose commits set `version.txt` (the test apps read it).
+/// A git working repository.
 pub struct Repo(pub PathBuf);
 
 impl Repo {
-    /// `git ARGS` in the repository.
-    pub fn git(&self, args: &[&str]) {
-        git(&self.0, args);
+    /// A new repository in `root/repo` on branch `main`.
+    pub fn new(root: &Path) -> Repo {
+        Repo::init(root.join("repo"), "main")
     }
 
-    /// Commits everything with `version.txt` set to `version`.
-    pub fn commit(&self, version: &str) {
-        std::fs::write(self.0.join("version.txt"), version).unwrap();
+    /// A new repository in `dir` whose first branch is `branch`.
+    pub fn init(dir: impl Into<PathBuf>, branch: &str) -> Repo {
+        let r = Repo(dir.into());
+        std::fs::create_dir_all(&r.0).unwrap();
+        r.git(&["init", "-q", "-b", branch]);
+        r
+    }
+
+    /// `git ARGS` in the repository; its output.
+    pub fn git(&self, args: &[&str]) -> String {
+        git(&self.0, args)
+    }
+
+    /// Writes `text` to `path` in the work tree (creating its directories).
+    pub fn write(&self, path: &str, text: &str) {
+        let p = self.0.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Commits everything (even nothing) as `msg`; returns the commit.
+    pub fn commit(&self, msg: &str) -> String {
         self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", version]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Commits everything with `version.txt` (which [`APP`] reads) set to `version`.
+    pub fn commit_version(&self, version: &str) {
+        self.write("version.txt", version);
+        self.commit(version);
+    }
+
+    /// The path, as a project source.
+    pub fn path(&self) -> String {
+        self.0.display().to_string()
     }
 }
 
@@ -98,6 +157,62 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Kills every instance of a server when dropped, so that a test that fails before
+/// `stop_all` leaves no service running (a passing test stops them itself).
+pub struct KillOnDrop(Arc<Engine>);
+
+impl KillOnDrop {
+    pub fn new(s: &Server) -> KillOnDrop {
+        KillOnDrop(s.engine.clone())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown();
+        let _ = self.0.fleet.runtime.kill_all();
+    }
+}
+
+/// The server's deployments, newest first.
+pub async fn deployments(s: &Server) -> Vec<Deployment> {
+    s.engine
+        .store
+        .deployments(&DeploymentFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// The server's newest deployment.
+pub async fn newest_deployment(s: &Server) -> Option<Deployment> {
+    s.engine
+        .store
+        .deployments(&DeploymentFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .pop()
+}
+
+/// Waits until the newest deployment is of `version` and finished.
+pub async fn deployed(s: &Server, version: i64) -> Deployment {
+    eventually(
+        &format!("the deployment of v{version} to finish"),
+        60,
+        || async {
+            newest_deployment(s)
+                .await
+                .filter(|d| d.version == version && d.status.is_terminal())
+        },
+    )
+    .await
 }
 
 /// The service the deploy tests run (python3, stdlib). `version.txt` picks its behaviour: a

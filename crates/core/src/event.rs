@@ -115,6 +115,22 @@ string_enum! {
         DeploymentApproved => "deployment.approved",
         /// A request was refused for lack of permission (payload: action, project, environment, reason).
         AccessDenied => "access.denied",
+        /// An incident opened (payload: incident, service, title, severity, suspected_release).
+        IncidentOpened => "incident.opened",
+        /// An incident was acknowledged (payload: incident).
+        IncidentAcknowledged => "incident.acknowledged",
+        /// An incident resolved (payload: incident, auto).
+        IncidentResolved => "incident.resolved",
+        /// An alert integration was created (payload: name, service).
+        IntegrationCreated => "integration.created",
+        /// An alert integration was removed (payload: name).
+        IntegrationRemoved => "integration.removed",
+        /// A silence was created (payload: silence, matchers, starts_ms, ends_ms, comment).
+        SilenceCreated => "silence.created",
+        /// A silence was ended early (payload: silence).
+        SilenceExpired => "silence.expired",
+        /// A change event arrived (PagerDuty change events; payload: summary, source, links).
+        ChangeReceived => "change.received",
     }
 }
 

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// set, else `DATA_DIR/secret.key` (generated on first use). Without an available key
     /// the server starts sealed; see `sluice unseal`.
     pub kek_file: Option<PathBuf>,
+    /// The mail server email notifications go through; `None`: email channels record that
+    /// nothing was sent.
+    pub smtp: Option<sluice_notify::SmtpConfig>,
 }
 
 impl ServerConfig {
@@ -84,6 +87,7 @@ impl ServerConfig {
             checkpoint_interval: Duration::from_secs(60),
             admin_token: None,
             kek_file: None,
+            smtp: None,
         }
     }
 
@@ -156,6 +160,9 @@ impl ServerConfig {
         }
         if let Some(k) = raw.kek_file {
             self.kek_file = Some(k);
+        }
+        if let Some(s) = raw.smtp {
+            self.smtp = Some(s);
         }
         self.secrets.extend(raw.secrets);
         Ok(())
@@ -250,6 +257,7 @@ struct RawFile {
     keep_artifacts: Option<usize>,
     public_url: Option<String>,
     kek_file: Option<PathBuf>,
+    smtp: Option<sluice_notify::SmtpConfig>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
 }

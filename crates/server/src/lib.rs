@@ -109,6 +109,7 @@ impl Server {
             );
         }
         engine.recover().await?;
+        engine::incidents::start(engine.clone()).await?;
         let setup_token = engine.bootstrap().await?;
         let auditor = audit::Auditor::open(
             &engine.config.data_dir,

@@ -249,6 +249,57 @@ fn samples(spec: &RouteSpec, w: &mut World) -> Option<Vec<Sample>> {
         ("POST", "/hooks/{provider}/{project}") => {
             vec![s("/hooks/github/app".into(), Some(json!({})), project())]
         }
+        // Ingest: the key in the body, path or bearer authorises (none here: all refused
+        // the same way for every caller).
+        (
+            "POST",
+            "/v2/enqueue"
+            | "/v2/change/enqueue"
+            | "/api/v2/alerts"
+            | "/integrations/{key}/v2/enqueue"
+            | "/integrations/{key}/v2/change/enqueue"
+            | "/integrations/{key}/api/v2/alerts"
+            | "/integrations/{key}/webhook",
+        ) => vec![s(
+            spec.path
+                .replace("{key}", "0123456789abcdef0123456789abcdef"),
+            Some(json!({"routing_key": "0123456789abcdef0123456789abcdef"})),
+            Target::default(),
+        )],
+        ("GET", "/-/ready" | "/-/healthy" | "/api/v1/incidents" | "/api/v1/alerts") => {
+            vec![s(spec.path.to_string(), None, Target::default())]
+        }
+        ("GET" | "POST", "/incidents/{id}/{action}") => {
+            vec![s("/incidents/1/ack?sig=forged".into(), None, project())]
+        }
+        ("GET", "/api/v1/incidents/{id}") => {
+            vec![s("/api/v1/incidents/1".into(), None, project())]
+        }
+        ("POST", "/api/v1/incidents/{id}/ack" | "/api/v1/incidents/{id}/resolve") => {
+            vec![s(spec.path.replace("{id}", "1"), None, project())]
+        }
+        ("GET", "/api/v1/projects/{name}/integrations") => {
+            vec![s(
+                "/api/v1/projects/app/integrations".into(),
+                None,
+                project(),
+            )]
+        }
+        ("POST", "/api/v1/projects/{name}/integrations") => {
+            w.users += 1;
+            vec![s(
+                "/api/v1/projects/app/integrations".into(),
+                Some(json!({"name": format!("matrix{}", w.users)})),
+                project(),
+            )]
+        }
+        ("DELETE", "/api/v1/projects/{name}/integrations/{id}") => {
+            vec![s(
+                "/api/v1/projects/app/integrations/999".into(),
+                None,
+                project(),
+            )]
+        }
         ("POST", "/api/v1/tokens") => vec![s(
             spec.path.into(),
             Some(json!({"name": "matrix", "scopes": ["read"]})),
@@ -561,6 +612,25 @@ async fn every_route_decides_for_every_role_on_protected_and_unprotected_environ
         .find(|r| r.project == "app")
         .unwrap()
         .id;
+    // An incident of the project, for the incident routes.
+    s.engine
+        .store
+        .apply_alert_batch(sluice_store::AlertBatch {
+            new_incidents: vec![sluice_store::NewIncidentRow {
+                id: 1,
+                project: "app".into(),
+                service: "web".into(),
+                group_key: "app/web".into(),
+                title: "matrix".into(),
+                severity: "warning".into(),
+                rule: None,
+                opened_ms: 1,
+                suspected_release: None,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut w = World {
         run,
         dep_staging: staging.id,

@@ -5,6 +5,7 @@
 //! and [`reference_markdown`] are generated from the same types, so editors, the docs and
 //! the parser cannot drift apart. Architecture invariant: no IO here; callers read files.
 
+mod alerting;
 mod docs;
 mod model;
 mod node;
@@ -14,6 +15,7 @@ mod validate;
 
 pub use paths::{PathFilter, path_matches};
 
+pub use alerting::*;
 pub use model::*;
 
 /// One problem found in a `sluice.yml`.

@@ -13,6 +13,10 @@ pub struct Config {
     pub environments: Vec<Environment>,
     /// Services in file order.
     pub services: Vec<Service>,
+    /// Incident settings, channels and alert rules.
+    pub alerts: crate::Alerts,
+    /// On-call schedules and escalation policies.
+    pub oncall: crate::OnCall,
 }
 
 /// A deployment target fed by one branch.

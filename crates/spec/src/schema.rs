@@ -15,7 +15,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Fields of the top level.
-pub(crate) const CONFIG_FIELDS: &[&str] = &["project", "environments", "services"];
+pub(crate) const CONFIG_FIELDS: &[&str] =
+    &["project", "environments", "services", "alerts", "oncall"];
 /// Fields of an environment.
 pub(crate) const ENVIRONMENT_FIELDS: &[&str] = &["branch", "protected", "approvals", "wait_timer"];
 /// Fields of a service.
@@ -99,6 +100,39 @@ pub(crate) const INSUFFICIENT_TRAFFIC_VALUES: &[&str] = &["wait", "pass", "fail"
 /// Fields of the canary `sticky` rule.
 pub(crate) const STICKY_FIELDS: &[&str] = &["header", "cookie", "value"];
 
+/// Fields of the `alerts` section.
+pub(crate) const ALERTS_FIELDS: &[&str] = &[
+    "group_by",
+    "group_wait",
+    "group_interval",
+    "group_window",
+    "escalation",
+    "channels",
+    "ticket",
+    "rules",
+    "rate_limit",
+];
+/// Fields of a notification channel (exactly one of [`CHANNEL_KINDS`]).
+pub(crate) const CHANNEL_FIELDS: &[&str] = &["webhook", "slack", "email", "format", "secret"];
+/// The kinds of channel.
+pub(crate) const CHANNEL_KINDS: &[&str] = &["webhook", "slack", "email"];
+/// Fields of the ticket webhook.
+pub(crate) const TICKET_FIELDS: &[&str] = &["url", "format", "secret"];
+/// Values of a webhook's `format`.
+pub(crate) const WEBHOOK_FORMATS: &[&str] = &["sluice", "alertmanager"];
+/// Fields of an alert rule.
+pub(crate) const ALERT_RULE_FIELDS: &[&str] = &[
+    "service", "env", "expr", "window", "for", "severity", "labels", "summary",
+];
+/// Severity names.
+pub(crate) const SEVERITY_VALUES: &[&str] = &["critical", "error", "warning", "info"];
+/// Fields of the `oncall` section.
+pub(crate) const ONCALL_FIELDS: &[&str] = &["schedules", "escalation"];
+/// Fields of an escalation policy.
+pub(crate) const ESCALATION_FIELDS: &[&str] = &["levels", "repeat"];
+/// Fields of one escalation level.
+pub(crate) const ESCALATION_LEVEL_FIELDS: &[&str] = &["notify", "after"];
+
 /// The field list of each object definition of the schema, by definition name (the top
 /// level's is [`CONFIG_FIELDS`]); the reference lists their fields in this order.
 pub(crate) const DEFINITION_FIELDS: &[(&str, &[&str])] = &[
@@ -117,7 +151,24 @@ pub(crate) const DEFINITION_FIELDS: &[(&str, &[&str])] = &[
     ("CanaryStep", CANARY_STEP_FIELDS),
     ("Analysis", ANALYSIS_FIELDS),
     ("Sticky", STICKY_FIELDS),
+    ("Alerts", ALERTS_FIELDS),
+    ("Channel", CHANNEL_FIELDS),
+    ("Ticket", TICKET_FIELDS),
+    ("AlertRule", ALERT_RULE_FIELDS),
+    ("OnCall", ONCALL_FIELDS),
+    ("Escalation", ESCALATION_FIELDS),
+    ("EscalationLevel", ESCALATION_LEVEL_FIELDS),
+    ("Schedule", SCHEDULE_FIELDS),
+    ("Layer", LAYER_FIELDS),
+    ("Restriction", RESTRICTION_FIELDS),
 ];
+
+/// Fields of a schedule.
+pub(crate) const SCHEDULE_FIELDS: &[&str] = &["time_zone", "layers"];
+/// Fields of a schedule layer.
+pub(crate) const LAYER_FIELDS: &[&str] = &["name", "users", "rotation", "start", "restrictions"];
+/// Fields of a layer restriction.
+pub(crate) const RESTRICTION_FIELDS: &[&str] = &["days", "start", "end"];
 
 /// Names of projects.
 pub(crate) const PROJECT_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]*$";
@@ -154,6 +205,16 @@ pub(crate) struct SluiceYml {
     /// `-`), in file order. At least one.
     #[schemars(extend("minProperties" = 1, "propertyNames" = {"pattern": NAME_PATTERN, "maxLength": 63}))]
     pub services: BTreeMap<String, Service>,
+    /// How this project's alerts group into incidents, where notifications go, and the alert
+    /// rules over its services' metrics. Optional: without it, alerts group by service and
+    /// are notified after 10s.
+    #[serde(default)]
+    #[schemars(with = "Alerts")]
+    pub alerts: Option<Alerts>,
+    /// On-call schedules and escalation policies: who is paged, in which order.
+    #[serde(default)]
+    #[schemars(with = "OnCall")]
+    pub oncall: Option<OnCall>,
 }
 
 /// A deployment target fed by one branch.
@@ -783,4 +844,210 @@ mod tests {
         assert!(crate::parse(&bad, "f").is_err());
         assert!(typed(&bad).is_err());
     }
+}
+
+/// Incident settings of the project.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Alerts {
+    /// Label names whose values, besides the service, put alerts into the same incident
+    /// (e.g. `[alertname]`). Alerts of one service with the same values of these labels
+    /// group into one incident.
+    #[serde(default)]
+    #[schemars(extend("default" = []))]
+    pub group_by: Vec<String>,
+    /// How long after an incident opens its first notification waits, so that alerts that
+    /// arrive together are sent together (`0s` notifies at once).
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "10s"))]
+    pub group_wait: String,
+    /// Least time between two notifications about alerts joining an open incident (sent to
+    /// channels; people are paged again only when the severity rises).
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "5m"))]
+    pub group_interval: String,
+    /// An alert joins the open incident of its group only if that incident's last alert
+    /// came at most this long ago; otherwise it opens a new incident.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "1h"))]
+    pub group_window: String,
+    /// The escalation policy (a name under `oncall.escalation`) that pages people when an
+    /// incident of this project is notified.
+    #[serde(default)]
+    pub escalation: Option<String>,
+    /// Channels that receive every notification of this project's incidents, by name.
+    #[serde(default)]
+    #[schemars(extend("default" = {}))]
+    pub channels: BTreeMap<String, Channel>,
+    /// Where the record of a resolved incident (a Markdown postmortem draft and the JSON
+    /// timeline) is posted, e.g. a ticket system's webhook.
+    #[serde(default)]
+    pub ticket: Option<Ticket>,
+    /// Alert rules over the services' metrics, by name (the alert's `alertname`).
+    #[serde(default)]
+    #[schemars(extend("default" = {}))]
+    pub rules: BTreeMap<String, AlertRule>,
+    /// Events per minute the PagerDuty-compatible endpoint accepts per routing key; more are
+    /// answered 429, as PagerDuty does.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000000), extend("default" = 600))]
+    pub rate_limit: u32,
+}
+
+/// A notification channel: exactly one of `webhook`, `slack` and `email`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Channel {
+    /// POST a JSON body to this http(s) URL.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// The name of the secret holding a Slack-compatible incoming-webhook URL.
+    #[serde(default)]
+    #[schemars(pattern(SECRET_NAME_PATTERN))]
+    pub slack: Option<String>,
+    /// Email these addresses (through the server's SMTP settings).
+    #[serde(default)]
+    pub email: Option<Vec<String>>,
+    /// For `webhook`: `sluice` (sluice's own JSON, the default) or `alertmanager`
+    /// (Alertmanager's webhook format, version 4).
+    #[serde(default)]
+    #[schemars(extend("enum" = ["sluice", "alertmanager"], "default" = "sluice"))]
+    pub format: Option<String>,
+    /// For `webhook`: the secret whose value signs the body (`X-Sluice-Signature`,
+    /// HMAC-SHA256).
+    #[serde(default)]
+    #[schemars(pattern(SECRET_NAME_PATTERN))]
+    pub secret: Option<String>,
+}
+
+/// The ticket webhook that receives a resolved incident's record.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Ticket {
+    /// The http(s) URL to POST to.
+    pub url: String,
+    /// `sluice` (the default) or `alertmanager`.
+    #[serde(default)]
+    #[schemars(extend("enum" = ["sluice", "alertmanager"], "default" = "sluice"))]
+    pub format: Option<String>,
+    /// The secret whose value signs the body.
+    #[serde(default)]
+    #[schemars(pattern(SECRET_NAME_PATTERN))]
+    pub secret: Option<String>,
+}
+
+/// An alert rule over a service's metrics: the alert fires when `expr` holds for `for`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertRule {
+    /// The service whose metrics are watched.
+    pub service: String,
+    /// The environment watched; absent: every environment the service is deployed to.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The condition: a metric, a comparison and a threshold. Proxy metrics:
+    /// `error_rate`, `request_rate`, `p50_latency`, `p90_latency`, `p95_latency`,
+    /// `p99_latency` (seconds); the service's own Prometheus metrics through
+    /// `rate(NAME{matchers})`, `avg(NAME)`, `max(NAME)`, `min(NAME)`, `last(NAME)` and
+    /// `histogram_quantile(Q, NAME)`. E.g. `error_rate > 0.05`.
+    pub expr: String,
+    /// The window the metric is computed over.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "5m"))]
+    pub window: String,
+    /// How long the condition must hold before the alert fires (`0s`: at once).
+    #[serde(default, rename = "for")]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "0s"))]
+    pub hold: String,
+    /// `critical`, `error`, `warning` or `info`.
+    #[serde(default)]
+    #[schemars(extend("enum" = ["critical", "error", "warning", "info"], "default" = "warning"))]
+    pub severity: Option<String>,
+    /// Extra labels of the alert (used by `group_by` and silences).
+    #[serde(default)]
+    #[schemars(extend("default" = {}))]
+    pub labels: BTreeMap<String, String>,
+    /// The alert's summary line; absent: the rule's name and expression.
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+/// On-call schedules and escalation policies.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OnCall {
+    /// Schedules by name.
+    #[serde(default)]
+    #[schemars(extend("default" = {}))]
+    pub schedules: BTreeMap<String, Schedule>,
+    /// Escalation policies by name.
+    #[serde(default)]
+    #[schemars(extend("default" = {}))]
+    pub escalation: BTreeMap<String, Escalation>,
+}
+
+/// Who is on call when: layers of rotations, read in a named time zone.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Schedule {
+    /// The IANA time zone the layers' start times and restrictions are read in, e.g.
+    /// `Europe/Berlin`. Daily and weekly handoffs keep their local time across
+    /// daylight-saving changes.
+    pub time_zone: String,
+    /// Layers from bottom to top: a higher layer wins wherever it has someone on call.
+    pub layers: Vec<Layer>,
+}
+
+/// One rotation of users.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Layer {
+    /// Name, unique in the schedule.
+    pub name: String,
+    /// Users in rotation order; the first is on call from `start`.
+    pub users: Vec<String>,
+    /// `daily`, `weekly`, or `{hours: N}` for a rotation of N hours of elapsed time.
+    pub rotation: serde_json::Value,
+    /// The first handoff, local time in the schedule's zone, e.g. `2026-01-05T09:00`.
+    pub start: String,
+    /// Windows in which the layer is active (e.g. weekdays 09:00-17:00); absent: always.
+    #[serde(default)]
+    pub restrictions: Vec<Restriction>,
+}
+
+/// A local time-of-day window.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Restriction {
+    /// Days on which it opens (`monday` ... `sunday`); absent: every day.
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// Opening time, `HH:MM`.
+    pub start: String,
+    /// Closing time, `HH:MM` (earlier than `start`: the next day).
+    pub end: String,
+}
+
+/// An escalation policy: levels paged in order until someone acknowledges.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Escalation {
+    /// Levels, 1 to 20.
+    pub levels: Vec<EscalationLevel>,
+    /// How many more times the whole policy runs after its last level (0 to 100).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100), extend("default" = 0))]
+    pub repeat: u32,
+}
+
+/// One escalation level.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscalationLevel {
+    /// Who is paged: `user:NAME` or `schedule:NAME` (whoever is on call then).
+    pub notify: Vec<String>,
+    /// How long to wait for an acknowledgement before the next level.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "15m"))]
+    pub after: String,
 }

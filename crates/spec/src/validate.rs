@@ -5,6 +5,7 @@
 //! Architecture invariant: no IO and no knowledge of what the engine does with the model.
 //! A service's `deploy` section is checked in the [`deploy`] submodule.
 
+mod alerts;
 mod deploy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -118,7 +119,13 @@ impl<'a> Validator<'a> {
             );
             return None;
         }
-        let fields = self.fields(root, Pos::START, "", CONFIG_FIELDS, CONFIG_FIELDS)?;
+        let fields = self.fields(
+            root,
+            Pos::START,
+            "",
+            CONFIG_FIELDS,
+            &["project", "environments", "services"],
+        )?;
         let project = fields.get("project").and_then(|n| self.project(n));
         let environments = fields
             .get("environments")
@@ -136,10 +143,23 @@ impl<'a> Validator<'a> {
             _ => None,
         });
         let services = fields.get("services").and_then(|n| self.services(n));
+        let alerts = match fields.entry("alerts") {
+            Some((key, value)) => self.alerts(value, key.pos),
+            None => Some(crate::Alerts::default()),
+        };
+        let oncall = match fields.entry("oncall") {
+            Some((key, value)) => self.oncall(value, key.pos),
+            None => Some(crate::OnCall::default()),
+        };
+        if let (Some(a), Some(o), Some(s)) = (&alerts, &oncall, &services) {
+            self.check_alert_refs(&fields, a, o, s);
+        }
         Some(Config {
             project: project?,
             environments: environments?,
             services: services?,
+            alerts: alerts?,
+            oncall: oncall?,
         })
     }
 
@@ -1141,7 +1161,7 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn is_secret_name(name: &str) -> bool {
+pub(crate) fn is_secret_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -252,6 +252,8 @@ fn minimal_file_gets_defaults() {
                 steps: vec![step("test", "make test"), step("build", "make")],
                 deploy: None,
             }],
+            alerts: sluice_spec::Alerts::default(),
+            oncall: sluice_spec::OnCall::default(),
         }
     );
 }

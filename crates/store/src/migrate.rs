@@ -47,6 +47,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_setup_user.sql"),
         postgres: include_str!("../migrations/postgres/0004_setup_user.sql"),
     },
+    Migration {
+        version: 5,
+        name: "incidents",
+        sqlite: include_str!("../migrations/sqlite/0005_incidents.sql"),
+        postgres: include_str!("../migrations/postgres/0005_incidents.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -206,6 +206,10 @@ pub(crate) enum Arg {
     Int(i64),
     /// A string.
     Text(String),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
+    /// A string or NULL.
+    OptText(Option<String>),
 }
 
 /// A query assembled from optional filters, with `$N` placeholders numbered as arguments are
@@ -244,6 +248,8 @@ impl SqlBuilder {
             q = match a {
                 Arg::Int(i) => q.bind(i),
                 Arg::Text(s) => q.bind(s),
+                Arg::OptInt(i) => q.bind(i),
+                Arg::OptText(s) => q.bind(s),
             };
         }
         q

@@ -84,7 +84,7 @@ async fn get_setting(conn: &mut AnyConnection, key: &str) -> Result<Option<Strin
     )
 }
 
-async fn put_setting(conn: &mut AnyConnection, key: &str, value: &str) -> Result<()> {
+pub(crate) async fn put_setting(conn: &mut AnyConnection, key: &str, value: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO settings (name, value) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET value = $2",

@@ -268,6 +268,9 @@ conformance!(
     secrets_are_versioned,
     secrets_rewrap_in_one_transaction,
     no_plaintext_credentials_are_stored,
+    alert_journal_appends_in_order_and_prunes,
+    alert_batches_write_alerts_incidents_and_timeline,
+    integrations_and_silences,
 );
 
 // ---- helpers ----
@@ -376,14 +379,14 @@ async fn placeholders_bind_by_number(cx: &Ctx) {
 }
 
 async fn migrations_are_idempotent(cx: &Ctx) {
-    assert_eq!(cx.store.schema_version().await.unwrap(), 4);
+    assert_eq!(cx.store.schema_version().await.unwrap(), 5);
     cx.store
         .add_project(project("shop"), ev(EventKind::ProjectAdded, "project/shop"))
         .await
         .unwrap();
     for _ in 0..2 {
         let again = cx.reopen().await;
-        assert_eq!(again.schema_version().await.unwrap(), 4);
+        assert_eq!(again.schema_version().await.unwrap(), 5);
         assert_eq!(again.projects().await.unwrap().len(), 1);
         again.close().await;
     }
@@ -392,7 +395,7 @@ async fn migrations_are_idempotent(cx: &Ctx) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(rows, 4, "each migration is recorded once");
+    assert_eq!(rows, 5, "each migration is recorded once");
     if cx.store.backend() == Backend::Sqlite {
         // WAL is a property of the file, so a plain connection sees what open set.
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -1720,7 +1723,7 @@ async fn backfill_chains_events_of_an_old_database(cx: &Ctx) {
     }
 
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let chained = entries(&store).await;
     assert_eq!(chained.len(), old.len());
     for (e, (seq, kind, project, payload)) in chained.iter().zip(&old) {
@@ -2903,4 +2906,292 @@ async fn events_of_an_older_writer_are_chained(cx: &Ctx) {
     assert_chain_ok(&again).await;
     again.close().await;
     pool.close().await;
+}
+
+// ---- alerts and incidents ----
+
+async fn alert_journal_appends_in_order_and_prunes(cx: &Ctx) {
+    let s = &cx.store;
+    let seqs = s
+        .journal_append(&[(1, "[1]".into()), (2, "[2]".into()), (3, "[3]".into())])
+        .await
+        .unwrap();
+    assert_eq!(seqs.len(), 3);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let more = s.journal_append(&[(4, "[4]".into())]).await.unwrap();
+    assert!(more[0] > seqs[2]);
+    let after_first = s.journal_since(seqs[0], 10).await.unwrap();
+    let bodies: Vec<&str> = after_first.iter().map(|e| e.body.as_str()).collect();
+    assert_eq!(bodies, ["[2]", "[3]", "[4]"]);
+    assert_eq!(s.journal_since(0, 2).await.unwrap().len(), 2);
+    assert_eq!(s.prune_journal(seqs[2]).await.unwrap(), 3);
+    let left = s.journal_since(0, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].received_ms, 4);
+    // Many entries in one call (more than one multi-row INSERT).
+    let many: Vec<(i64, String)> = (0..1200).map(|i| (i, format!("[{i}]"))).collect();
+    let seqs = s.journal_append(&many).await.unwrap();
+    assert_eq!(seqs.len(), 1200);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+}
+
+fn new_alert(id: i64, key: &str, incident: Option<i64>) -> sluice_store::NewAlertRow {
+    sluice_store::NewAlertRow {
+        id,
+        scope: "i1".into(),
+        dedup_key: key.into(),
+        project: "shop".into(),
+        service: "web".into(),
+        source: "alertmanager-api".into(),
+        rule: None,
+        severity: "warning".into(),
+        summary: format!("alert {key}"),
+        labels: [("alertname".to_owned(), "X".to_owned())].into(),
+        details: serde_json::json!({"k": 1}),
+        incident_id: incident,
+        silenced: incident.is_none(),
+        created_ms: 100 + id,
+        starts_ms: 50,
+    }
+}
+
+async fn alert_batches_write_alerts_incidents_and_timeline(cx: &Ctx) {
+    use sluice_store::{
+        AlertBatch, AlertChange, AlertFilter, IncidentChange, IncidentFilter, NewIncidentRow,
+        NewTimelineEntry,
+    };
+    let s = &cx.store;
+    let seq = s.journal_append(&[(1, "[]".into())]).await.unwrap()[0];
+    let batch = AlertBatch {
+        applied_seq: Some(seq),
+        new_incidents: vec![NewIncidentRow {
+            id: 7,
+            project: "shop".into(),
+            service: "web".into(),
+            group_key: "shop/web".into(),
+            title: "alert a".into(),
+            severity: "warning".into(),
+            rule: None,
+            opened_ms: 100,
+            suspected_release: Some(serde_json::json!({"version": 3})),
+        }],
+        new_alerts: vec![
+            new_alert(1, "a", Some(7)),
+            new_alert(2, "b", Some(7)),
+            new_alert(3, "c", None),
+        ],
+        incident_changes: vec![IncidentChange::AlertsJoined {
+            id: 7,
+            n: 2,
+            at_ms: 101,
+        }],
+        timeline: vec![NewTimelineEntry {
+            incident_id: 7,
+            at_ms: 100,
+            kind: "opened".into(),
+            actor: None,
+            text: "opened".into(),
+            data: serde_json::json!({}),
+        }],
+        events: vec![ev(EventKind::IncidentOpened, "incident/7").project("shop")],
+        ..AlertBatch::default()
+    };
+    s.apply_alert_batch(batch).await.unwrap();
+    assert_eq!(s.alerts_applied_seq().await.unwrap(), seq);
+    assert_eq!(s.alert_max_ids().await.unwrap(), (3, 7));
+    let open = s.open_alerts().await.unwrap();
+    assert_eq!(open.len(), 3);
+    assert_eq!(open[2].labels["alertname"], "X");
+    assert!(open[2].silenced);
+    let inc = s.incident(7).await.unwrap();
+    assert_eq!((inc.alert_count, inc.status.as_str()), (2, "triggered"));
+    assert_eq!(inc.suspected_release.unwrap()["version"], 3);
+
+    // A second open alert with the same key in the same scope breaks the open-key rule.
+    let dup = AlertBatch {
+        new_alerts: vec![new_alert(4, "a", Some(7))],
+        ..AlertBatch::default()
+    };
+    assert!(s.apply_alert_batch(dup).await.is_err());
+    assert_eq!(
+        s.alert_max_ids().await.unwrap().0,
+        3,
+        "nothing of a failed batch is kept"
+    );
+
+    let changes = AlertBatch {
+        alert_changes: vec![
+            AlertChange::Repeated {
+                id: 1,
+                severity: "critical".into(),
+                summary: "worse".into(),
+                at_ms: 110,
+            },
+            AlertChange::Resolved { id: 2, at_ms: 120 },
+            AlertChange::Unsilenced {
+                id: 3,
+                incident_id: 7,
+                at_ms: 130,
+            },
+        ],
+        incident_changes: vec![
+            IncidentChange::Severity {
+                id: 7,
+                severity: "critical".into(),
+                at_ms: 110,
+            },
+            IncidentChange::Notified { id: 7, at_ms: 111 },
+            IncidentChange::Acknowledged {
+                id: 7,
+                by: "alice".into(),
+                at_ms: 140,
+            },
+            IncidentChange::Acknowledged {
+                id: 7,
+                by: "bob".into(),
+                at_ms: 150,
+            },
+        ],
+        ..AlertBatch::default()
+    };
+    s.apply_alert_batch(changes).await.unwrap();
+    let inc = s.incident(7).await.unwrap();
+    assert_eq!(inc.status, "acknowledged");
+    assert_eq!(
+        (inc.acked_by.as_deref(), inc.acked_ms),
+        (Some("alice"), Some(140)),
+        "the first acknowledgement is kept"
+    );
+    assert_eq!(inc.severity, "critical");
+    assert_eq!(inc.notified_ms, Some(111));
+    let firing = s
+        .alerts(&AlertFilter {
+            firing: true,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<i64> = firing.iter().map(|a| a.id).collect();
+    assert_eq!(ids, [3, 1]);
+    assert_eq!(firing[1].repeats, 1);
+    assert_eq!(firing[0].incident_id, Some(7));
+    // A resolved key may open again.
+    s.apply_alert_batch(AlertBatch {
+        new_alerts: vec![new_alert(5, "b", Some(7))],
+        ..AlertBatch::default()
+    })
+    .await
+    .unwrap();
+    s.apply_alert_batch(AlertBatch {
+        incident_changes: vec![IncidentChange::Resolved {
+            id: 7,
+            by: None,
+            at_ms: 200,
+        }],
+        ..AlertBatch::default()
+    })
+    .await
+    .unwrap();
+    assert!(s.open_incidents().await.unwrap().is_empty());
+    let listed = s
+        .incidents(&IncidentFilter {
+            projects: Some(vec!["shop".into()]),
+            ..IncidentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let none = s
+        .incidents(&IncidentFilter {
+            projects: Some(vec![]),
+            ..IncidentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    s.add_timeline(vec![NewTimelineEntry {
+        incident_id: 7,
+        at_ms: 150,
+        kind: "delivery".into(),
+        actor: Some("ops".into()),
+        text: "delivered".into(),
+        data: serde_json::json!({"ok": true}),
+    }])
+    .await
+    .unwrap();
+    let t = s.incident_timeline(7).await.unwrap();
+    let kinds: Vec<&str> = t.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["opened", "delivery"]);
+}
+
+async fn integrations_and_silences(cx: &Ctx) {
+    use sluice_store::{NewIntegration, NewSilence};
+    let s = &cx.store;
+    let new = |name: &str, hash: &str| NewIntegration {
+        name: name.into(),
+        project: "shop".into(),
+        service: Some("web".into()),
+        key_hash: hash.into(),
+        key_hint: "abcd".into(),
+        created_by: "alice".into(),
+    };
+    let i = s
+        .add_integration(
+            new("prom", "h1"),
+            ev(EventKind::IntegrationCreated, "integration/shop/prom"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_integration(new("prom", "h2"), ev(EventKind::IntegrationCreated, "x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.add_integration(new("other", "h1"), ev(EventKind::IntegrationCreated, "x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.integration_by_key("h1").await.unwrap().unwrap().id, i.id);
+    assert!(s.integration_by_key("nope").await.unwrap().is_none());
+    assert_eq!(s.integrations(Some("shop")).await.unwrap().len(), 1);
+    s.remove_integration(i.id, ev(EventKind::IntegrationRemoved, "x"))
+        .await
+        .unwrap();
+    assert!(s.integration_by_key("h1").await.unwrap().is_none());
+
+    let sil = s
+        .add_silence(
+            NewSilence {
+                project: None,
+                matchers: "alertname=\"X\"".into(),
+                starts_ms: 0,
+                ends_ms: 1000,
+                recurrence: None,
+                comment: "deploy".into(),
+                created_by: "alice".into(),
+            },
+            ev(EventKind::SilenceCreated, "silence/{id}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.live_silences(500).await.unwrap().len(), 1);
+    assert!(s.live_silences(1000).await.unwrap().is_empty());
+    s.expire_silence(sil.id, 600, ev(EventKind::SilenceExpired, "x"))
+        .await
+        .unwrap();
+    assert!(s.live_silences(500).await.unwrap().is_empty());
+    assert!(matches!(
+        s.expire_silence(sil.id, 700, ev(EventKind::SilenceExpired, "x"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let events = s
+        .events(&EventFilter {
+            kinds: vec![EventKind::SilenceCreated],
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events[0].subject, format!("silence/{}", sil.id));
 }

@@ -12,6 +12,7 @@ pub mod controller;
 mod deploy;
 mod exec;
 pub mod gate;
+pub mod incidents;
 pub mod listener;
 pub mod localref;
 mod recover;
@@ -167,6 +168,8 @@ pub struct Engine {
     pub access: access::Access,
     /// The secret store's key and its seal.
     pub vault: vault::SecretStore,
+    /// Alerts, incidents and notifications.
+    pub incidents: incidents::Incidents,
 }
 
 impl Engine {
@@ -218,6 +221,7 @@ impl Engine {
             fleet,
             access,
             vault,
+            incidents: incidents::Incidents::new(),
         }))
     }
 

@@ -973,6 +973,39 @@ impl Engine {
         Ok(())
     }
 
+    /// Reads a secret a notification channel names (a signing key, a Slack URL), from the
+    /// project's production environment or project-wide; one `secret.read` with actor
+    /// `notify:<project>`. The error says what to do.
+    pub(crate) async fn channel_secret(&self, project: &str, name: &str) -> Result<String, String> {
+        let _shared = self.vault.gate.read().await;
+        if self.vault.is_sealed() {
+            return Err(format!(
+                "the server is sealed, so secret `{name}` cannot be read; run `sluice unseal`"
+            ));
+        }
+        let env = self
+            .production_config(project)
+            .await
+            .and_then(|c| c.environments.last().map(|e| e.name.clone()))
+            .unwrap_or_default();
+        let Some(row) = self.find_stored(project, &env, name).await? else {
+            return Err(format!(
+                "secret `{name}` is not in the secret store; add it with `sluice secrets set {project} {name}`"
+            ));
+        };
+        let value = self.open_stored(&row)?;
+        let text = String::from_utf8(value.to_vec())
+            .map_err(|_| format!("secret `{name}` is not valid UTF-8 text"))?;
+        self.record(vec![Self::read_event(
+            &format!("notify:{project}"),
+            &row,
+            json!({ "purpose": "notification" }),
+        )])
+        .await
+        .map_err(|e| format!("cannot record the secret read, so it is not used: {e}"))?;
+        Ok(text)
+    }
+
     /// Reads the deploy secrets of a release for its target environment (one `secret.read`
     /// each, actor `deploy:<project>/<service>/<env>`). The error is the failure reason.
     pub(crate) async fn deploy_secrets(

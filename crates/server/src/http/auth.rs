@@ -293,6 +293,15 @@ async fn target(
                 .map_err(missing("deployment", &raw))?;
             engine.env_target(&d.project, &d.env, None).await?
         }
+        On::Incident => {
+            let raw = param()?;
+            let inc = engine
+                .store
+                .incident(id(raw.clone(), "incident")?)
+                .await
+                .map_err(missing("incident", &raw))?;
+            Target::project(&inc.project)
+        }
         On::ServiceInstance => {
             let inst = param()?;
             let project = inst.split('.').next().unwrap_or_default();

@@ -10,6 +10,8 @@ mod api;
 pub mod auth;
 mod deploys;
 mod hooks;
+mod incidents;
+mod ingest;
 mod metrics;
 pub mod routes;
 mod secrets;

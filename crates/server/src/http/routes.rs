@@ -8,7 +8,9 @@ use std::sync::Arc;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use sluice_auth::Action;
 
-use super::{account, api, deploys, hooks, metrics, secrets, sse, ui, ui_deploys};
+use super::{
+    account, api, deploys, hooks, incidents, ingest, metrics, secrets, sse, ui, ui_deploys,
+};
 use crate::engine::Engine;
 
 /// Who may reach a route.
@@ -38,6 +40,8 @@ pub enum On {
     Deployment,
     /// The project of service instance `{id}` in the path.
     ServiceInstance,
+    /// The project of incident `{id}` in the path.
+    Incident,
     /// The body or the query names it: the guard only requires a signed-in caller and the
     /// handler asks `Engine::authorize` (listings show only what the caller may view).
     Handler,
@@ -57,7 +61,11 @@ pub struct RouteSpec {
 impl RouteSpec {
     /// Whether the route answers with HTML (the web UI) rather than JSON.
     pub fn is_page(&self) -> bool {
-        !(self.path.starts_with("/api/") || self.path.starts_with("/hooks/"))
+        !(self.path.starts_with("/api/")
+            || self.path.starts_with("/hooks/")
+            || self.path.starts_with("/v2/")
+            || self.path.starts_with("/integrations/")
+            || self.path.starts_with("/-/"))
             && self.path != "/healthz"
             && self.path != "/metrics"
     }
@@ -109,6 +117,19 @@ pub(super) fn table() -> Vec<Route> {
         r("POST", "/api/v1/setup", Public, post(account::setup)),
         // Signed by the sender.
         r("POST", "/hooks/{provider}/{project}", Signed, post(hooks::receive)),
+        // Alert ingest, wire-compatible with PagerDuty and Alertmanager (the key authorises).
+        r("POST", "/v2/enqueue", Signed, post(ingest::pd_enqueue)),
+        r("POST", "/v2/change/enqueue", Signed, post(ingest::pd_change)),
+        r("POST", "/integrations/{key}/v2/enqueue", Signed, post(ingest::pd_enqueue)),
+        r("POST", "/integrations/{key}/v2/change/enqueue", Signed, post(ingest::pd_change)),
+        r("POST", "/api/v2/alerts", Signed, post(ingest::am_alerts)),
+        r("POST", "/integrations/{key}/api/v2/alerts", Signed, post(ingest::am_alerts_path)),
+        r("POST", "/integrations/{key}/webhook", Signed, post(ingest::am_webhook)),
+        r("GET", "/-/ready", Public, get(ingest::ready)),
+        r("GET", "/-/healthy", Public, get(ingest::ready)),
+        // Signed acknowledge/resolve links of notifications.
+        r("GET", "/incidents/{id}/{action}", Signed, get(incidents::link_page)),
+        r("POST", "/incidents/{id}/{action}", Signed, post(incidents::link_action)),
         // One's own account.
         r("POST", "/logout", SignedIn, post(account::logout_form)),
         r("GET", "/api/v1/whoami", SignedIn, get(account::whoami)),
@@ -149,6 +170,15 @@ pub(super) fn table() -> Vec<Route> {
         r("POST", "/api/v1/promotions", Needs(Promote, Handler), post(deploys::promote)),
         r("GET", "/api/v1/status", Needs(ViewProject, Handler), get(deploys::status)),
         r("GET", "/api/v1/instances/{id}/log", Needs(ViewProject, ServiceInstance), get(deploys::instance_log)),
+        // Incidents and alerts.
+        r("GET", "/api/v1/incidents", Needs(ViewProject, Handler), get(incidents::list)),
+        r("GET", "/api/v1/incidents/{id}", Needs(ViewProject, Incident), get(incidents::show)),
+        r("POST", "/api/v1/incidents/{id}/ack", Needs(AckIncident, Incident), post(incidents::ack)),
+        r("POST", "/api/v1/incidents/{id}/resolve", Needs(ResolveIncident, Incident), post(incidents::resolve)),
+        r("GET", "/api/v1/alerts", Needs(ViewProject, Handler), get(incidents::alerts)),
+        r("GET", "/api/v1/projects/{name}/integrations", Needs(ViewProject, Project), get(incidents::list_integrations)),
+        r("POST", "/api/v1/projects/{name}/integrations", Needs(ManageProject, Project), post(incidents::create_integration)),
+        r("DELETE", "/api/v1/projects/{name}/integrations/{id}", Needs(ManageProject, Project), delete(incidents::remove_integration)),
         // Secrets.
         r("POST", "/api/v1/unseal", Needs(Unseal, Instance), post(secrets::unseal)),
         r("POST", "/api/v1/secrets/rotate-key", Needs(Unseal, Instance), post(secrets::rotate_key)),

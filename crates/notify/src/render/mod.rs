@@ -1,0 +1,16 @@
+//! Pure rendering of a [`Notification`](crate::Notification) for each channel kind: no
+//! IO and no clock (the send time is passed in). `send` turns these into requests.
+
+mod email;
+mod slack;
+mod webhook;
+
+pub use email::{EmailContent, render_email};
+pub use slack::render_slack;
+pub use webhook::{
+    DELIVERY_HEADER, EVENT_HEADER, WEBHOOK_VERSION, WebhookRequest, render_webhook,
+    signed_json_request,
+};
+
+/// How many alerts a message lists before it says "and N more".
+pub const MAX_LISTED_ALERTS: usize = 10;

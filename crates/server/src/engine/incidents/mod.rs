@@ -1,0 +1,479 @@
+//! Alerts and incidents in the server: the ingest path, the engine loop and notifications.
+//!
+//! Three tasks, connected by the store:
+//! - **ingest** ([`Incidents::accept`]): an HTTP handler normalises a request's signals and
+//!   hands them to the journal writer, which appends everything waiting in one durable
+//!   transaction (group commit) and only then lets the handlers answer. An accepted alert is
+//!   therefore on disk before its sender hears "accepted", and many concurrent senders share
+//!   one fsync.
+//! - **the engine loop** ([`run`]): applies journal entries in order to the pure
+//!   [`sluice_incident::Engine`], writes the resulting alerts, incidents, timeline and events
+//!   with the applied journal position in one transaction, and fires notifications once that
+//!   committed. After a crash it restores the engine from the open rows and continues from
+//!   the recorded position: level-based, like the rest of sluice.
+//! - **notifications** ([`notifier`]): one task per notification, retrying with backoff and
+//!   writing every attempt on the incident's timeline.
+//!
+//! Architecture invariant: HTTP handlers never write alerts or incidents; they journal
+//! signals or send commands to the loop, which is the only writer of those rows.
+
+mod apply;
+pub mod config;
+pub mod notifier;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_core::{EventKind, NewEvent};
+use sluice_incident::{AlertSignal, Effect, Engine as Core, RestoredAlert, RestoredIncident};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::{Engine, EngineError, now_ms};
+use config::AlertSettings;
+
+/// Requests waiting for the journal writer at most; senders beyond it wait (backpressure).
+const INGEST_QUEUE: usize = 4096;
+/// Requests the writer puts in one transaction at most.
+const GROUP_COMMIT_MAX: usize = 512;
+/// Journal entries the loop applies per engine step at most.
+const APPLY_PAGE: i64 = 1000;
+/// How often silences are re-read and muted alerts re-checked.
+const SILENCE_RECHECK: Duration = Duration::from_secs(5);
+/// Settings older than this are re-read before signals are applied.
+const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
+/// Journal entries kept after they are applied (pruned in steps of this size).
+const JOURNAL_PRUNE_EVERY: i64 = 10_000;
+
+/// One accepted request: its signals already encoded, and who waits for the commit.
+struct Ingest {
+    received_ms: i64,
+    body: String,
+    done: oneshot::Sender<Result<i64, String>>,
+}
+
+/// A command for the engine loop.
+enum Command {
+    Acknowledge {
+        incident: i64,
+        by: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Resolve {
+        incident: i64,
+        by: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Silences changed: re-read them now.
+    Silences,
+}
+
+/// The alert subsystem's handle, part of the engine.
+pub struct Incidents {
+    ingest: mpsc::Sender<Ingest>,
+    ingest_rx: std::sync::Mutex<Option<mpsc::Receiver<Ingest>>>,
+    commands: mpsc::UnboundedSender<Command>,
+    commands_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    /// The journal grew.
+    journal_grew: Arc<Notify>,
+    /// Per project and routing key limiters of the PagerDuty-compatible endpoint.
+    pub(crate) limiters:
+        std::sync::Mutex<std::collections::HashMap<u32, sluice_alerts::RateLimiter>>,
+    /// Keeps each incident's notifications in order.
+    pub(crate) order: notifier::Order,
+    /// Client for webhooks.
+    pub(crate) http: reqwest::Client,
+    /// The last journal position the loop applied (for tests and the status page).
+    applied: tokio::sync::watch::Sender<i64>,
+}
+
+impl Incidents {
+    /// A new handle; [`run`] and the journal writer are started by the server.
+    pub fn new() -> Incidents {
+        let (ingest, ingest_rx) = mpsc::channel(INGEST_QUEUE);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        Incidents {
+            ingest,
+            ingest_rx: std::sync::Mutex::new(Some(ingest_rx)),
+            commands,
+            commands_rx: std::sync::Mutex::new(Some(commands_rx)),
+            journal_grew: Arc::new(Notify::new()),
+            limiters: std::sync::Mutex::new(std::collections::HashMap::new()),
+            order: notifier::Order::default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            applied: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Makes `signals` durable and returns their journal position. Answers only after the
+    /// commit.
+    pub async fn accept(&self, signals: &[AlertSignal]) -> Result<i64, EngineError> {
+        let body = serde_json::to_string(signals)
+            .map_err(|e| EngineError::Internal(format!("cannot encode signals: {e}")))?;
+        let (done, wait) = oneshot::channel();
+        self.ingest
+            .send(Ingest {
+                received_ms: now_ms(),
+                body,
+                done,
+            })
+            .await
+            .map_err(|_| EngineError::Internal("the alert journal is not running".into()))?;
+        match wait.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(EngineError::Internal(format!("alert journal: {e}"))),
+            Err(_) => Err(EngineError::Internal("the alert journal stopped".into())),
+        }
+    }
+
+    /// Acknowledges an open incident; false when it is not open or already acknowledged.
+    pub async fn acknowledge(&self, incident: i64, by: &str) -> Result<bool, EngineError> {
+        let (reply, wait) = oneshot::channel();
+        self.command(Command::Acknowledge {
+            incident,
+            by: by.to_owned(),
+            reply,
+        })?;
+        wait.await
+            .map_err(|_| EngineError::Internal("the incident engine stopped".into()))
+    }
+
+    /// Resolves an open incident; false when it is not open.
+    pub async fn resolve(&self, incident: i64, by: &str) -> Result<bool, EngineError> {
+        let (reply, wait) = oneshot::channel();
+        self.command(Command::Resolve {
+            incident,
+            by: by.to_owned(),
+            reply,
+        })?;
+        wait.await
+            .map_err(|_| EngineError::Internal("the incident engine stopped".into()))
+    }
+
+    /// Tells the loop that silences changed.
+    pub fn silences_changed(&self) {
+        let _ = self.command(Command::Silences);
+    }
+
+    fn command(&self, c: Command) -> Result<(), EngineError> {
+        self.commands
+            .send(c)
+            .map_err(|_| EngineError::Internal("the incident engine is not running".into()))
+    }
+
+    /// Waits until the loop has applied the journal up to `seq` (tests, the demo).
+    pub async fn wait_applied(&self, seq: i64) {
+        let mut rx = self.applied.subscribe();
+        let _ = rx.wait_for(|a| *a >= seq).await;
+    }
+}
+
+impl Default for Incidents {
+    fn default() -> Self {
+        Incidents::new()
+    }
+}
+
+/// Starts the journal writer and the engine loop.
+pub async fn start(engine: Arc<Engine>) -> Result<(), EngineError> {
+    let ingest_rx = engine
+        .incidents
+        .ingest_rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let commands_rx = engine
+        .incidents
+        .commands_rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let (Some(ingest_rx), Some(commands_rx)) = (ingest_rx, commands_rx) else {
+        return Err(EngineError::Internal(
+            "the incident engine already runs".into(),
+        ));
+    };
+    let state = Loop::restore(engine.clone()).await?;
+    tokio::spawn(journal_writer(engine.clone(), ingest_rx));
+    tokio::spawn(state.run(commands_rx));
+    Ok(())
+}
+
+/// Appends everything waiting in one transaction, then releases the waiting senders.
+async fn journal_writer(engine: Arc<Engine>, mut rx: mpsc::Receiver<Ingest>) {
+    let grew = engine.incidents.journal_grew.clone();
+    let mut batch: Vec<Ingest> = Vec::with_capacity(GROUP_COMMIT_MAX);
+    while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
+        let entries: Vec<(i64, String)> = batch
+            .iter_mut()
+            .map(|i| (i.received_ms, std::mem::take(&mut i.body)))
+            .collect();
+        match engine.store.journal_append(&entries).await {
+            Ok(seqs) => {
+                grew.notify_one();
+                for (i, seq) in batch.drain(..).zip(seqs) {
+                    let _ = i.done.send(Ok(seq));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "alert journal append failed");
+                for i in batch.drain(..) {
+                    let _ = i.done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// The engine loop's state.
+struct Loop {
+    engine: Arc<Engine>,
+    core: Core,
+    settings: AlertSettings,
+    settings_loaded: std::time::Instant,
+    applied: i64,
+    pruned: i64,
+}
+
+impl Loop {
+    /// Rebuilds the engine from the open rows.
+    async fn restore(engine: Arc<Engine>) -> Result<Loop, EngineError> {
+        let store = &engine.store;
+        let (max_alert, max_incident) = store.alert_max_ids().await?;
+        let mut core = Core::new(max_alert + 1, max_incident + 1);
+        let settings = AlertSettings::load(&engine).await;
+        for inc in store.open_incidents().await? {
+            let grouping = settings.grouping_of(&inc.project).clone();
+            core.restore_incident(
+                RestoredIncident {
+                    id: inc.id,
+                    project: inc.project,
+                    service: inc.service,
+                    group_key: inc.group_key,
+                    severity: apply::severity(&inc.severity),
+                    opened_ms: inc.opened_ms,
+                    last_alert_ms: inc.updated_ms,
+                    notified_ms: inc.notified_ms,
+                    acked: inc.acked_ms.is_some(),
+                },
+                &grouping,
+            );
+        }
+        for a in store.open_alerts().await? {
+            let severity = apply::severity(&a.severity);
+            core.restore_alert(RestoredAlert {
+                id: a.id,
+                incident: a.incident_id,
+                severity,
+                silenced: a.silenced,
+                signal: AlertSignal {
+                    scope: a.scope,
+                    key: a.dedup_key,
+                    action: sluice_incident::Action::Trigger,
+                    project: a.project,
+                    service: a.service,
+                    source: a.source,
+                    summary: a.summary,
+                    severity,
+                    labels: a.labels,
+                    details: a.details,
+                    starts_ms: a.starts_ms,
+                    rule: a.rule,
+                },
+            });
+        }
+        let applied = store.alerts_applied_seq().await?;
+        engine.incidents.applied.send_replace(applied);
+        Ok(Loop {
+            engine,
+            core,
+            settings,
+            settings_loaded: std::time::Instant::now(),
+            applied,
+            pruned: applied,
+        })
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let grew = self.engine.incidents.journal_grew.clone();
+        let mut shutdown = self.engine.shutdown_signal();
+        let mut next_silence_check = tokio::time::Instant::now();
+        loop {
+            if let Err(e) = self.step(&mut commands, &mut next_silence_check).await {
+                tracing::error!(error = %e, "incident engine step failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Whatever was not committed is replayed from the journal after a restore.
+                match Loop::restore(self.engine.clone()).await {
+                    Ok(fresh) => self = fresh,
+                    Err(e) => tracing::error!(error = %e, "incident engine restore failed"),
+                }
+                continue;
+            }
+            let deadline = self.core.next_deadline().map(|at| {
+                let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let wake_at = deadline.unwrap_or(far).min(next_silence_check);
+            tokio::select! {
+                _ = grew.notified() => {}
+                c = commands.recv(), if !commands.is_closed() => {
+                    if let Some(c) = c
+                        && let Err(e) = self.command(c).await
+                    {
+                        tracing::error!(error = %e, "incident command failed");
+                    }
+                }
+                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies everything pending: journal entries, due deadlines, silence changes.
+    async fn step(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        next_silence_check: &mut tokio::time::Instant,
+    ) -> Result<(), EngineError> {
+        while let Ok(c) = commands.try_recv() {
+            self.command(c).await?;
+        }
+        loop {
+            let entries = self
+                .engine
+                .store
+                .journal_since(self.applied, APPLY_PAGE)
+                .await?;
+            if entries.is_empty() {
+                break;
+            }
+            let mut effects = Vec::new();
+            let mut last = self.applied;
+            let mut decoded = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                last = entry.seq;
+                let signals: Vec<AlertSignal> = match serde_json::from_str(&entry.body) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Written by this code, so only corruption gets here; skip the entry
+                        // rather than stop every incident behind it.
+                        tracing::error!(seq = entry.seq, error = %e, "unreadable alert journal entry skipped");
+                        continue;
+                    }
+                };
+                decoded.push((entry.received_ms, signals));
+            }
+            // Settings are re-read at most every second, and at once for a project added
+            // since, so its grouping applies from its first alert.
+            let unknown = decoded
+                .iter()
+                .flat_map(|(_, s)| s.iter())
+                .any(|s| !self.settings.knows(&s.project));
+            if unknown || self.settings_loaded.elapsed() >= SETTINGS_MAX_AGE {
+                self.reload().await;
+            }
+            for (received_ms, signals) in decoded {
+                for s in signals {
+                    effects.extend(self.core.apply(s, received_ms, &self.settings));
+                }
+            }
+            let now = now_ms();
+            effects.extend(self.core.tick(now, &self.settings));
+            self.commit(effects, Some(last)).await?;
+        }
+        if tokio::time::Instant::now() >= *next_silence_check {
+            *next_silence_check = tokio::time::Instant::now() + SILENCE_RECHECK;
+            self.reload().await;
+            let effects = self.core.recheck_silenced(now_ms(), &self.settings);
+            self.commit(effects, None).await?;
+        }
+        let effects = self.core.tick(now_ms(), &self.settings);
+        self.commit(effects, None).await?;
+        if self.applied - self.pruned >= JOURNAL_PRUNE_EVERY {
+            self.engine.store.prune_journal(self.applied).await?;
+            self.pruned = self.applied;
+        }
+        Ok(())
+    }
+
+    async fn reload(&mut self) {
+        self.settings = AlertSettings::load(&self.engine).await;
+        self.settings_loaded = std::time::Instant::now();
+    }
+
+    async fn command(&mut self, c: Command) -> Result<(), EngineError> {
+        match c {
+            Command::Acknowledge {
+                incident,
+                by,
+                reply,
+            } => {
+                let effects = self.core.acknowledge(incident, &by, now_ms());
+                let done = !effects.is_empty();
+                self.commit(effects, None).await?;
+                let _ = reply.send(done);
+            }
+            Command::Resolve {
+                incident,
+                by,
+                reply,
+            } => {
+                let effects = self.core.resolve(incident, &by, now_ms());
+                let done = !effects.is_empty();
+                self.commit(effects, None).await?;
+                let _ = reply.send(done);
+            }
+            Command::Silences => {
+                self.reload().await;
+                let effects = self.core.recheck_silenced(now_ms(), &self.settings);
+                self.commit(effects, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the effects with the journal position, then starts their notifications.
+    async fn commit(
+        &mut self,
+        effects: Vec<Effect>,
+        applied: Option<i64>,
+    ) -> Result<(), EngineError> {
+        if effects.is_empty() && applied.is_none() {
+            return Ok(());
+        }
+        let (batch, notifications) = apply::to_batch(&self.engine, effects, applied).await?;
+        let changed = !batch.events.is_empty();
+        self.engine.store.apply_alert_batch(batch).await?;
+        if let Some(seq) = applied {
+            self.applied = seq;
+            self.engine.incidents.applied.send_replace(seq);
+        }
+        if changed {
+            self.engine.hub.bump();
+        }
+        for n in notifications {
+            notifier::dispatch(self.engine.clone(), n);
+        }
+        Ok(())
+    }
+}
+
+/// The event recorded when an integration is created or removed.
+pub(crate) fn integration_event(
+    kind: EventKind,
+    actor: &str,
+    project: &str,
+    name: &str,
+) -> NewEvent {
+    NewEvent::new(kind, actor, format!("integration/{project}/{name}"))
+        .project(project)
+        .payload(json!({ "name": name }))
+}

@@ -1,0 +1,405 @@
+//! The incident API: list and show incidents (with their alerts and timeline), acknowledge
+//! and resolve them, list alerts, manage integrations; and the signed acknowledge/resolve
+//! links that notifications carry, which work without signing in.
+//!
+//! A signed link's GET only shows what it will do, with a button; the POST does it. Chat
+//! tools and mail scanners fetch links on their own, and a fetch must not acknowledge an
+//! incident for anyone.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use maud::html;
+use serde::Deserialize;
+use serde_json::json;
+use sluice_core::EventKind;
+use sluice_store::{AlertFilter, IncidentFilter, NewIntegration};
+
+use super::ingest::key_hash;
+use super::{ApiError, body, query};
+use crate::engine::access::Caller;
+use crate::engine::incidents::integration_event;
+use crate::engine::incidents::notifier::{ACK_PURPOSE, RESOLVE_PURPOSE};
+use crate::engine::{Engine, EngineError, now_ms};
+
+type Api = Result<Response, ApiError>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IncidentsQuery {
+    project: Option<String>,
+    service: Option<String>,
+    /// Only open ones.
+    open: Option<bool>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/incidents`.
+pub(super) async fn list(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<IncidentsQuery>, QueryRejection>,
+) -> Api {
+    let q = query(q)?;
+    let mut projects: Vec<String> = e
+        .store
+        .projects()
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .filter(|p| e.may_view(&caller, p))
+        .collect();
+    if let Some(p) = &q.project {
+        projects.retain(|x| x == p);
+    }
+    let rows = e
+        .store
+        .incidents(&IncidentFilter {
+            projects: Some(projects),
+            service: q.service,
+            open: q.open.unwrap_or(false),
+            before_id: q.before.unwrap_or(0),
+            limit: q.limit.unwrap_or(100).clamp(1, 1000),
+            ..IncidentFilter::default()
+        })
+        .await?;
+    Ok(Json(rows).into_response())
+}
+
+/// An incident the caller may view, or 404 (not 403: its existence is not told).
+async fn visible_incident(
+    e: &Engine,
+    caller: &Caller,
+    id: i64,
+) -> Result<sluice_store::IncidentRow, ApiError> {
+    let inc = e.store.incident(id).await?;
+    if !e.may_view(caller, &inc.project) {
+        return Err(EngineError::NotFound(format!("incident {id}")).into());
+    }
+    Ok(inc)
+}
+
+/// `GET /api/v1/incidents/{id}`: the incident with its alerts, timeline and derived figures.
+pub(super) async fn show(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Api {
+    let inc = visible_incident(&e, &caller, id).await?;
+    let alerts = e
+        .store
+        .alerts(&AlertFilter {
+            incident: Some(id),
+            limit: 1000,
+            ..AlertFilter::default()
+        })
+        .await?;
+    let timeline = e.store.incident_timeline(id).await?;
+    Ok(Json(json!({
+        "incident": inc,
+        "alerts": alerts,
+        "timeline": timeline,
+        "mtta_ms": inc.acked_ms.map(|a| a - inc.opened_ms),
+        "mttr_ms": inc.resolved_ms.map(|r| r - inc.opened_ms),
+    }))
+    .into_response())
+}
+
+/// `POST /api/v1/incidents/{id}/ack`.
+pub(super) async fn ack(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Api {
+    visible_incident(&e, &caller, id).await?;
+    let done = e.incidents.acknowledge(id, &caller.actor()).await?;
+    respond(&e, id, done, "acknowledged").await
+}
+
+/// `POST /api/v1/incidents/{id}/resolve`.
+pub(super) async fn resolve(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Api {
+    visible_incident(&e, &caller, id).await?;
+    let done = e.incidents.resolve(id, &caller.actor()).await?;
+    respond(&e, id, done, "resolved").await
+}
+
+async fn respond(e: &Engine, id: i64, done: bool, what: &str) -> Api {
+    let inc = e.store.incident(id).await?;
+    if !done {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("incident {id} is {} and cannot be {what}", inc.status),
+        ));
+    }
+    Ok(Json(inc).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AlertsQuery {
+    project: Option<String>,
+    incident: Option<i64>,
+    firing: Option<bool>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/alerts`.
+pub(super) async fn alerts(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<AlertsQuery>, QueryRejection>,
+) -> Api {
+    let q = query(q)?;
+    let mut projects: Vec<String> = e
+        .store
+        .projects()
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .filter(|p| e.may_view(&caller, p))
+        .collect();
+    if let Some(p) = &q.project {
+        projects.retain(|x| x == p);
+    }
+    let rows = e
+        .store
+        .alerts(&AlertFilter {
+            projects: Some(projects),
+            incident: q.incident,
+            firing: q.firing.unwrap_or(false),
+            before_id: q.before.unwrap_or(0),
+            limit: q.limit.unwrap_or(100).clamp(1, 1000),
+            ..AlertFilter::default()
+        })
+        .await?;
+    Ok(Json(rows).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewIntegrationBody {
+    name: String,
+    service: Option<String>,
+    /// An existing key to keep (e.g. a PagerDuty routing key senders already use); a new
+    /// one is generated when absent.
+    key: Option<String>,
+}
+
+/// `POST /api/v1/projects/{name}/integrations`: returns the key once.
+pub(super) async fn create_integration(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(project): Path<String>,
+    b: Result<Json<NewIntegrationBody>, JsonRejection>,
+) -> Api {
+    let b = body(b)?;
+    e.store.project(&project).await?;
+    let name_ok = !b.name.is_empty()
+        && b.name.len() <= 63
+        && b.name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !name_ok {
+        return Err(
+            ApiError::bad_request(format!("invalid integration name `{}`", b.name))
+                .hint("use lower-case letters, digits, `-` and `_`, e.g. `prometheus`"),
+        );
+    }
+    let key = match b.key {
+        Some(k) => {
+            if k.len() != 32 || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(
+                    ApiError::bad_request("an integration key is 32 letters or digits")
+                        .hint("leave `key` out to have one generated"),
+                );
+            }
+            k
+        }
+        None => crate::engine::random_hex(16),
+    };
+    let hint: String = key.chars().skip(key.len() - 4).collect();
+    let created = e
+        .store
+        .add_integration(
+            NewIntegration {
+                name: b.name.clone(),
+                project: project.clone(),
+                service: b.service.clone(),
+                key_hash: key_hash(&key),
+                key_hint: hint,
+                created_by: caller.actor(),
+            },
+            integration_event(
+                EventKind::IntegrationCreated,
+                &caller.actor(),
+                &project,
+                &b.name,
+            )
+            .payload(json!({ "name": b.name, "service": b.service })),
+        )
+        .await?;
+    let base = e.base_url();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "integration": created,
+            "key": key,
+            "pagerduty_url": format!("{base}/v2/enqueue"),
+            "alertmanager_url": format!("{base}/integrations/{key}/api/v2/alerts"),
+            "alertmanager_webhook_url": format!("{base}/integrations/{key}/webhook"),
+        })),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/projects/{name}/integrations`.
+pub(super) async fn list_integrations(
+    State(e): State<Arc<Engine>>,
+    Path(project): Path<String>,
+) -> Api {
+    Ok(Json(e.store.integrations(Some(&project)).await?).into_response())
+}
+
+/// `DELETE /api/v1/projects/{name}/integrations/{id}`.
+pub(super) async fn remove_integration(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path((project, id)): Path<(String, i64)>,
+) -> Api {
+    let found = e.store.integrations(Some(&project)).await?;
+    let Some(i) = found.into_iter().find(|i| i.id == id) else {
+        return Err(EngineError::NotFound(format!("integration {id} of project {project}")).into());
+    };
+    let removed = e
+        .store
+        .remove_integration(
+            id,
+            integration_event(
+                EventKind::IntegrationRemoved,
+                &caller.actor(),
+                &project,
+                &i.name,
+            ),
+        )
+        .await?;
+    Ok(Json(removed).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct SigQuery {
+    sig: Option<String>,
+}
+
+fn check_link(e: &Engine, purpose: &str, id: i64, sig: Option<&str>) -> Result<(), Box<Response>> {
+    let refuse = |msg: &str| {
+        Box::new((
+            StatusCode::FORBIDDEN,
+            super::ui::layout(
+                "Link not valid",
+                "incidents",
+                html! { h1 { "Link not valid" } p { (msg) } p { "Open the incident in sluice and act there." } },
+            ),
+        )
+            .into_response())
+    };
+    let Some(sig) = sig else {
+        return Err(refuse("This link carries no signature."));
+    };
+    match sluice_auth::signed::verify(&e.access.key, purpose, sig, now_ms()) {
+        Ok(payload) if payload == id.to_string() => Ok(()),
+        Ok(_) => Err(refuse("This link was made for another incident.")),
+        Err(sluice_auth::AuthError::Expired) => Err(refuse("This link has expired.")),
+        Err(_) => Err(refuse("This link's signature is not valid.")),
+    }
+}
+
+fn purpose_of(action: &str) -> Option<(&'static str, &'static str)> {
+    match action {
+        "ack" => Some((ACK_PURPOSE, "Acknowledge")),
+        "resolve" => Some((RESOLVE_PURPOSE, "Resolve")),
+        _ => None,
+    }
+}
+
+/// `GET /incidents/{id}/{action}?sig=`: what the signed link will do, with a button.
+pub(super) async fn link_page(
+    State(e): State<Arc<Engine>>,
+    Path((id, action)): Path<(i64, String)>,
+    Query(q): Query<SigQuery>,
+) -> Response {
+    let Some((purpose, verb)) = purpose_of(&action) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if let Err(r) = check_link(&e, purpose, id, q.sig.as_deref()) {
+        return *r;
+    }
+    let Ok(inc) = e.store.incident(id).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let sig = q.sig.unwrap_or_default();
+    super::ui::layout(
+        &format!("{verb} incident {id}"),
+        "incidents",
+        html! {
+            h1 { (verb) " incident #" (id) }
+            p { strong { (inc.title) } " — " (inc.project) "/" (inc.service) ", " (inc.severity) ", " (inc.status) }
+            form method="post" action=(format!("/incidents/{id}/{action}")) {
+                input type="hidden" name="sig" value=(sig);
+                button type="submit" { (verb) }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// `POST /incidents/{id}/{action}` with the signature in the form.
+pub(super) async fn link_action(
+    State(e): State<Arc<Engine>>,
+    Path((id, action)): Path<(i64, String)>,
+    form: Result<Form<SigQuery>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some((purpose, verb)) = purpose_of(&action) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let sig = form.ok().and_then(|Form(f)| f.sig);
+    if let Err(r) = check_link(&e, purpose, id, sig.as_deref()) {
+        return *r;
+    }
+    let by = "signed link";
+    let done = match action.as_str() {
+        "ack" => e.incidents.acknowledge(id, by).await,
+        _ => e.incidents.resolve(id, by).await,
+    };
+    let text = match done {
+        Ok(true) => format!("Incident #{id}: {}.", verb.to_lowercase() + "d"),
+        Ok(false) => format!(
+            "Incident #{id} was already {}.",
+            if action == "ack" {
+                "acknowledged or resolved"
+            } else {
+                "resolved"
+            }
+        ),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    Html(
+        super::ui::layout(
+            &format!("Incident {id}"),
+            "incidents",
+            html! { h1 { (text) } },
+        )
+        .0,
+    )
+    .into_response()
+}

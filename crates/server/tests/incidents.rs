@@ -1,0 +1,361 @@
+//! Alerts and incidents through the server: Alertmanager and PagerDuty ingest with their
+//! own answers, deduplication and grouping into incidents, notifications delivered to a real
+//! HTTP receiver with every attempt on the timeline, acknowledge and resolve through the API
+//! and through signed links, and recovery of the journal after a restart.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use common::{Repo, TOKEN, eventually, http};
+use serde_json::{Value, json};
+use sluice_server::Server;
+
+/// A webhook receiver on loopback that keeps every body it gets; answers `status`.
+struct Sink {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Sink {
+    async fn start(fail_first: u32) -> Sink {
+        let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let fail = Arc::new(Mutex::new(fail_first));
+        let (b, f) = (bodies.clone(), fail);
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: axum::Json<Value>| {
+                let (b, f) = (b.clone(), f.clone());
+                async move {
+                    let mut left = f.lock().unwrap();
+                    if *left > 0 {
+                        *left -= 1;
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    b.lock().unwrap().push(body.0);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Sink { url, bodies }
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+fn yml(sink: &str, format: &str) -> String {
+    format!(
+        "project: shop\n\
+         environments:\n  production:\n    branch: main\n\
+         services:\n  web:\n    steps:\n      build:\n        run: \"true\"\n\
+         alerts:\n  group_by: [alertname]\n  group_wait: 300ms\n  group_interval: 1s\n  \
+         channels:\n    ops:\n      webhook: {sink}\n      format: {format}\n"
+    )
+}
+
+struct World {
+    _tmp: tempfile::TempDir,
+    server: Server,
+    base: String,
+    key: String,
+}
+
+impl World {
+    async fn start(sink: &str, format: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repo::new(tmp.path());
+        repo.write("sluice.yml", &yml(sink, format));
+        repo.commit("alerts");
+        let server = Server::start(common::config(tmp.path().join("data")))
+            .await
+            .unwrap();
+        server
+            .engine
+            .add_project(&repo.path(), None, Some(0), None, "test")
+            .await
+            .unwrap();
+        // The project's settings come from its branches, which its first sync records.
+        eventually("the project's first sync", 30, || async {
+            server.engine.production_config("shop").await
+        })
+        .await;
+        let base = format!("http://{}", server.addr);
+        let created: Value = http()
+            .post(format!("{base}/api/v1/projects/shop/integrations"))
+            .json(&json!({"name": "prometheus"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = created["key"].as_str().unwrap().to_owned();
+        World {
+            _tmp: tmp,
+            server,
+            base,
+            key,
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, String) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn incidents(&self) -> Vec<Value> {
+        let v: Value = http()
+            .get(format!("{}/api/v1/incidents", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v.as_array().unwrap().clone()
+    }
+
+    async fn incident(&self, id: i64) -> Value {
+        http()
+            .get(format!("{}/api/v1/incidents/{id}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+fn am_alert(name: &str, instance: &str, severity: &str) -> Value {
+    json!({
+        "labels": {"alertname": name, "instance": instance, "severity": severity, "service": "web"},
+        "annotations": {"summary": format!("{name} on {instance}")},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_alerts_group_into_incidents_and_reach_the_receiver() {
+    let sink = Sink::start(0).await;
+    let w = World::start(&sink.url, "alertmanager").await;
+    let path = format!("/integrations/{}/api/v2/alerts", w.key);
+    let batch = json!([
+        am_alert("HighLatency", "a", "warning"),
+        am_alert("HighLatency", "b", "warning"),
+        am_alert("DiskFull", "a", "critical"),
+    ]);
+    assert_eq!(w.post(&path, &batch).await.0, StatusCode::OK);
+    // The same alerts again are duplicates, not new alerts.
+    assert_eq!(w.post(&path, &batch).await.0, StatusCode::OK);
+
+    let notes = eventually("two grouped notifications", 20, || async {
+        let b = sink.bodies();
+        (b.len() >= 2).then_some(b)
+    })
+    .await;
+    let mut groups: Vec<(String, usize)> = notes
+        .iter()
+        .map(|n| {
+            (
+                n["groupLabels"]["alertname"].as_str().unwrap().to_owned(),
+                n["alerts"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        [("DiskFull".to_owned(), 1), ("HighLatency".to_owned(), 2)]
+    );
+    assert_eq!(notes[0]["version"], "4");
+    let incidents = w.incidents().await;
+    assert_eq!(incidents.len(), 2);
+    let all: i64 = incidents
+        .iter()
+        .map(|i| i["alert_count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(all, 3, "{incidents:?}");
+
+    // A bearer key works as well; a wrong key is refused and stores nothing.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", w.base))
+        .bearer_auth("0000000000000000000000000000dead")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Alertmanager's own answer to a body that does not parse.
+    let (st, text) = w.post(&path, &json!({"not": "a list"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("\"code\":400"), "{text}");
+    assert_eq!(w.incidents().await.len(), 2);
+
+    // Resolving every alert of an incident resolves it, and the receiver hears it.
+    let resolved = json!([{
+        "labels": {"alertname": "DiskFull", "instance": "a", "severity": "critical", "service": "web"},
+        "endsAt": "2020-01-01T00:00:00Z",
+        "startsAt": "2019-12-31T00:00:00Z",
+    }]);
+    assert_eq!(w.post(&path, &resolved).await.0, StatusCode::OK);
+    let disk = incidents
+        .iter()
+        .find(|i| i["title"].as_str().unwrap().starts_with("DiskFull"))
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let shown = eventually("the incident resolved", 20, || async {
+        let v = w.incident(disk).await;
+        (v["incident"]["status"] == "resolved").then_some(v)
+    })
+    .await;
+    assert!(shown["incident"]["resolved_by"].is_null());
+    eventually("the resolve notification", 20, || async {
+        sink.bodies()
+            .iter()
+            .any(|n| n["status"] == "resolved")
+            .then_some(())
+    })
+    .await;
+    w.server.stop().await;
+}
+
+fn pd_event(key: &str, action: &str, dedup: &str) -> Value {
+    json!({
+        "routing_key": key,
+        "event_action": action,
+        "dedup_key": dedup,
+        "payload": {"summary": "checkout is failing", "source": "web-1", "severity": "critical", "component": "web"},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_events_trigger_acknowledge_and_resolve_with_pagerdutys_answers() {
+    let sink = Sink::start(1).await;
+    let w = World::start(&sink.url, "sluice").await;
+    let (st, text) = w
+        .post("/v2/enqueue", &pd_event(&w.key, "trigger", "checkout"))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["dedup_key"], "checkout");
+
+    // A wrong routing key and a bad severity: PagerDuty's 400, nothing stored.
+    let (st, text) = w
+        .post(
+            "/v2/enqueue",
+            &pd_event("0123456789abcdef0123456789abcdef", "trigger", "x"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    let mut bad = pd_event(&w.key, "trigger", "y");
+    bad["payload"]["severity"] = json!("apocalyptic");
+    let (st, text) = w.post("/v2/enqueue", &bad).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["status"],
+        "invalid event"
+    );
+
+    let inc = eventually("one incident", 20, || async {
+        let i = w.incidents().await;
+        (i.len() == 1).then(|| i[0].clone())
+    })
+    .await;
+    let id = inc["id"].as_i64().unwrap();
+    // The receiver failed once; the retry delivered, and both attempts are on the timeline.
+    let first = eventually("the triggered notification", 30, || async {
+        sink.bodies().first().cloned()
+    })
+    .await;
+    assert_eq!(first["event"], "triggered", "{first}");
+    let ack_url = first["ack_url"].as_str().unwrap().to_owned();
+    let timeline = w.incident(id).await["timeline"].clone();
+    let deliveries: Vec<&Value> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "delivery")
+        .collect();
+    assert_eq!(deliveries.len(), 2, "{timeline}");
+    assert_eq!(deliveries[0]["data"]["ok"], false);
+    assert_eq!(deliveries[1]["data"]["ok"], true);
+
+    // The signed link: GET only shows a button; a forged signature is refused.
+    let plain = reqwest::Client::new();
+    let page = plain.get(&ack_url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(w.incident(id).await["incident"]["status"], "triggered");
+    let forged = ack_url.replace("sig=", "sig=x");
+    let r = plain
+        .post(format!("{}/incidents/{id}/ack", w.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("sig={}", forged.split("sig=").nth(1).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let sig = ack_url.split("sig=").nth(1).unwrap();
+    let r = plain
+        .post(format!("{}/incidents/{id}/ack", w.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("sig={sig}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let acked = w.incident(id).await;
+    assert_eq!(acked["incident"]["status"], "acknowledged");
+    assert_eq!(acked["incident"]["acked_by"], "signed link");
+
+    // Resolve through the PagerDuty API; an unknown key's resolve is dropped (still 202).
+    let (st, _) = w
+        .post("/v2/enqueue", &pd_event(&w.key, "resolve", "nope"))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let (st, _) = w
+        .post("/v2/enqueue", &pd_event(&w.key, "resolve", "checkout"))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    eventually("the incident resolved", 20, || async {
+        (w.incident(id).await["incident"]["status"] == "resolved").then_some(())
+    })
+    .await;
+    // A trigger after the resolve opens a new alert and a new incident.
+    w.post("/v2/enqueue", &pd_event(&w.key, "trigger", "checkout"))
+        .await;
+    eventually("a second incident", 20, || async {
+        (w.incidents().await.len() == 2).then_some(())
+    })
+    .await;
+    // The API acknowledges and resolves by hand, with the caller as actor.
+    let second = w.incidents().await[0]["id"].as_i64().unwrap();
+    let r = http()
+        .post(format!("{}/api/v1/incidents/{second}/resolve", w.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let again = http()
+        .post(format!("{}/api/v1/incidents/{second}/resolve", w.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let _ = TOKEN;
+    w.server.stop().await;
+}

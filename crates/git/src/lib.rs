@@ -448,6 +448,46 @@ impl Mirror {
         })
     }
 
+    /// The commits reachable from `commit` but not from `base` (all its ancestors when
+    /// `base` is None), newest first, at most `limit`, each with its committer time in
+    /// seconds: the changes a deploy of `commit` brings after one of `base`.
+    pub async fn commits_between(
+        &self,
+        base: Option<&str>,
+        commit: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, GitError> {
+        validate::rev(commit)?;
+        if let Some(b) = base {
+            validate::rev(b)?;
+        }
+        let mut command = self.git();
+        command.args([
+            "log",
+            "--no-show-signature",
+            "--format=%H %ct",
+            &format!("--max-count={limit}"),
+            "--end-of-options",
+            &format!("{commit}^{{commit}}"),
+        ]);
+        if let Some(b) = base {
+            command.arg(format!("^{b}^{{commit}}"));
+        }
+        command.arg("--");
+        let revs: Vec<&str> = base.into_iter().chain([commit]).collect();
+        let out = match cmd::output(command, None).await {
+            Ok(out) => out,
+            Err(e) => return Err(self.explain(e, &revs).await),
+        };
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| {
+                let (sha, t) = l.split_once(' ')?;
+                Some((sha.to_owned(), t.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
     /// Writes a fresh checkout of `commit` into `dest` (which must not exist, or be
     /// empty): the tree's files with exec bits and symlinks, no .git.
     ///

@@ -266,15 +266,25 @@ fn samples(spec: &RouteSpec, w: &mut World) -> Option<Vec<Sample>> {
             Some(json!({"routing_key": "0123456789abcdef0123456789abcdef"})),
             Target::default(),
         )],
-        ("GET", "/-/ready" | "/-/healthy" | "/api/v1/incidents" | "/api/v1/alerts") => {
+        (
+            "GET",
+            "/-/ready" | "/-/healthy" | "/api/v1/incidents" | "/api/v1/alerts" | "/api/v1/dora"
+            | "/incidents" | "/oncall" | "/dora",
+        ) => {
             vec![s(spec.path.to_string(), None, Target::default())]
         }
         ("GET" | "POST", "/incidents/{id}/{action}") => {
             vec![s("/incidents/1/ack?sig=forged".into(), None, project())]
         }
-        ("GET", "/api/v1/incidents/{id}") => {
-            vec![s("/api/v1/incidents/1".into(), None, project())]
+        ("GET", "/api/v1/incidents/{id}" | "/incidents/{id}") => {
+            vec![s(spec.path.replace("{id}", "1"), None, project())]
         }
+        ("POST", "/ui/incidents/{id}/ack" | "/ui/incidents/{id}/resolve") => vec![Sample {
+            path: spec.path.replace("{id}", "1"),
+            body: None,
+            form: Some(vec![]),
+            target: project(),
+        }],
         ("POST", "/api/v1/incidents/{id}/ack" | "/api/v1/incidents/{id}/resolve") => {
             vec![s(spec.path.replace("{id}", "1"), None, project())]
         }

@@ -359,3 +359,276 @@ async fn pagerduty_events_trigger_acknowledge_and_resolve_with_pagerdutys_answer
     let _ = TOKEN;
     w.server.stop().await;
 }
+
+/// The aiosmtpd sink of sluice-notify's tests: prints its port, writes each mail as JSON.
+const SMTP_SINK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../notify/tests/support/smtp_sink.py"
+);
+
+/// A real SMTP server (Debian's python3-aiosmtpd) on loopback; killed on drop.
+struct Smtp {
+    port: u16,
+    dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl Smtp {
+    async fn start() -> Option<Smtp> {
+        use tokio::io::AsyncBufReadExt;
+        let ok = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", "import aiosmtpd"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            let msg = "python3-aiosmtpd is not installed (`apt-get install python3-aiosmtpd`)";
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{msg}: the email test cannot run"
+            );
+            eprintln!("\n!!! SKIPPING the end-to-end incident test: {msg} !!!\n");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new("/usr/bin/python3")
+            .arg(SMTP_SINK)
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        tokio::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        Some(Smtp {
+            port: line.trim().parse().unwrap(),
+            dir,
+            _child: child,
+        })
+    }
+
+    fn mails(&self) -> Vec<Value> {
+        let mut out: Vec<(String, Value)> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    serde_json::from_str(&text).unwrap(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+}
+
+fn e2e_yml(port: u16, hook: &str, ticket: &str) -> String {
+    format!(
+        r#"
+project: shop
+environments:
+  production:
+    branch: main
+services:
+  web:
+    steps:
+      package:
+        run: mkdir -p out && cp app.py version.txt out/
+        artifacts: ["out/**"]
+    deploy:
+      start: python3 out/app.py
+      health: {{ http: /healthz, interval: 100ms, timeout: 1s }}
+      stop_grace: 2s
+      progress_deadline: 15s
+      max_restarts: 1
+      environments:
+        production: {{ expose: "127.0.0.1:{port}" }}
+alerts:
+  group_wait: 200ms
+  channels:
+    hook:
+      webhook: {hook}
+    mail:
+      email: [oncall@example.com]
+  ticket:
+    url: {ticket}
+"#
+    )
+}
+
+/// Faulty release -> automatic rollback -> incident with the deploy and the rollback on its
+/// timeline and the release as suspected cause -> webhook and email delivered ->
+/// acknowledged through the signed link -> resolved -> postmortem posted to the ticket sink
+/// -> the DORA change failure rate and recovery time reflect it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_release_becomes_an_incident_with_its_record_and_dora_figures() {
+    let Some(smtp) = Smtp::start().await else {
+        return;
+    };
+    let hook = Sink::start(0).await;
+    let ticket = Sink::start(0).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path());
+    let port = common::free_port();
+    repo.write("app.py", common::APP);
+    repo.write("sluice.yml", &e2e_yml(port, &hook.url, &ticket.url));
+    repo.commit_version("1");
+    let mut config = common::config(tmp.path().join("data"));
+    config.smtp = Some(sluice_notify::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: smtp.port,
+        tls: sluice_notify::SmtpTls::None,
+        username: Some("sluice".into()),
+        password: Some("s3cret".into()),
+        from: "sluice <alerts@example.com>".into(),
+    });
+    let s = Server::start(config).await.unwrap();
+    let _kill = common::KillOnDrop::new(&s);
+    let base = format!("http://{}", s.addr);
+    s.engine
+        .add_project(&repo.path(), None, Some(0), None, "test")
+        .await
+        .unwrap();
+    let good = common::deployed(&s, 1).await;
+    assert_eq!(good.status, sluice_core::DeployStatus::Succeeded);
+
+    repo.commit_version("crash");
+    s.engine.sync_project("shop", "push", "test").await.unwrap();
+    let bad = common::deployed(&s, 2).await;
+    assert_eq!(bad.status, sluice_core::DeployStatus::RolledBack);
+    assert_eq!(
+        common::served(
+            &reqwest::Client::new(),
+            &format!("http://127.0.0.1:{port}/")
+        )
+        .await
+        .as_deref(),
+        Some("version=1\n"),
+        "the good release serves again"
+    );
+
+    // The incident, linked to the faulty release.
+    let list: Vec<Value> = eventually("the incident", 30, || async {
+        let v: Value = http()
+            .get(format!("{base}/api/v1/incidents"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let a = v.as_array()?.clone();
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(list.len(), 1);
+    let id = list[0]["id"].as_i64().unwrap();
+    let rec: Value = http()
+        .get(format!("{base}/api/v1/incidents/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let inc = &rec["incident"];
+    assert_eq!(inc["severity"], "critical", "production");
+    assert_eq!(inc["suspected_release"]["version"], 2);
+    assert_eq!(inc["suspected_release"]["deployment"], bad.id);
+    let kinds: Vec<&str> = rec["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    for k in ["deploy", "rollback", "opened", "alert"] {
+        assert!(
+            kinds.contains(&k),
+            "{k} missing from the timeline {kinds:?}"
+        );
+    }
+
+    // Webhook and email, each with the signed links.
+    let note = eventually("the webhook notification", 30, || async {
+        hook.bodies()
+            .into_iter()
+            .find(|b| b["event"] == "triggered")
+    })
+    .await;
+    assert_eq!(note["incident_id"], id);
+    let mail = eventually("the email", 30, || async {
+        smtp.mails().into_iter().next()
+    })
+    .await;
+    assert_eq!(mail["to"], json!(["oncall@example.com"]));
+    let subject = mail["subject"].as_str().unwrap();
+    assert!(subject.contains(&format!("#{id}")), "{subject}");
+    let ack_url = note["ack_url"].as_str().unwrap().to_owned();
+    assert!(mail["plain"].as_str().unwrap().contains(&ack_url), "{mail}");
+
+    // Acknowledged through the signed link (the page, then its button).
+    let plain = reqwest::Client::new();
+    assert_eq!(
+        plain.get(&ack_url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let sig = ack_url.split("sig=").nth(1).unwrap();
+    let r = plain
+        .post(format!("{base}/incidents/{id}/ack"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("sig={sig}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Resolved; the postmortem reaches the ticket sink.
+    let r = http()
+        .post(format!("{base}/api/v1/incidents/{id}/resolve"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let post = eventually("the postmortem", 30, || async {
+        ticket.bodies().into_iter().next()
+    })
+    .await;
+    assert_eq!(post["type"], "sluice.postmortem");
+    assert_eq!(post["incident"]["acknowledged_by"], "signed link");
+    assert!(post["incident"]["mtta_ms"].as_i64().unwrap() >= 0);
+    assert!(post["incident"]["mttr_ms"].as_i64().unwrap() > 0);
+    let md = post["markdown"].as_str().unwrap();
+    assert!(md.contains("rolled back"), "{md}");
+
+    // DORA: two production deployments, one failed and recovered by its rollback.
+    let dora: Value = http()
+        .get(format!("{base}/api/v1/dora?project=shop"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = &dora["metrics"];
+    assert_eq!(m["deployments"], 2, "{m}");
+    assert_eq!(m["change_failure_rate"], 0.5, "{m}");
+    assert_eq!(m["recovery"]["samples"], 1, "{m}");
+    let recovery = m["recovery"]["median_ms"].as_i64().unwrap();
+    assert_eq!(recovery, bad.finished_ms.unwrap() - bad.created_ms);
+    assert!(m["lead_time"]["samples"].as_u64().unwrap() >= 1, "{m}");
+    let page = http()
+        .get(format!("{base}/dora"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<svg"), "the DORA page draws its charts");
+    s.stop_all().await;
+}

@@ -966,6 +966,16 @@ impl Engine {
             )
             .await?;
         self.hub.bump();
+        // A release that misbehaved (not one an operator aborted) opens or joins an incident
+        // of its service, linked to the release.
+        if status != DeployStatus::Succeeded
+            && reason.as_deref().is_some_and(|r| !r.starts_with("aborted"))
+            && let Err(e) = self
+                .deploy_signal(t, d, status, reason.as_deref().unwrap_or_default())
+                .await
+        {
+            tracing::warn!(deployment = d.id, error = %e, "cannot raise the deploy alert");
+        }
         // A rolled-back or failed release is not retried by itself: the desired release
         // goes back to what serves, so the controller heals towards it.
         // Only when nobody asked for another release meanwhile: a deploy queued behind this

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod controller;
 mod deploy;
+mod dora;
 mod exec;
 pub mod gate;
 pub mod incidents;

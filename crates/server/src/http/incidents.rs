@@ -90,24 +90,9 @@ pub(super) async fn show(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Api {
-    let inc = visible_incident(&e, &caller, id).await?;
-    let alerts = e
-        .store
-        .alerts(&AlertFilter {
-            incident: Some(id),
-            limit: 1000,
-            ..AlertFilter::default()
-        })
-        .await?;
-    let timeline = e.store.incident_timeline(id).await?;
-    Ok(Json(json!({
-        "incident": inc,
-        "alerts": alerts,
-        "timeline": timeline,
-        "mtta_ms": inc.acked_ms.map(|a| a - inc.opened_ms),
-        "mttr_ms": inc.resolved_ms.map(|r| r - inc.opened_ms),
-    }))
-    .into_response())
+    visible_incident(&e, &caller, id).await?;
+    let record = crate::engine::incidents::record::read(&e, id).await?;
+    Ok(Json(record).into_response())
 }
 
 /// `POST /api/v1/incidents/{id}/ack`.

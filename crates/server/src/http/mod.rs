@@ -18,6 +18,7 @@ mod secrets;
 mod sse;
 mod ui;
 mod ui_deploys;
+mod ui_incidents;
 
 pub use routes::{Access, On, RouteSpec, route_specs};
 

@@ -10,6 +10,7 @@ use sluice_auth::Action;
 
 use super::{
     account, api, deploys, hooks, incidents, ingest, metrics, secrets, sse, ui, ui_deploys,
+    ui_incidents,
 };
 use crate::engine::Engine;
 
@@ -176,6 +177,13 @@ pub(super) fn table() -> Vec<Route> {
         r("POST", "/api/v1/incidents/{id}/ack", Needs(AckIncident, Incident), post(incidents::ack)),
         r("POST", "/api/v1/incidents/{id}/resolve", Needs(ResolveIncident, Incident), post(incidents::resolve)),
         r("GET", "/api/v1/alerts", Needs(ViewProject, Handler), get(incidents::alerts)),
+        r("GET", "/api/v1/dora", Needs(ViewProject, Handler), get(ui_incidents::dora_api)),
+        r("GET", "/incidents", Needs(ViewProject, Handler), get(ui_incidents::list_page)),
+        r("GET", "/incidents/{id}", Needs(ViewProject, Incident), get(ui_incidents::detail_page)),
+        r("POST", "/ui/incidents/{id}/ack", Needs(AckIncident, Incident), post(ui_incidents::ui_action_ack)),
+        r("POST", "/ui/incidents/{id}/resolve", Needs(ResolveIncident, Incident), post(ui_incidents::ui_action_resolve)),
+        r("GET", "/oncall", Needs(ViewProject, Handler), get(ui_incidents::oncall_page)),
+        r("GET", "/dora", Needs(ViewProject, Handler), get(ui_incidents::dora_page)),
         r("GET", "/api/v1/projects/{name}/integrations", Needs(ViewProject, Project), get(incidents::list_integrations)),
         r("POST", "/api/v1/projects/{name}/integrations", Needs(ManageProject, Project), post(incidents::create_integration)),
         r("DELETE", "/api/v1/projects/{name}/integrations/{id}", Needs(ManageProject, Project), delete(incidents::remove_integration)),

@@ -42,7 +42,9 @@ td.mono{overflow-wrap:anywhere}td.meta{white-space:nowrap}nav a,nav span{margin-
 .s-rolled_back{background:var(--warn)}.s-superseded{background:#b7bec8}
 table.matrix td{min-width:230px}table.matrix td:first-child{min-width:0;width:1%;white-space:nowrap}
 .cell .rel{display:flex;align-items:baseline;gap:8px;flex-wrap:wrap}.cell .serving{font-size:16px}.cell .desired{color:var(--run);font-weight:600}
-.cell>div{margin-bottom:4px}.cell .running{font-size:12.5px}
+.cell>div{margin-bottom:4px}
+.s-triggered,.s-critical,.s-error{background:var(--bad)}.s-acknowledged,.s-warning{background:var(--warn)}.s-resolved{background:var(--ok)}.s-firing{background:var(--bad)}.s-info{background:#8a94a3}
+.dora-grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(240px,1fr));gap:12px}.dora .big{font-size:24px;font-weight:600;margin:4px 0}.chart svg{width:100%;height:auto}.cell .running{font-size:12.5px}
 .health{font-size:12.5px;color:var(--mut)}.health.ok{color:var(--ok)}.health.bad{color:var(--bad)}.health.warn{color:var(--warn)}
 td.nw,td.mono.nw{white-space:nowrap;overflow-wrap:normal}td.old{white-space:normal;opacity:.75}
 .traffic{font-size:12px;white-space:nowrap}svg.bar{vertical-align:middle;border-radius:2px;background:#e8ebef}
@@ -74,6 +76,9 @@ pub(super) fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
         ("/runs", "Runs"),
         ("/releases", "Releases"),
         ("/deployments", "Deployments"),
+        ("/incidents", "Incidents"),
+        ("/oncall", "On call"),
+        ("/dora", "DORA"),
         ("/events", "Events"),
     ];
     Html(
@@ -93,8 +98,6 @@ pub(super) fn layout(title: &str, active: &str, body: Markup) -> Html<String> {
                             @for (href, label) in nav {
                                 a class=@if active == href { "on" } href=(href) { (label) } " "
                             }
-                            // Later issues add these pages; they are placed now so the shell holds them.
-                            span.soon title="incidents arrive with alerting" { "Incidents" }
                         }
                         @if let Some(u) = super::auth::caller().and_then(|c| c.user) {
                             span.who { (u) }

@@ -77,13 +77,14 @@ pub(super) async fn to_batch(
     engine: &Engine,
     effects: Vec<Effect>,
     applied: Option<i64>,
-) -> Result<(AlertBatch, Vec<Notification>), EngineError> {
+) -> Result<(AlertBatch, Vec<Notification>, Vec<i64>), EngineError> {
     let mut b = AlertBatch {
         applied_seq: applied,
         ..AlertBatch::default()
     };
     let mut joined: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     let mut notes = Vec::new();
+    let mut resolved = Vec::new();
     // Projects of incidents opened in this batch (others are read when needed).
     let mut projects: BTreeMap<i64, String> = BTreeMap::new();
     for e in effects {
@@ -242,6 +243,7 @@ pub(super) async fn to_batch(
                     by: by.clone(),
                     at_ms,
                 });
+                resolved.push(incident);
                 let text = match &by {
                     Some(who) => format!("resolved by {who}"),
                     None => "resolved: all its alerts resolved".to_owned(),
@@ -284,7 +286,7 @@ pub(super) async fn to_batch(
         .into_iter()
         .map(|(id, (n, at_ms))| IncidentChange::AlertsJoined { id, n, at_ms });
     b.incident_changes.splice(0..0, counts);
-    Ok((b, notes))
+    Ok((b, notes, resolved))
 }
 
 async fn project_of(

@@ -20,6 +20,7 @@
 mod apply;
 pub mod config;
 pub mod notifier;
+pub mod record;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -449,7 +450,8 @@ impl Loop {
         if effects.is_empty() && applied.is_none() {
             return Ok(());
         }
-        let (batch, notifications) = apply::to_batch(&self.engine, effects, applied).await?;
+        let (batch, notifications, resolved) =
+            apply::to_batch(&self.engine, effects, applied).await?;
         let changed = !batch.events.is_empty();
         self.engine.store.apply_alert_batch(batch).await?;
         if let Some(seq) = applied {
@@ -462,7 +464,72 @@ impl Loop {
         for n in notifications {
             notifier::dispatch(self.engine.clone(), n);
         }
+        for id in resolved {
+            notifier::post_ticket(self.engine.clone(), id);
+        }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Raises the alert of a deployment that was rolled back or failed by itself: it opens
+    /// (or joins) an incident of the service, whose suspected cause is that release.
+    pub(crate) async fn deploy_signal(
+        &self,
+        t: &sluice_store::Target,
+        d: &sluice_store::Deployment,
+        status: sluice_core::DeployStatus,
+        reason: &str,
+    ) -> Result<i64, EngineError> {
+        let what = match status {
+            sluice_core::DeployStatus::RolledBack => "rolled back",
+            _ => "failed",
+        };
+        let production = self
+            .production_config(&t.project)
+            .await
+            .and_then(|c| c.environments.last().map(|e| e.name == t.env))
+            .unwrap_or(false);
+        let labels: sluice_alerts::Labels = [
+            (
+                "alertname",
+                if status == sluice_core::DeployStatus::RolledBack {
+                    "DeployRolledBack"
+                } else {
+                    "DeployFailed"
+                },
+            ),
+            ("env", t.env.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .chain([
+            ("version".to_owned(), d.version.to_string()),
+            ("deployment".to_owned(), d.id.to_string()),
+        ])
+        .collect();
+        let signal = AlertSignal {
+            scope: format!("deploy:{}", t.project),
+            key: format!("{}/{}/{}", t.service, t.env, d.id),
+            action: sluice_incident::Action::Trigger,
+            project: t.project.clone(),
+            service: t.service.clone(),
+            source: "sluice".into(),
+            summary: format!(
+                "version {} of {} was {what} in {}: {reason}",
+                d.version, t.service, t.env
+            ),
+            severity: if production {
+                sluice_incident::Severity::Critical
+            } else {
+                sluice_incident::Severity::Error
+            },
+            labels,
+            details: json!({ "deployment": d.id, "version": d.version, "from_version": d.from_version, "reason": reason }),
+            starts_ms: d.created_ms,
+            rule: None,
+        };
+        self.incidents.accept(&[signal]).await
     }
 }
 

@@ -295,13 +295,7 @@ async fn send_with_retries(
     target: &Target,
     msg: &sluice_notify::Notification,
 ) {
-    // Quicker than the crate's default: a page should not wait 30 s for its first retry.
-    let backoff = Backoff {
-        initial_ms: 2_000,
-        factor: 2.0,
-        max_ms: 5 * 60_000,
-        max_attempts: 8,
-    };
+    let backoff = retry_backoff();
     let mut attempt: u32 = 1;
     loop {
         let result = match target {
@@ -357,6 +351,112 @@ async fn send_with_retries(
                 attempt += 1;
             }
         }
+    }
+}
+
+/// Posts the record of a resolved incident (Markdown postmortem draft and JSON timeline) to
+/// the project's ticket webhook, after the incident's notifications, with retries; each
+/// attempt is on the timeline.
+pub fn post_ticket(engine: Arc<Engine>, incident: i64) {
+    let lock = engine.incidents.order.lock_for(incident);
+    tokio::spawn(async move {
+        let _turn = lock.lock().await;
+        if let Err(e) = ticket(&engine, incident).await {
+            tracing::warn!(incident, error = %e, "ticket not posted");
+        }
+    });
+}
+
+async fn ticket(engine: &Engine, incident: i64) -> Result<(), EngineError> {
+    let inc = engine.store.incident(incident).await?;
+    let Some(config) = engine.production_config(&inc.project).await else {
+        return Ok(());
+    };
+    let Some(t) = &config.alerts.ticket else {
+        return Ok(());
+    };
+    let secret = match &t.secret {
+        Some(name) => match engine.channel_secret(&inc.project, name).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                record(
+                    engine,
+                    incident,
+                    "ticket",
+                    "ticket",
+                    format!("postmortem not posted: {e}"),
+                    json!({}),
+                )
+                .await;
+                return Ok(());
+            }
+        },
+        None => None,
+    };
+    let record_now = super::record::read(engine, incident).await?.postmortem();
+    let backoff = retry_backoff();
+    let mut attempt = 1;
+    loop {
+        let result = sluice_notify::send_ticket(
+            &t.url,
+            secret.as_deref(),
+            &record_now,
+            &engine.incidents.http,
+            now_ms(),
+        )
+        .await;
+        match result {
+            Ok(d) => {
+                record(
+                    engine,
+                    incident,
+                    "ticket",
+                    "ticket",
+                    format!(
+                        "postmortem posted to the ticket webhook (attempt {attempt}): {}",
+                        d.detail
+                    ),
+                    json!({"attempt": attempt, "ok": true}),
+                )
+                .await;
+                return Ok(());
+            }
+            Err(e) => {
+                let delay = if e.retryable {
+                    backoff.delay_after(attempt, jitter())
+                } else {
+                    None
+                };
+                record(
+                    engine,
+                    incident,
+                    "ticket",
+                    "ticket",
+                    format!(
+                        "posting the postmortem failed (attempt {attempt}): {}",
+                        e.message
+                    ),
+                    json!({"attempt": attempt, "ok": false}),
+                )
+                .await;
+                let Some(ms) = delay else {
+                    return Ok(());
+                };
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Retries of deliveries: quicker than the notify crate's default, since a page should not
+/// wait 30 s for its first retry.
+fn retry_backoff() -> Backoff {
+    Backoff {
+        initial_ms: 2_000,
+        factor: 2.0,
+        max_ms: 5 * 60_000,
+        max_attempts: 8,
     }
 }
 

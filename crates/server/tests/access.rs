@@ -269,7 +269,7 @@ fn samples(spec: &RouteSpec, w: &mut World) -> Option<Vec<Sample>> {
         (
             "GET",
             "/-/ready" | "/-/healthy" | "/api/v1/incidents" | "/api/v1/alerts" | "/api/v1/dora"
-            | "/incidents" | "/oncall" | "/dora",
+            | "/api/v1/oncall" | "/api/v1/silences" | "/incidents" | "/oncall" | "/dora",
         ) => {
             vec![s(spec.path.to_string(), None, Target::default())]
         }
@@ -287,6 +287,16 @@ fn samples(spec: &RouteSpec, w: &mut World) -> Option<Vec<Sample>> {
         }],
         ("POST", "/api/v1/incidents/{id}/ack" | "/api/v1/incidents/{id}/resolve") => {
             vec![s(spec.path.replace("{id}", "1"), None, project())]
+        }
+        ("POST", "/api/v1/silences") => vec![s(
+            spec.path.into(),
+            Some(
+                json!({"project": "app", "matchers": "alertname=\"Matrix\"", "duration": "1h", "comment": "matrix"}),
+            ),
+            project(),
+        )],
+        ("DELETE", "/api/v1/silences/{id}") => {
+            vec![s("/api/v1/silences/999".into(), None, Target::default())]
         }
         ("GET", "/api/v1/projects/{name}/integrations") => {
             vec![s(

@@ -388,3 +388,170 @@ pub(super) async fn link_action(
     )
     .into_response()
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewSilenceBody {
+    /// Project the silence applies to; absent: every project (needs the role everywhere).
+    project: Option<String>,
+    /// Label matchers, e.g. `alertname="DiskFull", service=~"web|api"`.
+    matchers: String,
+    /// Start (Unix ms); absent: now.
+    starts_ms: Option<i64>,
+    /// End (Unix ms); or `duration` instead.
+    ends_ms: Option<i64>,
+    /// How long from the start, e.g. `2h`.
+    duration: Option<String>,
+    /// A weekly maintenance window: `{"days": ["sunday"], "start": "02:00", "end": "04:00",
+    /// "time_zone": "Europe/Berlin"}`, active within `starts_ms..ends_ms`.
+    recurrence: Option<serde_json::Value>,
+    /// Why.
+    comment: String,
+}
+
+/// `GET /api/v1/silences`.
+pub(super) async fn list_silences(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+) -> Api {
+    let mut rows = e.store.silences(500).await?;
+    rows.retain(|s| s.project.as_deref().is_none_or(|p| e.may_view(&caller, p)));
+    let now = now_ms();
+    let out: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|s| {
+            let active = s.expired_ms.is_none()
+                && crate::engine::incidents::config::compile_silence(&s)
+                    .is_ok_and(|c| c.is_active(now));
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            v["active"] = json!(active);
+            v
+        })
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+/// `POST /api/v1/silences`.
+pub(super) async fn create_silence(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    b: Result<Json<NewSilenceBody>, JsonRejection>,
+) -> Api {
+    let b = body(b)?;
+    let target = match &b.project {
+        Some(p) => {
+            e.store.project(p).await?;
+            sluice_auth::Target::project(p)
+        }
+        None => sluice_auth::Target::default(),
+    };
+    e.authorize(&caller, sluice_auth::Action::ManageSilences, &target)
+        .await?;
+    if b.comment.trim().is_empty() {
+        return Err(ApiError::bad_request("a silence needs a comment")
+            .hint("say why, e.g. \"database maintenance, ticket OPS-12\""));
+    }
+    let starts = b.starts_ms.unwrap_or_else(now_ms);
+    let ends = match (b.ends_ms, &b.duration) {
+        (Some(end), None) => end,
+        (None, Some(d)) => {
+            let d = crate::config::parse_duration(d)
+                .map_err(|err| ApiError::bad_request(format!("duration: {err}")))?;
+            starts.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        }
+        _ => {
+            return Err(ApiError::bad_request("give either `ends_ms` or `duration`")
+                .hint("e.g. `\"duration\": \"2h\"`"));
+        }
+    };
+    let row = sluice_store::NewSilence {
+        project: b.project.clone(),
+        matchers: b.matchers.clone(),
+        starts_ms: starts,
+        ends_ms: ends,
+        recurrence: b.recurrence.clone(),
+        comment: b.comment.clone(),
+        created_by: caller.actor(),
+    };
+    // Checked exactly as the engine will read it back.
+    let probe = sluice_store::SilenceRow {
+        id: 0,
+        project: row.project.clone(),
+        matchers: row.matchers.clone(),
+        starts_ms: starts,
+        ends_ms: ends,
+        recurrence: row.recurrence.clone(),
+        comment: row.comment.clone(),
+        created_by: row.created_by.clone(),
+        created_ms: 0,
+        expired_ms: None,
+    };
+    if let Err(why) = crate::engine::incidents::config::compile_silence(&probe) {
+        return Err(ApiError::bad_request(format!("invalid silence: {why}"))
+            .hint("matchers look like `alertname=\"DiskFull\", service=~\"web|api\"`"));
+    }
+    let event = sluice_core::NewEvent::new(EventKind::SilenceCreated, caller.actor(), "silence/{id}")
+        .payload(json!({ "matchers": b.matchers, "starts_ms": starts, "ends_ms": ends, "comment": b.comment, "project": b.project }));
+    let event = match &b.project {
+        Some(p) => event.project(p),
+        None => event,
+    };
+    let created = e.store.add_silence(row, event).await?;
+    e.incidents.silences_changed();
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// `DELETE /api/v1/silences/{id}`: ends it now.
+pub(super) async fn expire_silence(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Api {
+    let rows = e.store.silences(10_000).await?;
+    let found = rows.into_iter().find(|s| s.id == id);
+    // Whether a silence exists is only told to those who may manage it.
+    let target = match found.as_ref().and_then(|s| s.project.as_deref()) {
+        Some(p) => sluice_auth::Target::project(p),
+        None => sluice_auth::Target::default(),
+    };
+    e.authorize(&caller, sluice_auth::Action::ManageSilences, &target)
+        .await?;
+    let event = sluice_core::NewEvent::new(
+        EventKind::SilenceExpired,
+        caller.actor(),
+        format!("silence/{id}"),
+    )
+    .payload(json!({ "silence": id }));
+    let row = e.store.expire_silence(id, now_ms(), event).await?;
+    e.incidents.silences_changed();
+    Ok(Json(row).into_response())
+}
+
+/// `GET /api/v1/oncall`: who is on call now and next in every schedule of the visible
+/// projects.
+pub(super) async fn oncall(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+) -> Api {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for p in e.store.projects().await? {
+        if !e.may_view(&caller, &p.name) {
+            continue;
+        }
+        let Some(config) = e.production_config(&p.name).await else {
+            continue;
+        };
+        for s in &config.oncall.schedules {
+            let Ok(compiled) = s.compile() else {
+                continue;
+            };
+            let (current, next) = sluice_oncall::now_and_next(&compiled, now);
+            out.push(json!({
+                "project": p.name, "schedule": s.name, "time_zone": s.time_zone,
+                "now": current, "next": next,
+            }));
+        }
+    }
+    Ok(Json(out).into_response())
+}

@@ -632,3 +632,132 @@ async fn a_rolled_back_release_becomes_an_incident_with_its_record_and_dora_figu
     assert!(page.contains("<svg"), "the DORA page draws its charts");
     s.stop_all().await;
 }
+
+/// An escalation policy pages whoever the schedule has on call, then the next level when
+/// nobody acknowledges; the page's link acknowledges in the paged user's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_pages_the_on_call_user_then_the_next_level() {
+    let Some(smtp) = Smtp::start().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path());
+    repo.write(
+        "sluice.yml",
+        "project: shop\n\
+         environments:\n  production:\n    branch: main\n\
+         services:\n  web:\n    steps:\n      build:\n        run: \"true\"\n\
+         alerts:\n  group_wait: 100ms\n  escalation: default\n\
+         oncall:\n  schedules:\n    primary:\n      time_zone: Europe/Berlin\n      layers:\n        \
+         - name: week\n          users: [alice]\n          rotation: weekly\n          start: \"2026-01-05T09:00\"\n  \
+         escalation:\n    default:\n      levels:\n        - notify: [schedule:primary]\n          after: 1s\n        \
+         - notify: [user:carol]\n          after: 1s\n",
+    );
+    repo.commit("oncall");
+    let mut config = common::config(tmp.path().join("data"));
+    config.smtp = Some(sluice_notify::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: smtp.port,
+        tls: sluice_notify::SmtpTls::None,
+        username: Some("sluice".into()),
+        password: Some("s3cret".into()),
+        from: "sluice <alerts@example.com>".into(),
+    });
+    let server = Server::start(config).await.unwrap();
+    server
+        .engine
+        .add_project(&repo.path(), None, Some(0), None, "test")
+        .await
+        .unwrap();
+    eventually("the project's first sync", 30, || async {
+        server.engine.production_config("shop").await
+    })
+    .await;
+    let base = format!("http://{}", server.addr);
+    for user in ["alice", "carol"] {
+        let r = http()
+            .post(format!("{base}/api/v1/users"))
+            .json(&json!({"name": user}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        let r = http()
+            .patch(format!("{base}/api/v1/users/{user}"))
+            .json(&json!({"email": format!("{user}@example.com")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let created: Value = http()
+        .post(format!("{base}/api/v1/projects/shop/integrations"))
+        .json(&json!({"name": "pd"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v2/enqueue"))
+        .json(&pd_event(key, "trigger", "db"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Level 1: alice, on call in the schedule; then level 2: carol.
+    let mails = eventually("pages to alice and then carol", 30, || async {
+        let m = smtp.mails();
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    assert_eq!(mails[0]["to"], json!(["alice@example.com"]));
+    assert_eq!(mails[1]["to"], json!(["carol@example.com"]));
+    let text = mails[0]["plain"].as_str().unwrap();
+    let ack_url = text
+        .split_whitespace()
+        .find(|w| w.contains("/ack?sig="))
+        .unwrap()
+        .trim_matches(|c: char| c == '<' || c == '>' || c == '(' || c == ')');
+    let (id, sig) = ack_url
+        .split("/incidents/")
+        .nth(1)
+        .and_then(|rest| rest.split_once("/ack?sig="))
+        .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/incidents/{id}/ack"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("sig={sig}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = http()
+        .get(format!("{base}/api/v1/incidents/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["incident"]["acked_by"], "alice (signed link)");
+    let pages: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "page")
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        pages.iter().any(|p| p.starts_with("paged alice")),
+        "{pages:?}"
+    );
+    assert!(
+        pages.iter().any(|p| p.starts_with("paged carol")),
+        "{pages:?}"
+    );
+    server.stop().await;
+}

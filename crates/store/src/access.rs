@@ -312,6 +312,29 @@ impl Store {
         .await
     }
 
+    /// Sets the address a user's pages are emailed to (empty removes it), with its event.
+    pub async fn set_user_email(&self, name: &str, email: &str, event: NewEvent) -> Result<()> {
+        self.update_user(
+            name,
+            "UPDATE users SET email = NULLIF($3, ''), updated_ms = $2 WHERE name = $1",
+            UserValue::Text(email),
+            false,
+            event,
+        )
+        .await
+    }
+
+    /// The address a user's pages are emailed to, if set.
+    pub async fn user_email(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar::<_, Option<String>>("SELECT email FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.inner.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     /// Deletes a user with their grants, API tokens and sessions, and its event, in one
     /// transaction (approvals they gave stay: they are history). `NotFound` if there is
     /// no such user.

@@ -1078,6 +1078,17 @@ impl Store {
         w.commit().await
     }
 
+    /// Stores an incident's escalation state (owned by the server's escalation ticker).
+    pub async fn set_escalation(&self, id: i64, state: &serde_json::Value) -> Result<()> {
+        let mut w = self.write(false).await?;
+        sqlx::query("UPDATE incidents SET escalation = $2 WHERE id = $1")
+            .bind(id)
+            .bind(to_json(state, "escalation state")?)
+            .execute(w.conn())
+            .await?;
+        w.commit().await
+    }
+
     // ---- silences ----
 
     /// Adds a silence.

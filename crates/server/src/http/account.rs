@@ -423,6 +423,8 @@ pub(super) async fn add_user(
 pub(super) struct UpdateUser {
     disabled: Option<bool>,
     admin: Option<bool>,
+    /// Where the user's pages are emailed ("" removes it).
+    email: Option<String>,
 }
 
 /// `PATCH /api/v1/users/{user}`: disable or enable, make or unmake admin.
@@ -448,6 +450,28 @@ pub(super) async fn update_user(
                 &name,
                 a,
                 user_event(EventKind::UserUpdated, &caller, &name).payload(json!({"admin": a})),
+            )
+            .await?;
+    }
+    if let Some(m) = &b.email {
+        let m = m.trim();
+        let plausible = m.is_empty()
+            || (m
+                .split_once('@')
+                .is_some_and(|(u, d)| !u.is_empty() && d.contains('.'))
+                && !m.contains(char::is_whitespace));
+        if !plausible {
+            return Err(
+                ApiError::bad_request(format!("`{m}` is not an email address"))
+                    .hint("write it as name@example.com, or \"\" to remove it"),
+            );
+        }
+        e.store
+            .set_user_email(
+                &name,
+                m,
+                user_event(EventKind::UserUpdated, &caller, &name)
+                    .payload(json!({"what": "email"})),
             )
             .await?;
     }

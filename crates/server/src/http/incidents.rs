@@ -286,7 +286,13 @@ pub(super) struct SigQuery {
     sig: Option<String>,
 }
 
-fn check_link(e: &Engine, purpose: &str, id: i64, sig: Option<&str>) -> Result<(), Box<Response>> {
+/// Checks a signed link; returns the user it was made for, if any.
+fn check_link(
+    e: &Engine,
+    purpose: &str,
+    id: i64,
+    sig: Option<&str>,
+) -> Result<Option<String>, Box<Response>> {
     let refuse = |msg: &str| {
         Box::new((
             StatusCode::FORBIDDEN,
@@ -302,7 +308,14 @@ fn check_link(e: &Engine, purpose: &str, id: i64, sig: Option<&str>) -> Result<(
         return Err(refuse("This link carries no signature."));
     };
     match sluice_auth::signed::verify(&e.access.key, purpose, sig, now_ms()) {
-        Ok(payload) if payload == id.to_string() => Ok(()),
+        Ok(payload) if payload == id.to_string() => Ok(None),
+        Ok(payload)
+            if payload
+                .split_once(':')
+                .is_some_and(|(i, _)| i == id.to_string()) =>
+        {
+            Ok(payload.split_once(':').map(|(_, u)| u.to_owned()))
+        }
         Ok(_) => Err(refuse("This link was made for another incident.")),
         Err(sluice_auth::AuthError::Expired) => Err(refuse("This link has expired.")),
         Err(_) => Err(refuse("This link's signature is not valid.")),
@@ -358,10 +371,15 @@ pub(super) async fn link_action(
         return StatusCode::NOT_FOUND.into_response();
     };
     let sig = form.ok().and_then(|Form(f)| f.sig);
-    if let Err(r) = check_link(&e, purpose, id, sig.as_deref()) {
-        return *r;
-    }
-    let by = "signed link";
+    let user = match check_link(&e, purpose, id, sig.as_deref()) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let by = match &user {
+        Some(u) => format!("{u} (signed link)"),
+        None => "signed link".to_owned(),
+    };
+    let by = by.as_str();
     let done = match action.as_str() {
         "ack" => e.incidents.acknowledge(id, by).await,
         _ => e.incidents.resolve(id, by).await,

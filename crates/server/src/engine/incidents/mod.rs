@@ -19,6 +19,7 @@
 
 mod apply;
 pub mod config;
+mod escalation;
 pub mod notifier;
 pub mod record;
 
@@ -27,7 +28,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_core::{EventKind, NewEvent};
-use sluice_incident::{AlertSignal, Effect, Engine as Core, RestoredAlert, RestoredIncident};
+use sluice_incident::{
+    AlertSignal, Effect, Engine as Core, NotifyKind, RestoredAlert, RestoredIncident,
+};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Engine, EngineError, now_ms};
@@ -43,6 +46,8 @@ const APPLY_PAGE: i64 = 1000;
 const SILENCE_RECHECK: Duration = Duration::from_secs(5);
 /// Settings older than this are re-read before signals are applied.
 const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
+/// How often due escalations are advanced.
+const ESCALATION_TICK: Duration = Duration::from_secs(1);
 /// Journal entries kept after they are applied (pruned in steps of this size).
 const JOURNAL_PRUNE_EVERY: i64 = 10_000;
 
@@ -235,6 +240,7 @@ struct Loop {
     core: Core,
     settings: AlertSettings,
     settings_loaded: std::time::Instant,
+    escalated: std::time::Instant,
     applied: i64,
     pruned: i64,
 }
@@ -293,6 +299,7 @@ impl Loop {
             core,
             settings,
             settings_loaded: std::time::Instant::now(),
+            escalated: std::time::Instant::now(),
             applied,
             pruned: applied,
         })
@@ -318,7 +325,10 @@ impl Loop {
                 tokio::time::Instant::now() + Duration::from_millis(wait)
             });
             let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-            let wake_at = deadline.unwrap_or(far).min(next_silence_check);
+            let wake_at = deadline
+                .unwrap_or(far)
+                .min(next_silence_check)
+                .min(tokio::time::Instant::now() + ESCALATION_TICK);
             tokio::select! {
                 _ = grew.notified() => {}
                 c = commands.recv(), if !commands.is_closed() => {
@@ -398,6 +408,10 @@ impl Loop {
         }
         let effects = self.core.tick(now_ms(), &self.settings);
         self.commit(effects, None).await?;
+        if self.escalated.elapsed() >= ESCALATION_TICK {
+            self.escalated = std::time::Instant::now();
+            escalation::tick(&self.engine).await?;
+        }
         if self.applied - self.pruned >= JOURNAL_PRUNE_EVERY {
             self.engine.store.prune_journal(self.applied).await?;
             self.pruned = self.applied;
@@ -462,6 +476,14 @@ impl Loop {
             self.engine.hub.bump();
         }
         for n in notifications {
+            if matches!(n.kind, NotifyKind::Triggered | NotifyKind::SeverityRaised) {
+                let engine = self.engine.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = escalation::start(&engine, n.incident).await {
+                        tracing::warn!(incident = n.incident, error = %e, "escalation did not start");
+                    }
+                });
+            }
             notifier::dispatch(self.engine.clone(), n);
         }
         for id in resolved {

@@ -76,11 +76,15 @@ fn event_of(kind: NotifyKind) -> NotificationEvent {
     }
 }
 
-/// Signed acknowledge and resolve links of an incident.
-pub fn action_links(engine: &Engine, incident: i64) -> (String, String) {
+/// Signed acknowledge and resolve links of an incident; a link made for a paged user
+/// records that user as the one who acted.
+pub fn action_links(engine: &Engine, incident: i64, user: Option<&str>) -> (String, String) {
     let base = engine.base_url();
     let expires = now_ms() + LINK_VALIDITY_MS;
-    let id = incident.to_string();
+    let id = match user {
+        Some(u) => format!("{incident}:{u}"),
+        None => incident.to_string(),
+    };
     let ack = sluice_auth::signed::sign(&engine.access.key, ACK_PURPOSE, &id, expires);
     let resolve = sluice_auth::signed::sign(&engine.access.key, RESOLVE_PURPOSE, &id, expires);
     (
@@ -97,7 +101,7 @@ pub fn message(
     event: NotificationEvent,
     at_ms: i64,
 ) -> sluice_notify::Notification {
-    let (ack_url, resolve_url) = action_links(engine, inc.id);
+    let (ack_url, resolve_url) = action_links(engine, inc.id, None);
     let open = inc.status != "resolved";
     sluice_notify::Notification {
         incident_id: inc.id,
@@ -342,6 +346,96 @@ async fn send_with_retries(
                         "{event} notification to {channel} failed (attempt {attempt}): {why}{next}"
                     ),
                     json!({"channel": channel, "attempt": attempt, "ok": false, "event": event}),
+                )
+                .await;
+                let Some(ms) = delay else {
+                    return;
+                };
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Pages one user of an escalation level: an email with links that act in their name.
+/// Every attempt is on the timeline.
+pub async fn page_user(
+    engine: &Arc<Engine>,
+    incident: i64,
+    user: &str,
+    policy: &str,
+    level: usize,
+    round: u32,
+) {
+    let lock = engine.incidents.order.lock_for(incident);
+    let _turn = lock.lock().await;
+    let detail = json!({"user": user, "level": level, "round": round});
+    let email = engine.store.user_email(user).await.ok().flatten();
+    let (Some(smtp), Some(to)) = (&engine.config.smtp, email) else {
+        let why = if engine.config.smtp.is_none() {
+            "the server has no SMTP settings"
+        } else {
+            "the user has no email address (`sluice users email USER ADDRESS`)"
+        };
+        record(
+            engine,
+            incident,
+            "page",
+            policy,
+            format!("could not page {user} (level {level} of policy {policy}): {why}"),
+            detail,
+        )
+        .await;
+        return;
+    };
+    let Ok(inc) = engine.store.incident(incident).await else {
+        return;
+    };
+    let alerts = engine
+        .store
+        .alerts(&AlertFilter {
+            incident: Some(incident),
+            limit: 20,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap_or_default();
+    let mut msg = message(
+        engine,
+        &inc,
+        &alerts,
+        NotificationEvent::Triggered,
+        now_ms(),
+    );
+    let (ack, resolve) = action_links(engine, incident, Some(user));
+    msg.ack_url = Some(ack);
+    msg.resolve_url = Some(resolve);
+    let channel = sluice_notify::Channel::Email {
+        smtp: smtp.clone(),
+        to: vec![to.clone()],
+    };
+    let backoff = retry_backoff();
+    let mut attempt = 1;
+    loop {
+        match sluice_notify::send(&channel, &msg, &engine.incidents.http, now_ms()).await {
+            Ok(_) => {
+                record(engine, incident, "page", policy, format!("paged {user} by email ({to}), level {level} of policy {policy} (attempt {attempt})"), detail).await;
+                return;
+            }
+            Err(e) => {
+                let delay = if e.retryable {
+                    backoff.delay_after(attempt, jitter())
+                } else {
+                    None
+                };
+                record(
+                    engine,
+                    incident,
+                    "page",
+                    policy,
+                    format!("paging {user} failed (attempt {attempt}): {}", e.message),
+                    detail.clone(),
                 )
                 .await;
                 let Some(ms) = delay else {

@@ -2,6 +2,7 @@
 //! for a running server. Every subcommand has `--help`; list commands take `--output json`;
 //! exit codes are documented in [`exit`] and `docs/cli.md`.
 
+mod alerts_cmd;
 mod audit_cmd;
 mod client;
 mod commands;
@@ -126,6 +127,26 @@ enum Command {
     /// Verify or export the tamper-evident audit trail (the event log's hash chain).
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
+    /// List incidents, newest first.
+    Incidents(alerts_cmd::IncidentsArgs),
+    /// Show an incident: its state, suspected cause and timeline.
+    Incident(alerts_cmd::IncidentArgs),
+    /// Acknowledge an incident: someone is on it.
+    Ack(alerts_cmd::IncidentArgs),
+    /// Resolve an incident by hand.
+    Resolve(alerts_cmd::IncidentArgs),
+    /// List alerts, newest first.
+    Alerts(alerts_cmd::AlertsArgs),
+    /// Add, list and expire silences (and weekly maintenance windows).
+    #[command(subcommand)]
+    Silence(alerts_cmd::SilenceCmd),
+    /// Show who is on call now and next in every schedule.
+    Oncall(alerts_cmd::OncallArgs),
+    /// Show the four DORA metrics of production deployments, with their performance levels.
+    Dora(alerts_cmd::DoraArgs),
+    /// Add, list and remove alert integrations (keys for PagerDuty-style senders and Alertmanager).
+    #[command(subcommand)]
+    Integrations(alerts_cmd::IntegrationsCmd),
     /// Run the traffic proxy as its own process (it keeps serving across control-plane restarts).
     Proxy(proxy_cmd::ProxyArgs),
     /// Switch a standalone proxy's listener to another backend, atomically.
@@ -234,6 +255,15 @@ async fn dispatch(cmd: Command) -> Result<i32, CliError> {
         Command::Audit(audit_cmd::AuditCmd::Verify(a)) => audit_cmd::verify(a).await,
         Command::Audit(audit_cmd::AuditCmd::Export(a)) => audit_cmd::export(a).await,
         Command::Audit(audit_cmd::AuditCmd::PublicKey(s)) => audit_cmd::public_key(&s),
+        Command::Incidents(a) => alerts_cmd::incidents(a).await,
+        Command::Incident(a) => alerts_cmd::incident(a).await,
+        Command::Ack(a) => alerts_cmd::ack(a).await,
+        Command::Resolve(a) => alerts_cmd::resolve(a).await,
+        Command::Alerts(a) => alerts_cmd::alerts(a).await,
+        Command::Silence(c) => alerts_cmd::silence(c).await,
+        Command::Oncall(a) => alerts_cmd::oncall(a).await,
+        Command::Dora(a) => alerts_cmd::dora(a).await,
+        Command::Integrations(c) => alerts_cmd::integrations(c).await,
         // Handled before a runtime exists (they build their own).
         Command::Proxy(_) | Command::Switch(_) | Command::ProxyDaemon(_) => Err(CliError::new(
             Exit::Server,

@@ -1351,3 +1351,335 @@ fn login_users_and_a_developer_refused_on_a_protected_environment() {
     let out = sluice_as(&dev_cfg, &["whoami", "--server", &url], "");
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
 }
+
+/// POSTs a JSON body without credentials (as an alert sender does); the answer's status.
+fn post_json(url: &str, body: &Value) -> u16 {
+    let out = Command::new("python3")
+        .args(["-c", "import sys,urllib.request,urllib.error\ntry:\n  r=urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST', headers={'Content-Type': 'application/json'}), timeout=10); print(r.status)\nexcept urllib.error.HTTPError as e:\n  print(e.code)"])
+        .arg(url)
+        .arg(body.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "POST {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn incident_commands_ack_resolve_silence_oncall_and_dora() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        &[(
+            "sluice.yml",
+            "project: pager\nenvironments:\n  production: { branch: main }\nservices:\n  web:\n    steps:\n      build:\n        run: \"true\"\noncall:\n  schedules:\n    primary:\n      time_zone: UTC\n      layers:\n        - name: weekly\n          users: [alice, bob]\n          rotation: weekly\n          start: \"2026-01-05T09:00\"\n",
+        )],
+    );
+    let server = ServerProc::start(&tmp.path().join("data"), free_port());
+    let url = server.url.clone();
+    add_project(&repo, &url);
+    let text = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let json = |args: &[&str]| -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--server", &url, "--output", "json"]);
+        let out = sluice(&all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    // An integration: its key is printed once, with the URLs senders use.
+    let created = json(&[
+        "integrations",
+        "add",
+        "pager",
+        "pagerduty",
+        "--service",
+        "web",
+    ]);
+    let key = created["key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 32);
+    assert_eq!(created["pagerduty_url"], format!("{url}/v2/enqueue"));
+    let out = sluice(&["integrations", "add", "pager", "spare", "--server", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.starts_with("key: ")
+            && stdout.contains("/v2/enqueue")
+            && stdout.contains("/api/v2/alerts")
+            && stdout.contains("/webhook"),
+        "{stdout}"
+    );
+    let list = json(&["integrations", "list", "pager"]);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let spare = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "spare")
+        .unwrap()["id"]
+        .to_string();
+    let out = sluice(&["integrations", "rm", "pager", &spare, "--server", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        json(&["integrations", "list", "pager"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let out = sluice(&[
+        "integrations",
+        "add",
+        "pager",
+        "x",
+        "--key",
+        "short",
+        "--server",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // A PagerDuty event opens an incident the CLI lists.
+    let event = serde_json::json!({
+        "routing_key": key, "event_action": "trigger", "dedup_key": "x",
+        "payload": {"summary": "s", "source": "h", "severity": "critical"},
+    });
+    assert_eq!(post_json(&format!("{url}/v2/enqueue"), &event), 202);
+    let mut incidents = Value::Null;
+    wait_for("the incident", 30, || {
+        incidents = json(&["incidents", "--project", "pager", "--open"]);
+        incidents.as_array().unwrap().len() == 1
+    });
+    let inc = &incidents[0];
+    assert_eq!(inc["service"], "web");
+    assert_eq!(inc["severity"], "critical");
+    assert_eq!(inc["status"], "triggered");
+    let id = inc["id"].to_string();
+    let out = sluice(&["incidents", "--server", &url]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.starts_with("ID ") && table.contains("triggered") && table.contains("pager/web"),
+        "{table}"
+    );
+    let alerts = json(&["alerts", "--incident", &id, "--firing"]);
+    assert_eq!(alerts[0]["dedup_key"], "x", "{alerts}");
+    assert_eq!(alerts[0]["labels"]["source"], "h", "{alerts}");
+
+    // Acknowledge, show, resolve; doing either again is a conflict (exit 1, the server's message).
+    let out = sluice(&["ack", &id, "--server", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = sluice(&["incident", &id, "--server", &url]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.lines().next().unwrap().contains("acknowledged") && shown.contains("by user:admin"),
+        "{shown}"
+    );
+    assert!(shown.contains("TIME (UTC)"), "{shown}");
+    let out = sluice(&["ack", &id, "--server", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = sluice(&["resolve", &id, "--server", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = sluice(&["resolve", &id, "--server", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be resolved"),
+        "{}",
+        text(&out)
+    );
+    let record = json(&["incident", &id]);
+    assert_eq!(record["incident"]["status"], "resolved");
+    assert!(record["mttr_ms"].is_i64(), "{record}");
+    assert!(
+        json(&["incidents", "--open"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        sluice(&["incident", "424242", "--server", &url])
+            .status
+            .code(),
+        Some(3)
+    );
+
+    // Silences: one for two hours, one weekly window; list shows them; expire ends one.
+    let silence = json(&[
+        "silence",
+        "add",
+        "--matchers",
+        "alertname=\"DiskFull\",service=\"web\"",
+        "--duration",
+        "2h",
+        "--project",
+        "pager",
+        "--comment",
+        "disk swap",
+    ]);
+    let sid = silence["id"].as_i64().unwrap();
+    let weekly = json(&[
+        "silence",
+        "add",
+        "--matchers",
+        "service=\"web\"",
+        "--duration",
+        "720h",
+        "--weekly",
+        "sat,sun",
+        "--window",
+        "02:00-04:00",
+        "--tz",
+        "Europe/Berlin",
+        "--project",
+        "pager",
+        "--comment",
+        "weekend maintenance",
+    ]);
+    assert_eq!(
+        weekly["recurrence"]["days"],
+        serde_json::json!(["saturday", "sunday"])
+    );
+    let find = |list: &Value, id: i64| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let listed = json(&["silence", "list"]);
+    assert_eq!(find(&listed, sid)["active"], true, "{listed}");
+    let out = sluice(&["silence", "list", "--server", &url]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("active"),
+        "{}",
+        text(&out)
+    );
+    let out = sluice(&["silence", "expire", &sid.to_string(), "--server", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ended = find(&json(&["silence", "list"]), sid);
+    assert_eq!(ended["active"], false, "{ended}");
+    assert!(ended["expired_ms"].is_i64(), "{ended}");
+    // Bad silences: refused by clap before anything is sent, or by the server (exit 1).
+    for (args, code) in [
+        (&["--matchers", "a=\"b\"", "--comment", "c"][..], 2),
+        (
+            &[
+                "--matchers",
+                "a=\"b\"",
+                "--comment",
+                "c",
+                "--duration",
+                "2d",
+            ],
+            2,
+        ),
+        (
+            &[
+                "--matchers",
+                "a=\"b\"",
+                "--comment",
+                "c",
+                "--until",
+                "tomorrow",
+            ],
+            2,
+        ),
+        (
+            &[
+                "--matchers",
+                "a=\"b\"",
+                "--comment",
+                "c",
+                "--duration",
+                "1h",
+                "--weekly",
+                "funday",
+                "--window",
+                "01:00-02:00",
+                "--tz",
+                "UTC",
+            ],
+            2,
+        ),
+        (
+            &["--matchers", "a=", "--comment", "c", "--duration", "1h"],
+            1,
+        ),
+        (
+            &[
+                "--matchers",
+                "a=\"b\"",
+                "--comment",
+                "c",
+                "--duration",
+                "1h",
+                "--weekly",
+                "sun",
+                "--window",
+                "01:00-02:00",
+                "--tz",
+                "Mars/Olympus",
+            ],
+            1,
+        ),
+    ] {
+        let mut all = vec!["silence", "add", "--server", &url];
+        all.extend_from_slice(args);
+        let out = sluice(&all);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+
+    // On call now and next; DORA metrics without deployments.
+    let oncall = json(&["oncall"]);
+    assert_eq!(oncall[0]["schedule"], "primary", "{oncall}");
+    let now = oncall[0]["now"]["user"].as_str().unwrap();
+    assert!(now == "alice" || now == "bob", "{oncall}");
+    let out = sluice(&["oncall", "--server", &url]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("primary (UTC)"),
+        "{}",
+        text(&out)
+    );
+    let dora = json(&["dora", "--project", "pager", "--since", "30d"]);
+    assert_eq!(dora["metrics"]["deployments"], 0, "{dora}");
+    let out = sluice(&["dora", "--server", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deployment frequency"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        sluice(&["dora", "--since", "soon", "--server", &url])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // Without a valid token: denied, exit 6.
+    let out = Command::new(BIN)
+        .args(["incidents", "--server", &url])
+        .env_remove("SLUICE_SERVER")
+        .env(
+            "SLUICE_TOKEN",
+            "slc_a_nottherighttokennottherighttokennottherig",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+}

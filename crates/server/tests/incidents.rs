@@ -761,3 +761,107 @@ async fn escalation_pages_the_on_call_user_then_the_next_level() {
     );
     server.stop().await;
 }
+
+/// Fuzz both ingest endpoints over HTTP: arbitrary bytes and alert-shaped JSON get the
+/// peer's statuses, never a 5xx, and a refused PagerDuty event stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_endpoints_survive_garbage_with_the_peers_answers() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let sink = Sink::start(0).await;
+    let w = World::start(&sink.url, "sluice").await;
+    let key = w.key.clone();
+    let json_leaf = prop_oneof![
+        Just(json!(null)),
+        any::<bool>().prop_map(|b| json!(b)),
+        any::<i64>().prop_map(|n| json!(n)),
+        ".{0,40}".prop_map(|s| json!(s)),
+        Just(json!("critical")),
+        Just(json!("trigger")),
+        Just(json!(key.clone())),
+        Just(json!("2015-07-17T08:42:58.315+0000")),
+    ];
+    let field = prop_oneof![
+        Just("routing_key"),
+        Just("event_action"),
+        Just("dedup_key"),
+        Just("payload"),
+        Just("summary"),
+        Just("source"),
+        Just("severity"),
+        Just("timestamp"),
+        Just("labels"),
+        Just("annotations"),
+        Just("startsAt"),
+        Just("endsAt"),
+        Just("links"),
+        Just("x"),
+    ];
+    let value = json_leaf.prop_recursive(3, 24, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(field.clone().prop_map(str::to_owned), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let body = prop_oneof![
+        value.prop_map(|v| v.to_string().into_bytes()),
+        proptest::collection::vec(any::<u8>(), 0..200),
+    ];
+    let mut runner = TestRunner::deterministic();
+    let client = reqwest::Client::new();
+    let before = w
+        .server
+        .engine
+        .store
+        .journal_since(0, 100_000)
+        .await
+        .unwrap()
+        .len();
+    let mut accepted_pd = 0;
+    for case in 0..300 {
+        let b = body.new_tree(&mut runner).unwrap().current();
+        let (path, allowed): (String, &[u16]) = if case % 2 == 0 {
+            ("/v2/enqueue".into(), &[202, 400, 429])
+        } else {
+            (
+                format!("/integrations/{}/api/v2/alerts", w.key),
+                &[200, 400, 422],
+            )
+        };
+        let r = client
+            .post(format!("{}{path}", w.base))
+            .header("content-type", "application/json")
+            .body(b.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert!(
+            allowed.contains(&status),
+            "{path} answered {status} {text} to {:?}",
+            String::from_utf8_lossy(&b)
+        );
+        if case % 2 == 0 && status == 202 {
+            accepted_pd += 1;
+        }
+        if case % 2 == 0 && status != 202 {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert!(v["status"].is_string(), "PagerDuty's error body: {text}");
+        }
+    }
+    // Alertmanager batches may be partly kept, PagerDuty events never: the journal holds at
+    // most the accepted PagerDuty events plus the Alertmanager requests.
+    let after = w
+        .server
+        .engine
+        .store
+        .journal_since(0, 100_000)
+        .await
+        .unwrap()
+        .len();
+    assert!(after - before <= accepted_pd + 150, "{before} -> {after}");
+    w.server.stop().await;
+}

@@ -278,6 +278,12 @@ pub(super) async fn remove_integration(
             ),
         )
         .await?;
+    // A removed key stops working at once, not when its cache entry ages out.
+    e.incidents
+        .keys
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
     Ok(Json(removed).into_response())
 }
 

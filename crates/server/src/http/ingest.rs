@@ -132,9 +132,13 @@ pub(super) async fn pd_enqueue(
 
 async fn rate_limit(e: &Engine, integ: &Integration, key: &str) -> Result<(), Response> {
     let per_minute = e
-        .production_config(&integ.project)
-        .await
-        .map_or(600, |c| c.alerts.rate_limit);
+        .incidents
+        .rate_limits
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&integ.project)
+        .copied()
+        .unwrap_or_else(|| sluice_spec::Alerts::default().rate_limit);
     let Some(n) = std::num::NonZeroU32::new(per_minute) else {
         return Ok(());
     };

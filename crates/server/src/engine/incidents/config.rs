@@ -103,6 +103,14 @@ impl AlertSettings {
             .unwrap_or(&self.default_grouping)
     }
 
+    /// Each project's `alerts.rate_limit`.
+    pub fn rate_limits(&self) -> HashMap<String, u32> {
+        self.configs
+            .iter()
+            .map(|(p, c)| (p.clone(), c.alerts.rate_limit))
+            .collect()
+    }
+
     /// Whether the project existed when the settings were read.
     pub fn knows(&self, project: &str) -> bool {
         self.projects.contains(project)

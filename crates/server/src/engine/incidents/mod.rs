@@ -40,8 +40,9 @@ use config::AlertSettings;
 const INGEST_QUEUE: usize = 4096;
 /// Requests the writer puts in one transaction at most.
 const GROUP_COMMIT_MAX: usize = 512;
-/// Journal entries the loop applies per engine step at most.
-const APPLY_PAGE: i64 = 1000;
+/// Journal entries the loop applies per engine step at most: small steps keep each write
+/// transaction short, so journal appends (the senders' answers) do not queue behind it.
+const APPLY_PAGE: i64 = 64;
 /// How often silences are re-read and muted alerts re-checked.
 const SILENCE_RECHECK: Duration = Duration::from_secs(5);
 /// Settings older than this are re-read before signals are applied.
@@ -87,6 +88,13 @@ pub struct Incidents {
         std::sync::Mutex<std::collections::HashMap<u32, sluice_alerts::RateLimiter>>,
     /// Keeps each incident's notifications in order.
     pub(crate) order: notifier::Order,
+    /// Each project's `alerts.rate_limit`, refreshed with the settings (ingest reads it per
+    /// request without touching git or the store).
+    pub(crate) rate_limits: std::sync::RwLock<std::collections::HashMap<String, u32>>,
+    /// Integrations by key hash, briefly, so a busy sender costs no store read per request.
+    pub(crate) keys: std::sync::RwLock<
+        std::collections::HashMap<String, (sluice_store::Integration, std::time::Instant)>,
+    >,
     /// Client for webhooks.
     pub(crate) http: reqwest::Client,
     /// The last journal position the loop applied (for tests and the status page).
@@ -106,6 +114,8 @@ impl Incidents {
             journal_grew: Arc::new(Notify::new()),
             limiters: std::sync::Mutex::new(std::collections::HashMap::new()),
             order: notifier::Order::default(),
+            rate_limits: std::sync::RwLock::default(),
+            keys: std::sync::RwLock::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -421,6 +431,12 @@ impl Loop {
 
     async fn reload(&mut self) {
         self.settings = AlertSettings::load(&self.engine).await;
+        *self
+            .engine
+            .incidents
+            .rate_limits
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = self.settings.rate_limits();
         self.settings_loaded = std::time::Instant::now();
     }
 

@@ -246,8 +246,6 @@ pub struct RestoredIncident {
     pub id: i64,
     /// Project.
     pub project: String,
-    /// Service.
-    pub service: String,
     /// Group key.
     pub group_key: String,
     /// Severity.

@@ -20,9 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{Repo, eventually, http};
+use common::{AlertWorld, eventually};
 use serde_json::{Value, json};
-use sluice_server::Server;
 
 fn ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
@@ -57,80 +56,20 @@ fn env_path(name: &str, default: PathBuf) -> PathBuf {
 
 /// A server with project `shop` (alerts grouped by `alertname`, 200 ms group wait) and one
 /// integration key.
-struct World {
-    _tmp: tempfile::TempDir,
-    server: Server,
-    base: String,
-    key: String,
-}
-
-impl World {
-    async fn start() -> World {
-        let tmp = tempfile::tempdir().unwrap();
-        let repo = Repo::new(tmp.path());
-        repo.write(
-            "sluice.yml",
-            "project: shop\n\
+/// The project of both tests: alerts grouped by `alertname`, notified after 200 ms.
+const YML: &str = "project: shop\n\
              environments:\n  production:\n    branch: main\n\
              services:\n  web:\n    steps:\n      build:\n        run: \"true\"\n\
-             alerts:\n  group_by: [alertname]\n  group_wait: 200ms\n",
-        );
-        repo.commit("alerts");
-        let server = Server::start(common::config(tmp.path().join("data")))
-            .await
-            .unwrap();
-        server
-            .engine
-            .add_project(&repo.path(), None, Some(0), None, "test")
-            .await
-            .unwrap();
-        // The project's alert settings come from its branches, which its first sync records.
-        eventually("the project's first sync", 30, || async {
-            server.engine.production_config("shop").await
-        })
-        .await;
-        let base = format!("http://{}", server.addr);
-        let r = http()
-            .post(format!("{base}/api/v1/projects/shop/integrations"))
-            .json(&json!({"name": "compat"}))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "creating the integration: {r:?}");
-        let created: Value = r.json().await.unwrap();
-        let key = created["key"].as_str().unwrap().to_owned();
-        World {
-            _tmp: tmp,
-            server,
-            base,
-            key,
-        }
-    }
+             alerts:\n  group_by: [alertname]\n  group_wait: 200ms\n";
 
-    async fn get(&self, path: &str) -> Value {
-        let r = http()
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
-        r.json().await.unwrap()
-    }
+/// What the tests ask of the incidents a world holds.
+trait Incidents {
+    async fn incident_details(&self) -> Vec<Value>;
+    async fn incident_with(&self, dedup_key: &str) -> Option<Value>;
+    async fn status_becomes(&self, id: i64, status: &str) -> Value;
+}
 
-    /// Every incident, newest first.
-    async fn incidents(&self) -> Vec<Value> {
-        self.get("/api/v1/incidents")
-            .await
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    /// `{"incident": .., "alerts": [..], "timeline": [..]}`.
-    async fn incident(&self, id: i64) -> Value {
-        self.get(&format!("/api/v1/incidents/{id}")).await
-    }
-
+impl Incidents for AlertWorld {
     /// Every incident's details, newest first.
     async fn incident_details(&self) -> Vec<Value> {
         let mut out = Vec::new();
@@ -321,7 +260,7 @@ async fn alertmanager_delivers_to_the_webhook_receiver() {
         ));
         return;
     }
-    let w = World::start().await;
+    let w = AlertWorld::start(YML, |_| {}).await;
     let am_dir = tempfile::tempdir().unwrap();
     let webhook = format!("{}/integrations/{}/webhook", w.base, w.key);
     let am = Alertmanager::start(&bin, am_dir.path(), &webhook).await;
@@ -490,7 +429,7 @@ async fn pagerduty_client_library_triggers_acknowledges_and_resolves() {
     let Some(python) = pdpyras_python() else {
         return;
     };
-    let w = World::start().await;
+    let w = AlertWorld::start(YML, |_| {}).await;
     let (py, base, key) = (python.as_path(), w.base.as_str(), w.key.as_str());
 
     // trigger: the library sends the routing key in the body and returns the dedup key.

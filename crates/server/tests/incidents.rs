@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
-use common::{Repo, TOKEN, eventually, http};
+use common::{AlertWorld, Repo, eventually, http};
 use serde_json::{Value, json};
 use sluice_server::Server;
 
@@ -61,85 +61,6 @@ fn yml(sink: &str, format: &str) -> String {
     )
 }
 
-struct World {
-    _tmp: tempfile::TempDir,
-    server: Server,
-    base: String,
-    key: String,
-}
-
-impl World {
-    async fn start(sink: &str, format: &str) -> World {
-        let tmp = tempfile::tempdir().unwrap();
-        let repo = Repo::new(tmp.path());
-        repo.write("sluice.yml", &yml(sink, format));
-        repo.commit("alerts");
-        let server = Server::start(common::config(tmp.path().join("data")))
-            .await
-            .unwrap();
-        server
-            .engine
-            .add_project(&repo.path(), None, Some(0), None, "test")
-            .await
-            .unwrap();
-        // The project's settings come from its branches, which its first sync records.
-        eventually("the project's first sync", 30, || async {
-            server.engine.production_config("shop").await
-        })
-        .await;
-        let base = format!("http://{}", server.addr);
-        let created: Value = http()
-            .post(format!("{base}/api/v1/projects/shop/integrations"))
-            .json(&json!({"name": "prometheus"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let key = created["key"].as_str().unwrap().to_owned();
-        World {
-            _tmp: tmp,
-            server,
-            base,
-            key,
-        }
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (StatusCode, String) {
-        let r = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.text().await.unwrap())
-    }
-
-    async fn incidents(&self) -> Vec<Value> {
-        let v: Value = http()
-            .get(format!("{}/api/v1/incidents", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v.as_array().unwrap().clone()
-    }
-
-    async fn incident(&self, id: i64) -> Value {
-        http()
-            .get(format!("{}/api/v1/incidents/{id}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
 fn am_alert(name: &str, instance: &str, severity: &str) -> Value {
     json!({
         "labels": {"alertname": name, "instance": instance, "severity": severity, "service": "web"},
@@ -150,7 +71,7 @@ fn am_alert(name: &str, instance: &str, severity: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_alerts_group_into_incidents_and_reach_the_receiver() {
     let sink = Sink::start(0).await;
-    let w = World::start(&sink.url, "alertmanager").await;
+    let w = AlertWorld::start(&yml(&sink.url, "alertmanager"), |_| {}).await;
     let path = format!("/integrations/{}/api/v2/alerts", w.key);
     let batch = json!([
         am_alert("HighLatency", "a", "warning"),
@@ -245,7 +166,7 @@ fn pd_event(key: &str, action: &str, dedup: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagerduty_events_trigger_acknowledge_and_resolve_with_pagerdutys_answers() {
     let sink = Sink::start(1).await;
-    let w = World::start(&sink.url, "sluice").await;
+    let w = AlertWorld::start(&yml(&sink.url, "sluice"), |_| {}).await;
     let (st, text) = w
         .post("/v2/enqueue", &pd_event(&w.key, "trigger", "checkout"))
         .await;
@@ -356,7 +277,6 @@ async fn pagerduty_events_trigger_acknowledge_and_resolve_with_pagerdutys_answer
         .await
         .unwrap();
     assert_eq!(again.status(), StatusCode::CONFLICT);
-    let _ = TOKEN;
     w.server.stop().await;
 }
 
@@ -407,6 +327,18 @@ impl Smtp {
             dir,
             _child: child,
         })
+    }
+
+    /// The server's SMTP settings for this sink.
+    fn config(&self) -> sluice_notify::SmtpConfig {
+        sluice_notify::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            tls: sluice_notify::SmtpTls::None,
+            username: Some("sluice".into()),
+            password: Some("s3cret".into()),
+            from: "sluice <alerts@example.com>".into(),
+        }
     }
 
     fn mails(&self) -> Vec<Value> {
@@ -479,14 +411,7 @@ async fn a_rolled_back_release_becomes_an_incident_with_its_record_and_dora_figu
     repo.write("sluice.yml", &e2e_yml(port, &hook.url, &ticket.url));
     repo.commit_version("1");
     let mut config = common::config(tmp.path().join("data"));
-    config.smtp = Some(sluice_notify::SmtpConfig {
-        host: "127.0.0.1".into(),
-        port: smtp.port,
-        tls: sluice_notify::SmtpTls::None,
-        username: Some("sluice".into()),
-        password: Some("s3cret".into()),
-        from: "sluice <alerts@example.com>".into(),
-    });
+    config.smtp = Some(smtp.config());
     let s = Server::start(config).await.unwrap();
     let _kill = common::KillOnDrop::new(&s);
     let base = format!("http://{}", s.addr);
@@ -640,40 +565,16 @@ async fn escalation_pages_the_on_call_user_then_the_next_level() {
     let Some(smtp) = Smtp::start().await else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new(tmp.path());
-    repo.write(
-        "sluice.yml",
-        "project: shop\n\
+    let yml = "project: shop\n\
          environments:\n  production:\n    branch: main\n\
          services:\n  web:\n    steps:\n      build:\n        run: \"true\"\n\
          alerts:\n  group_wait: 100ms\n  escalation: default\n\
          oncall:\n  schedules:\n    primary:\n      time_zone: Europe/Berlin\n      layers:\n        \
          - name: week\n          users: [alice]\n          rotation: weekly\n          start: \"2026-01-05T09:00\"\n  \
          escalation:\n    default:\n      levels:\n        - notify: [schedule:primary]\n          after: 1s\n        \
-         - notify: [user:carol]\n          after: 1s\n",
-    );
-    repo.commit("oncall");
-    let mut config = common::config(tmp.path().join("data"));
-    config.smtp = Some(sluice_notify::SmtpConfig {
-        host: "127.0.0.1".into(),
-        port: smtp.port,
-        tls: sluice_notify::SmtpTls::None,
-        username: Some("sluice".into()),
-        password: Some("s3cret".into()),
-        from: "sluice <alerts@example.com>".into(),
-    });
-    let server = Server::start(config).await.unwrap();
-    server
-        .engine
-        .add_project(&repo.path(), None, Some(0), None, "test")
-        .await
-        .unwrap();
-    eventually("the project's first sync", 30, || async {
-        server.engine.production_config("shop").await
-    })
-    .await;
-    let base = format!("http://{}", server.addr);
+         - notify: [user:carol]\n          after: 1s\n";
+    let w = AlertWorld::start(yml, |c| c.smtp = Some(smtp.config())).await;
+    let base = w.base.as_str();
     for user in ["alice", "carol"] {
         let r = http()
             .post(format!("{base}/api/v1/users"))
@@ -690,23 +591,10 @@ async fn escalation_pages_the_on_call_user_then_the_next_level() {
             .unwrap();
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
-    let created: Value = http()
-        .post(format!("{base}/api/v1/projects/shop/integrations"))
-        .json(&json!({"name": "pd"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap();
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v2/enqueue"))
-        .json(&pd_event(key, "trigger", "db"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (status, _) = w
+        .post("/v2/enqueue", &pd_event(&w.key, "trigger", "db"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
 
     // Level 1: alice, on call in the schedule; then level 2: carol.
     let mails = eventually("pages to alice and then carol", 30, || async {
@@ -735,14 +623,7 @@ async fn escalation_pages_the_on_call_user_then_the_next_level() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = http()
-        .get(format!("{base}/api/v1/incidents/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = w.incident(id.parse().unwrap()).await;
     assert_eq!(v["incident"]["acked_by"], "alice (signed link)");
     let pages: Vec<&str> = v["timeline"]
         .as_array()
@@ -759,7 +640,7 @@ async fn escalation_pages_the_on_call_user_then_the_next_level() {
         pages.iter().any(|p| p.starts_with("paged carol")),
         "{pages:?}"
     );
-    server.stop().await;
+    w.server.stop().await;
 }
 
 /// Fuzz both ingest endpoints over HTTP: arbitrary bytes and alert-shaped JSON get the
@@ -770,7 +651,7 @@ async fn ingest_endpoints_survive_garbage_with_the_peers_answers() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let sink = Sink::start(0).await;
-    let w = World::start(&sink.url, "sluice").await;
+    let w = AlertWorld::start(&yml(&sink.url, "sluice"), |_| {}).await;
     let key = w.key.clone();
     let json_leaf = prop_oneof![
         Just(json!(null)),

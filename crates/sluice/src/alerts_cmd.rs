@@ -787,24 +787,10 @@ fn human_opt(ms: Option<i64>) -> String {
 /// A duration for humans, to the two largest units: `850ms`, `42s`, `5m 3s`, `3h 20m`,
 /// `2d 4h`. Negative durations (clock skew) count as zero.
 fn human(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 1000 {
-        return format!("{ms}ms");
+    if ms <= 0 {
+        return "0ms".into();
     }
-    let s = ms / 1000;
-    let two = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
-        if small == 0 {
-            format!("{big}{big_unit}")
-        } else {
-            format!("{big}{big_unit} {small}{small_unit}")
-        }
-    };
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => two(s / 60, "m", s % 60, "s"),
-        3600..86_400 => two(s / 3600, "h", (s % 3600) / 60, "m"),
-        _ => two(s / 86_400, "d", (s % 86_400) / 3600, "h"),
-    }
+    sluice_dora::human_duration(ms)
 }
 
 /// Checks a duration (`2h`, `90m`, `1h30m`) as the server will read it; keeps the text.
@@ -874,94 +860,15 @@ fn parse_window(s: &str) -> Result<(String, String), String> {
 }
 
 /// Parses RFC 3339 (`2026-05-01T06:00:00Z`, `2026-05-01T08:00:00+02:00`, with optional
-/// fractions of a second) into Unix milliseconds.
+/// fractions of a second; a space may stand for the `T`) into Unix milliseconds.
 fn parse_time(s: &str) -> Result<i64, String> {
-    let bad = || format!("`{s}` is not an RFC 3339 time: write e.g. `2026-05-01T06:00:00Z`");
-    let b = s.trim().as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = b.get(from..from + len)?;
-        if !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
+    let s = s.trim();
+    let text = match (s.get(..10), s.get(10..11), s.get(11..)) {
+        (Some(date), Some(" "), Some(time)) => format!("{date}T{time}"),
+        _ => s.to_owned(),
     };
-    let sep = |at: usize, chars: &[u8]| b.get(at).is_some_and(|c| chars.contains(c));
-    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
-        return Err(bad());
-    }
-    let (year, month, day) = (
-        num(0, 4).ok_or_else(bad)?,
-        num(5, 2).ok_or_else(bad)?,
-        num(8, 2).ok_or_else(bad)?,
-    );
-    let (hour, minute, second) = (
-        num(11, 2).ok_or_else(bad)?,
-        num(14, 2).ok_or_else(bad)?,
-        num(17, 2).ok_or_else(bad)?,
-    );
-    let mut at = 19;
-    let mut millis = 0;
-    if sep(at, b".") {
-        at += 1;
-        let digits = b
-            .get(at..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        // Milliseconds: the first three digits, the rest dropped.
-        for i in 0..3 {
-            millis = millis * 10
-                + if i < digits {
-                    num(at + i, 1).unwrap_or(0)
-                } else {
-                    0
-                };
-        }
-        at += digits;
-    }
-    let offset_s = match b.get(at) {
-        Some(b'Z' | b'z') if at + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if at + 6 == b.len() && sep(at + 3, b":") => {
-            let (oh, om) = (
-                num(at + 1, 2).ok_or_else(bad)?,
-                num(at + 4, 2).ok_or_else(bad)?,
-            );
-            if oh > 23 || om > 59 {
-                return Err(bad());
-            }
-            let o = oh * 3600 + om * 60;
-            if *sign == b'-' { -o } else { o }
-        }
-        _ => return Err(bad()),
-    };
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(format!("`{s}`: there is no month {month}")),
-    };
-    if day < 1 || day > month_days || hour > 23 || minute > 59 || second > 59 {
-        return Err(format!("`{s}` is not a valid date and time"));
-    }
-    let days = days_from_civil(year, month, day);
-    Ok((days * 86_400 + hour * 3600 + minute * 60 + second - offset_s) * 1000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    sluice_alerts::timestamp::parse_rfc3339(&text)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time: write e.g. `2026-05-01T06:00:00Z`"))
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ pub struct IncidentRow {
     pub resolved_by: Option<String>,
     /// The release suspected of causing it.
     pub suspected_release: Option<serde_json::Value>,
-    /// Escalation state (owned by the server's notifier).
+    /// Escalation state (owned by the server's escalation ticker).
     pub escalation: Option<serde_json::Value>,
     /// Last change.
     pub updated_ms: i64,
@@ -316,15 +316,6 @@ pub enum AlertChange {
         /// When.
         at_ms: i64,
     },
-    /// Flapping started or stopped.
-    Flapping {
-        /// Alert.
-        id: i64,
-        /// Flapping now.
-        flapping: bool,
-        /// When.
-        at_ms: i64,
-    },
 }
 
 /// A new incident row.
@@ -395,13 +386,6 @@ pub enum IncidentChange {
         by: Option<String>,
         /// When.
         at_ms: i64,
-    },
-    /// The notifier's escalation state.
-    Escalation {
-        /// Incident.
-        id: i64,
-        /// State.
-        state: serde_json::Value,
     },
 }
 
@@ -580,6 +564,27 @@ fn silence(row: &AnyRow) -> Result<SilenceRow> {
         created_ms: row.try_get("created_ms")?,
         expired_ms: row.try_get("expired_ms")?,
     })
+}
+
+async fn insert_timeline(
+    conn: &mut sqlx::AnyConnection,
+    entries: &[NewTimelineEntry],
+) -> Result<()> {
+    for t in entries {
+        sqlx::query(
+            "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, text, data) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(t.incident_id)
+        .bind(t.at_ms)
+        .bind(t.kind.as_str())
+        .bind(t.actor.clone())
+        .bind(t.text.as_str())
+        .bind(to_json(&t.data, "timeline data")?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 fn push_projects(q: &mut SqlBuilder, projects: &Option<Vec<String>>) {
@@ -849,14 +854,6 @@ impl Store {
                 .bind(*id)
                 .bind(*incident_id)
                 .bind(*at_ms),
-                AlertChange::Flapping {
-                    id,
-                    flapping,
-                    at_ms,
-                } => sqlx::query("UPDATE alerts SET flapping = $2, updated_ms = $3 WHERE id = $1")
-                    .bind(*id)
-                    .bind(i64::from(*flapping))
-                    .bind(*at_ms),
             };
             q.execute(w.conn()).await?;
         }
@@ -900,28 +897,10 @@ impl Store {
                 .bind(*id)
                 .bind(by.clone())
                 .bind(*at_ms),
-                IncidentChange::Escalation { id, state } => {
-                    sqlx::query("UPDATE incidents SET escalation = $2 WHERE id = $1")
-                        .bind(*id)
-                        .bind(to_json(state, "escalation state")?)
-                }
             };
             q.execute(w.conn()).await?;
         }
-        for t in &b.timeline {
-            sqlx::query(
-                "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, text, data) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(t.incident_id)
-            .bind(t.at_ms)
-            .bind(t.kind.as_str())
-            .bind(t.actor.clone())
-            .bind(t.text.as_str())
-            .bind(to_json(&t.data, "timeline data")?)
-            .execute(w.conn())
-            .await?;
-        }
+        insert_timeline(w.conn(), &b.timeline).await?;
         if let Some(seq) = b.applied_seq {
             crate::secrets::put_setting(w.conn(), SETTING_ALERTS_APPLIED, &seq.to_string()).await?;
         }
@@ -1032,18 +1011,6 @@ impl Store {
         rows.iter().map(alert).collect()
     }
 
-    /// Counts of alerts: (all, firing).
-    pub async fn alert_counts(&self) -> Result<(i64, i64)> {
-        let row = sqlx::query(
-            "SELECT CAST(COUNT(*) AS BIGINT) AS n, \
-             CAST(COALESCE(SUM(CASE WHEN status <> 'resolved' THEN 1 ELSE 0 END), 0) AS BIGINT) AS f \
-             FROM alerts",
-        )
-        .fetch_one(&self.inner.pool)
-        .await?;
-        Ok((row.try_get("n")?, row.try_get("f")?))
-    }
-
     /// An incident's timeline entries, oldest first.
     pub async fn incident_timeline(&self, id: i64) -> Result<Vec<TimelineRow>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
@@ -1062,20 +1029,7 @@ impl Store {
             return Ok(());
         }
         let mut w = self.write(false).await?;
-        for t in &entries {
-            sqlx::query(
-                "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, text, data) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(t.incident_id)
-            .bind(t.at_ms)
-            .bind(t.kind.as_str())
-            .bind(t.actor.clone())
-            .bind(t.text.as_str())
-            .bind(to_json(&t.data, "timeline data")?)
-            .execute(w.conn())
-            .await?;
-        }
+        insert_timeline(w.conn(), &entries).await?;
         w.commit().await
     }
 

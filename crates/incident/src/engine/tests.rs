@@ -386,7 +386,6 @@ fn a_restored_engine_deduplicates_and_keeps_its_pending_notification() {
         RestoredIncident {
             id: 4,
             project: "shop".into(),
-            service: "web".into(),
             group_key: "shop/web/alertname=\"HighLatency\"".into(),
             severity: Severity::Warning,
             opened_ms: 0,

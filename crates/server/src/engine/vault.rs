@@ -974,21 +974,21 @@ impl Engine {
     }
 
     /// Reads a secret a notification channel names (a signing key, a Slack URL), from the
-    /// project's production environment or project-wide; one `secret.read` with actor
+    /// environment `env` (the project's production one) or project-wide; one `secret.read` with actor
     /// `notify:<project>`. The error says what to do.
-    pub(crate) async fn channel_secret(&self, project: &str, name: &str) -> Result<String, String> {
+    pub(crate) async fn channel_secret(
+        &self,
+        project: &str,
+        env: &str,
+        name: &str,
+    ) -> Result<String, String> {
         let _shared = self.vault.gate.read().await;
         if self.vault.is_sealed() {
             return Err(format!(
                 "the server is sealed, so secret `{name}` cannot be read; run `sluice unseal`"
             ));
         }
-        let env = self
-            .production_config(project)
-            .await
-            .and_then(|c| c.environments.last().map(|e| e.name.clone()))
-            .unwrap_or_default();
-        let Some(row) = self.find_stored(project, &env, name).await? else {
+        let Some(row) = self.find_stored(project, env, name).await? else {
             return Err(format!(
                 "secret `{name}` is not in the secret store; add it with `sluice secrets set {project} {name}`"
             ));

@@ -39,6 +39,56 @@ pub(super) struct IncidentsQuery {
     limit: Option<i64>,
 }
 
+/// The projects the caller may view (only `only`, if given), by name.
+pub(super) async fn visible_projects(
+    e: &Engine,
+    caller: &Caller,
+    only: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
+    Ok(e.store
+        .projects()
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .filter(|p| only.is_none_or(|o| o == p) && e.may_view(caller, p))
+        .collect())
+}
+
+/// Who is on call now and next in each schedule of the caller's projects.
+#[derive(serde::Serialize)]
+pub(super) struct OnCallRow {
+    pub(super) project: String,
+    pub(super) schedule: String,
+    pub(super) time_zone: String,
+    pub(super) now: Option<sluice_oncall::OnCall>,
+    pub(super) next: Option<sluice_oncall::OnCall>,
+}
+
+/// The on-call rows of the API and the page.
+pub(super) async fn on_call_rows(e: &Engine, caller: &Caller) -> Result<Vec<OnCallRow>, ApiError> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for project in visible_projects(e, caller, None).await? {
+        let Some(config) = e.production_config(&project).await else {
+            continue;
+        };
+        for s in &config.oncall.schedules {
+            let Ok(compiled) = s.compile() else {
+                continue;
+            };
+            let (current, next) = sluice_oncall::now_and_next(&compiled, now);
+            out.push(OnCallRow {
+                project: project.clone(),
+                schedule: s.name.clone(),
+                time_zone: s.time_zone.clone(),
+                now: current,
+                next,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// `GET /api/v1/incidents`.
 pub(super) async fn list(
     State(e): State<Arc<Engine>>,
@@ -46,17 +96,7 @@ pub(super) async fn list(
     q: Result<Query<IncidentsQuery>, QueryRejection>,
 ) -> Api {
     let q = query(q)?;
-    let mut projects: Vec<String> = e
-        .store
-        .projects()
-        .await?
-        .into_iter()
-        .map(|p| p.name)
-        .filter(|p| e.may_view(&caller, p))
-        .collect();
-    if let Some(p) = &q.project {
-        projects.retain(|x| x == p);
-    }
+    let projects = visible_projects(&e, &caller, q.project.as_deref()).await?;
     let rows = e
         .store
         .incidents(&IncidentFilter {
@@ -146,17 +186,7 @@ pub(super) async fn alerts(
     q: Result<Query<AlertsQuery>, QueryRejection>,
 ) -> Api {
     let q = query(q)?;
-    let mut projects: Vec<String> = e
-        .store
-        .projects()
-        .await?
-        .into_iter()
-        .map(|p| p.name)
-        .filter(|p| e.may_view(&caller, p))
-        .collect();
-    if let Some(p) = &q.project {
-        projects.retain(|x| x == p);
-    }
+    let projects = visible_projects(&e, &caller, q.project.as_deref()).await?;
     let rows = e
         .store
         .alerts(&AlertFilter {
@@ -557,25 +587,5 @@ pub(super) async fn oncall(
     State(e): State<Arc<Engine>>,
     Extension(caller): Extension<Caller>,
 ) -> Api {
-    let now = now_ms();
-    let mut out = Vec::new();
-    for p in e.store.projects().await? {
-        if !e.may_view(&caller, &p.name) {
-            continue;
-        }
-        let Some(config) = e.production_config(&p.name).await else {
-            continue;
-        };
-        for s in &config.oncall.schedules {
-            let Ok(compiled) = s.compile() else {
-                continue;
-            };
-            let (current, next) = sluice_oncall::now_and_next(&compiled, now);
-            out.push(json!({
-                "project": p.name, "schedule": s.name, "time_zone": s.time_zone,
-                "now": current, "next": next,
-            }));
-        }
-    }
-    Ok(Json(out).into_response())
+    Ok(Json(on_call_rows(&e, &caller).await?).into_response())
 }

@@ -99,16 +99,19 @@ fn unavailable(pagerduty: bool, why: &str) -> Response {
     }
 }
 
+/// PagerDuty's "invalid event" answer with one error, at `status`.
+fn pd_invalid(error: &str, status: u16) -> Response {
+    let r = sluice_alerts::PdRejection::invalid(vec![error.to_owned()]);
+    json_response(status, r.body)
+}
+
 /// `POST /v2/enqueue`: one PagerDuty event.
 pub(super) async fn pd_enqueue(
     State(e): State<Arc<Engine>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Ok(body) = body else {
-        return json_response(
-            413,
-            json!({"status": "invalid event", "message": "Event object is invalid", "errors": ["Request body is too large"]}),
-        );
+        return pd_invalid("Request body is too large", 413);
     };
     let mut gen_key = || random_hex(16);
     let event = match sluice_alerts::parse_event(&body, &mut gen_key) {
@@ -116,8 +119,7 @@ pub(super) async fn pd_enqueue(
         Err(r) => return json_response(r.status, r.body),
     };
     let Some(integ) = integration(&e, &event.routing_key).await else {
-        let r = sluice_alerts::PdRejection::invalid(vec!["Invalid routing key".to_owned()]);
-        return json_response(r.status, r.body);
+        return pd_invalid("Invalid routing key", 400);
     };
     if let Err(r) = rate_limit(&e, &integ, &event.routing_key).await {
         return r;
@@ -165,18 +167,14 @@ pub(super) async fn pd_change(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Ok(body) = body else {
-        return json_response(
-            413,
-            json!({"status": "invalid event", "message": "Event object is invalid", "errors": ["Request body is too large"]}),
-        );
+        return pd_invalid("Request body is too large", 413);
     };
     let event = match sluice_alerts::parse_change_event(&body) {
         Ok(ev) => ev,
         Err(r) => return json_response(r.status, r.body),
     };
     let Some(integ) = integration(&e, &event.routing_key).await else {
-        let r = sluice_alerts::PdRejection::invalid(vec!["Invalid routing key".to_owned()]);
-        return json_response(r.status, r.body);
+        return pd_invalid("Invalid routing key", 400);
     };
     let ev = NewEvent::new(
         EventKind::ChangeReceived,

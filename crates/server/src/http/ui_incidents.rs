@@ -13,28 +13,11 @@ use serde::Deserialize;
 use sluice_dora::{Bucket, Metrics};
 use sluice_store::IncidentFilter;
 
+use super::incidents::{on_call_rows, visible_projects};
 use super::ui::{Page, badge, internal, layout, when};
 use super::{ApiError, query};
 use crate::engine::access::Caller;
 use crate::engine::{Engine, now_ms};
-
-fn visible_projects(e: &Engine, caller: &Caller, names: Vec<String>) -> Vec<String> {
-    names
-        .into_iter()
-        .filter(|p| e.may_view(caller, p))
-        .collect()
-}
-
-async fn project_names(e: &Engine, caller: &Caller) -> Result<Vec<String>, ApiError> {
-    let all = e
-        .store
-        .projects()
-        .await?
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    Ok(visible_projects(e, caller, all))
-}
 
 fn human(ms: Option<i64>) -> String {
     ms.map_or_else(|| "—".into(), sluice_dora::human_duration)
@@ -45,7 +28,7 @@ pub(super) async fn list_page(
     State(e): State<Arc<Engine>>,
     Extension(caller): Extension<Caller>,
 ) -> Page {
-    let projects = project_names(&e, &caller)
+    let projects = visible_projects(&e, &caller, None)
         .await
         .map_err(|x| x.into_response())?;
     let rows = e
@@ -204,29 +187,9 @@ pub(super) async fn oncall_page(
     State(e): State<Arc<Engine>>,
     Extension(caller): Extension<Caller>,
 ) -> Page {
-    let projects = project_names(&e, &caller)
+    let rows = on_call_rows(&e, &caller)
         .await
         .map_err(|x| x.into_response())?;
-    let now = now_ms();
-    let mut rows = Vec::new();
-    for p in projects {
-        let Some(config) = e.production_config(&p).await else {
-            continue;
-        };
-        for s in &config.oncall.schedules {
-            let Ok(compiled) = s.compile() else {
-                continue;
-            };
-            let (current, next) = sluice_oncall::now_and_next(&compiled, now);
-            rows.push((
-                p.clone(),
-                s.name.clone(),
-                s.time_zone.clone(),
-                current,
-                next,
-            ));
-        }
-    }
     Ok(layout(
         "On call",
         "/oncall",
@@ -237,13 +200,13 @@ pub(super) async fn oncall_page(
             } @else {
                 table {
                     tr { th { "project" } th { "schedule" } th { "now" } th { "until" } th { "next" } th { "zone" } }
-                    @for (p, name, tz, current, next) in &rows {
+                    @for r in &rows {
                         tr {
-                            td { (p) } td { (name) }
-                            td { (current.as_ref().map_or("nobody", |c| c.user.as_str())) }
-                            td.meta { (current.as_ref().and_then(|c| c.until_ms).map_or_else(|| "—".into(), when)) }
-                            td { (next.as_ref().map_or("—", |c| c.user.as_str())) }
-                            td.meta { (tz) }
+                            td { (r.project) } td { (r.schedule) }
+                            td { (r.now.as_ref().map_or("nobody", |c| c.user.as_str())) }
+                            td.meta { (r.now.as_ref().and_then(|c| c.until_ms).map_or_else(|| "—".into(), when)) }
+                            td { (r.next.as_ref().map_or("—", |c| c.user.as_str())) }
+                            td.meta { (r.time_zone) }
                         }
                     }
                 }
@@ -273,10 +236,7 @@ async fn dora_of(
         })?,
         None => 30 * 86_400_000,
     };
-    let mut projects = project_names(e, caller).await?;
-    if let Some(p) = &q.project {
-        projects.retain(|x| x == p);
-    }
+    let projects = visible_projects(e, caller, q.project.as_deref()).await?;
     let mut deploys = e.prod_deploys(&projects).await?;
     if let Some(s) = &q.service {
         deploys = sluice_dora::for_service(&deploys, s);

@@ -276,3 +276,94 @@ while state["busy"] and time.time() < deadline:
     time.sleep(0.01)
 os._exit(0)
 "#;
+
+/// A server whose project `shop` comes from `yml`, with an alert integration: where the
+/// incident tests start. `configure` adjusts the server configuration (e.g. SMTP).
+pub struct AlertWorld {
+    pub _tmp: tempfile::TempDir,
+    pub server: Server,
+    pub base: String,
+    /// The integration's key.
+    pub key: String,
+}
+
+impl AlertWorld {
+    pub async fn start(
+        yml: &str,
+        configure: impl FnOnce(&mut sluice_server::ServerConfig),
+    ) -> AlertWorld {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repo::new(tmp.path());
+        repo.write("sluice.yml", yml);
+        repo.commit("alerts");
+        let mut c = config(tmp.path().join("data"));
+        configure(&mut c);
+        let server = Server::start(c).await.unwrap();
+        server
+            .engine
+            .add_project(&repo.path(), None, Some(0), None, "test")
+            .await
+            .unwrap();
+        // The project's alert settings come from its branches, which its first sync records.
+        eventually("the project's first sync", 30, || async {
+            server.engine.production_config("shop").await
+        })
+        .await;
+        let base = format!("http://{}", server.addr);
+        let r = http()
+            .post(format!("{base}/api/v1/projects/shop/integrations"))
+            .json(&serde_json::json!({"name": "prometheus"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "creating the integration: {r:?}");
+        let created: serde_json::Value = r.json().await.unwrap();
+        let key = created["key"].as_str().unwrap().to_owned();
+        AlertWorld {
+            _tmp: tmp,
+            server,
+            base,
+            key,
+        }
+    }
+
+    /// `POST path` without credentials (as senders post): status and body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (reqwest::StatusCode, String) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    /// `GET path` with [`TOKEN`], which must answer 200: the body as JSON.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let r = http()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// Every incident, newest first.
+    pub async fn incidents(&self) -> Vec<serde_json::Value> {
+        self.get("/api/v1/incidents")
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// `{"incident": .., "alerts": [..], "timeline": [..]}`.
+    pub async fn incident(&self, id: i64) -> serde_json::Value {
+        self.get(&format!("/api/v1/incidents/{id}")).await
+    }
+}

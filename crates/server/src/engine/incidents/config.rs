@@ -36,9 +36,8 @@ fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The grouping of a project's `alerts` section.
-pub fn grouping_of(config: &Config) -> Grouping {
-    let a = &config.alerts;
+/// The grouping of an `alerts` section.
+pub fn grouping_of(a: &sluice_spec::Alerts) -> Grouping {
     Grouping {
         group_by: a.group_by.clone(),
         group_wait_ms: millis(a.group_wait),
@@ -55,13 +54,7 @@ impl AlertSettings {
             projects: std::collections::HashSet::new(),
             configs: HashMap::new(),
             groupings: HashMap::new(),
-            default_grouping: grouping_of(&Config {
-                project: String::new(),
-                environments: Vec::new(),
-                services: Vec::new(),
-                alerts: sluice_spec::Alerts::default(),
-                oncall: sluice_spec::OnCall::default(),
-            }),
+            default_grouping: grouping_of(&sluice_spec::Alerts::default()),
             silences: Vec::new(),
         };
         match engine.store.projects().await {
@@ -69,7 +62,7 @@ impl AlertSettings {
                 for p in projects {
                     out.projects.insert(p.name.clone());
                     if let Some(c) = engine.production_config(&p.name).await {
-                        out.groupings.insert(p.name.clone(), grouping_of(&c));
+                        out.groupings.insert(p.name.clone(), grouping_of(&c.alerts));
                         out.configs.insert(p.name, c);
                     }
                 }

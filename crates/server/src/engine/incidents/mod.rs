@@ -61,14 +61,11 @@ struct Ingest {
 
 /// A command for the engine loop.
 enum Command {
-    Acknowledge {
+    /// Someone acknowledges (`resolve: false`) or resolves an incident.
+    Respond {
         incident: i64,
         by: String,
-        reply: oneshot::Sender<bool>,
-    },
-    Resolve {
-        incident: i64,
-        by: String,
+        resolve: bool,
         reply: oneshot::Sender<bool>,
     },
     /// Silences changed: re-read them now.
@@ -97,8 +94,6 @@ pub struct Incidents {
     >,
     /// Client for webhooks.
     pub(crate) http: reqwest::Client,
-    /// The last journal position the loop applied (for tests and the status page).
-    applied: tokio::sync::watch::Sender<i64>,
 }
 
 impl Incidents {
@@ -120,7 +115,6 @@ impl Incidents {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
-            applied: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -147,22 +141,20 @@ impl Incidents {
 
     /// Acknowledges an open incident; false when it is not open or already acknowledged.
     pub async fn acknowledge(&self, incident: i64, by: &str) -> Result<bool, EngineError> {
-        let (reply, wait) = oneshot::channel();
-        self.command(Command::Acknowledge {
-            incident,
-            by: by.to_owned(),
-            reply,
-        })?;
-        wait.await
-            .map_err(|_| EngineError::Internal("the incident engine stopped".into()))
+        self.respond(incident, by, false).await
     }
 
     /// Resolves an open incident; false when it is not open.
     pub async fn resolve(&self, incident: i64, by: &str) -> Result<bool, EngineError> {
+        self.respond(incident, by, true).await
+    }
+
+    async fn respond(&self, incident: i64, by: &str, resolve: bool) -> Result<bool, EngineError> {
         let (reply, wait) = oneshot::channel();
-        self.command(Command::Resolve {
+        self.command(Command::Respond {
             incident,
             by: by.to_owned(),
+            resolve,
             reply,
         })?;
         wait.await
@@ -178,12 +170,6 @@ impl Incidents {
         self.commands
             .send(c)
             .map_err(|_| EngineError::Internal("the incident engine is not running".into()))
-    }
-
-    /// Waits until the loop has applied the journal up to `seq` (tests, the demo).
-    pub async fn wait_applied(&self, seq: i64) {
-        let mut rx = self.applied.subscribe();
-        let _ = rx.wait_for(|a| *a >= seq).await;
     }
 }
 
@@ -263,12 +249,11 @@ impl Loop {
         let mut core = Core::new(max_alert + 1, max_incident + 1);
         let settings = AlertSettings::load(&engine).await;
         for inc in store.open_incidents().await? {
-            let grouping = settings.grouping_of(&inc.project).clone();
+            let grouping = settings.grouping_of(&inc.project);
             core.restore_incident(
                 RestoredIncident {
                     id: inc.id,
                     project: inc.project,
-                    service: inc.service,
                     group_key: inc.group_key,
                     severity: apply::severity(&inc.severity),
                     opened_ms: inc.opened_ms,
@@ -276,7 +261,7 @@ impl Loop {
                     notified_ms: inc.notified_ms,
                     acked: inc.acked_ms.is_some(),
                 },
-                &grouping,
+                grouping,
             );
         }
         for a in store.open_alerts().await? {
@@ -303,7 +288,6 @@ impl Loop {
             });
         }
         let applied = store.alerts_applied_seq().await?;
-        engine.incidents.applied.send_replace(applied);
         Ok(Loop {
             engine,
             core,
@@ -442,22 +426,17 @@ impl Loop {
 
     async fn command(&mut self, c: Command) -> Result<(), EngineError> {
         match c {
-            Command::Acknowledge {
+            Command::Respond {
                 incident,
                 by,
+                resolve,
                 reply,
             } => {
-                let effects = self.core.acknowledge(incident, &by, now_ms());
-                let done = !effects.is_empty();
-                self.commit(effects, None).await?;
-                let _ = reply.send(done);
-            }
-            Command::Resolve {
-                incident,
-                by,
-                reply,
-            } => {
-                let effects = self.core.resolve(incident, &by, now_ms());
+                let effects = if resolve {
+                    self.core.resolve(incident, &by, now_ms())
+                } else {
+                    self.core.acknowledge(incident, &by, now_ms())
+                };
                 let done = !effects.is_empty();
                 self.commit(effects, None).await?;
                 let _ = reply.send(done);
@@ -486,7 +465,6 @@ impl Loop {
         self.engine.store.apply_alert_batch(batch).await?;
         if let Some(seq) = applied {
             self.applied = seq;
-            self.engine.incidents.applied.send_replace(seq);
         }
         if changed {
             self.engine.hub.bump();

@@ -138,11 +138,16 @@ pub fn message(
 }
 
 /// The Alertmanager webhook (version 4) body of an incident's notification.
-fn alertmanager_body(engine: &Engine, inc: &IncidentRow, alerts: &[AlertRow]) -> serde_json::Value {
+fn alertmanager_body(
+    engine: &Engine,
+    inc: &IncidentRow,
+    alerts: &[AlertRow],
+    group_by: &[String],
+) -> serde_json::Value {
     let group = sluice_alerts::OutgoingGroup {
         receiver: format!("sluice/{}", inc.project),
         group_key: inc.group_key.clone(),
-        group_labels: group_labels(inc),
+        group_labels: group_labels(inc, alerts, group_by),
         alerts: alerts
             .iter()
             .map(|a| {
@@ -170,13 +175,21 @@ fn alertmanager_body(engine: &Engine, inc: &IncidentRow, alerts: &[AlertRow]) ->
     sluice_alerts::render_webhook(&group)
 }
 
-/// `name="value"` pairs of the group key, back as labels.
-fn group_labels(inc: &IncidentRow) -> sluice_alerts::Labels {
+/// The labels the incident's alerts were grouped by: the service and the `group_by`
+/// labels, which all its alerts share.
+fn group_labels(
+    inc: &IncidentRow,
+    alerts: &[AlertRow],
+    group_by: &[String],
+) -> sluice_alerts::Labels {
     let mut out = sluice_alerts::Labels::new();
     out.insert("service".into(), inc.service.clone());
-    for part in inc.group_key.split('/').skip(2) {
-        if let Some((k, v)) = part.split_once('=') {
-            out.insert(k.to_owned(), v.trim_matches('"').to_owned());
+    if let Some(a) = alerts.first() {
+        for name in group_by.iter().filter(|n| n.as_str() != "service") {
+            out.insert(
+                name.clone(),
+                a.labels.get(name).cloned().unwrap_or_default(),
+            );
         }
     }
     out
@@ -203,20 +216,9 @@ async fn deliver(engine: &Arc<Engine>, n: Notification) -> Result<(), EngineErro
         let target = match &channel.kind {
             ChannelKind::Webhook(w) => {
                 let secret = match &w.secret {
-                    Some(name) => match engine.channel_secret(&inc.project, name).await {
-                        Ok(v) => Some(v),
-                        Err(e) => {
-                            record(
-                                engine,
-                                inc.id,
-                                "delivery",
-                                &channel.name,
-                                format!("not sent: {e}"),
-                                json!({}),
-                            )
-                            .await;
-                            continue;
-                        }
+                    Some(name) => match secret(engine, &inc, &config, name, &channel.name).await {
+                        Some(v) => Some(v),
+                        None => continue,
                     },
                     None => None,
                 };
@@ -227,25 +229,14 @@ async fn deliver(engine: &Arc<Engine>, n: Notification) -> Result<(), EngineErro
                     }),
                     WebhookFormat::Alertmanager => Target::Alertmanager {
                         url: w.url.clone(),
-                        body: alertmanager_body(engine, &inc, &alerts),
+                        body: alertmanager_body(engine, &inc, &alerts, &config.alerts.group_by),
                     },
                 }
             }
             ChannelKind::Slack { url_secret } => {
-                match engine.channel_secret(&inc.project, url_secret).await {
-                    Ok(url) => Target::Notify(sluice_notify::Channel::Slack { url }),
-                    Err(e) => {
-                        record(
-                            engine,
-                            inc.id,
-                            "delivery",
-                            &channel.name,
-                            format!("not sent: {e}"),
-                            json!({}),
-                        )
-                        .await;
-                        continue;
-                    }
+                match secret(engine, &inc, &config, url_secret, &channel.name).await {
+                    Some(url) => Target::Notify(sluice_notify::Channel::Slack { url }),
+                    None => continue,
                 }
             }
             ChannelKind::Email { to } => match &engine.config.smtp {
@@ -274,13 +265,40 @@ async fn deliver(engine: &Arc<Engine>, n: Notification) -> Result<(), EngineErro
         let msg = msg.clone();
         let name = channel.name.clone();
         sends.push(tokio::spawn(async move {
-            send_with_retries(&engine, inc.id, &name, &target, &msg).await;
+            send_to_channel(&engine, inc.id, &name, &target, &msg).await;
         }));
     }
     for s in sends {
         let _ = s.await;
     }
     Ok(())
+}
+
+/// A secret a channel names, read for the project's production environment; when it cannot
+/// be read, the timeline says why nothing was sent to `channel`.
+async fn secret(
+    engine: &Engine,
+    inc: &IncidentRow,
+    config: &sluice_spec::Config,
+    name: &str,
+    channel: &str,
+) -> Option<String> {
+    let env = config.environments.last().map_or("", |e| e.name.as_str());
+    match engine.channel_secret(&inc.project, env, name).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            record(
+                engine,
+                inc.id,
+                "delivery",
+                channel,
+                format!("not sent: {e}"),
+                json!({}),
+            )
+            .await;
+            None
+        }
+    }
 }
 
 /// Where one channel's notification goes.
@@ -292,41 +310,61 @@ enum Target {
     },
 }
 
-async fn send_with_retries(
+async fn send_to_channel(
     engine: &Engine,
     incident: i64,
     channel: &str,
     target: &Target,
     msg: &sluice_notify::Notification,
 ) {
+    let event = msg.event.as_str();
+    let data = json!({"channel": channel, "event": event});
+    let done = format!("{event} notification delivered to {channel}");
+    let what = format!("{event} notification to {channel}");
+    with_retries(
+        engine,
+        incident,
+        ("delivery", channel),
+        (&done, &what),
+        data,
+        || async {
+            match target {
+                Target::Notify(c) => sluice_notify::send(c, msg, &engine.incidents.http, now_ms())
+                    .await
+                    .map(|d| d.detail)
+                    .map_err(|e| (e.retryable, e.message)),
+                Target::Alertmanager { url, body } => {
+                    post_json(&engine.incidents.http, url, body).await
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Makes one delivery until it succeeds, fails for good or runs out of retries (with
+/// backoff and jitter). Every attempt is a timeline entry of `kind` by `actor`: `done` on
+/// success, "`what` failed" otherwise; `data` gets the attempt number and whether it worked.
+async fn with_retries<F, Fut>(
+    engine: &Engine,
+    incident: i64,
+    (kind, actor): (&str, &str),
+    (done, what): (&str, &str),
+    data: serde_json::Value,
+    mut attempt_once: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<String, (bool, String)>>,
+{
     let backoff = retry_backoff();
     let mut attempt: u32 = 1;
     loop {
-        let result = match target {
-            Target::Notify(c) => sluice_notify::send(c, msg, &engine.incidents.http, now_ms())
-                .await
-                .map(|d| d.detail)
-                .map_err(|e| (e.retryable, e.message)),
-            Target::Alertmanager { url, body } => {
-                post_json(&engine.incidents.http, url, body).await
-            }
-        };
-        let event = msg.event.as_str();
-        match result {
-            Ok(detail) => {
-                record(
-                    engine,
-                    incident,
-                    "delivery",
-                    channel,
-                    format!(
-                        "{event} notification delivered to {channel} (attempt {attempt}): {detail}"
-                    ),
-                    json!({"channel": channel, "attempt": attempt, "ok": true, "event": event}),
-                )
-                .await;
-                return;
-            }
+        let result = attempt_once().await;
+        let mut data = data.clone();
+        data["attempt"] = json!(attempt);
+        data["ok"] = json!(result.is_ok());
+        let (text, delay) = match result {
+            Ok(detail) => (format!("{done} (attempt {attempt}): {detail}"), None),
             Err((retryable, why)) => {
                 let delay = if retryable {
                     backoff.delay_after(attempt, jitter())
@@ -337,24 +375,18 @@ async fn send_with_retries(
                     Some(ms) => format!("; retrying in {}s", ms.div_ceil(1000)),
                     None => "; giving up".to_owned(),
                 };
-                record(
-                    engine,
-                    incident,
-                    "delivery",
-                    channel,
-                    format!(
-                        "{event} notification to {channel} failed (attempt {attempt}): {why}{next}"
-                    ),
-                    json!({"channel": channel, "attempt": attempt, "ok": false, "event": event}),
+                (
+                    format!("{what} failed (attempt {attempt}): {why}{next}"),
+                    delay,
                 )
-                .await;
-                let Some(ms) = delay else {
-                    return;
-                };
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                attempt += 1;
             }
-        }
+        };
+        record(engine, incident, kind, actor, text, data).await;
+        let Some(ms) = delay else {
+            return;
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        attempt += 1;
     }
 }
 
@@ -376,7 +408,7 @@ pub async fn page_user(
         let why = if engine.config.smtp.is_none() {
             "the server has no SMTP settings"
         } else {
-            "the user has no email address (`sluice users email USER ADDRESS`)"
+            "the user has no email address (set it with `PATCH /api/v1/users/USER`)"
         };
         record(
             engine,
@@ -415,37 +447,22 @@ pub async fn page_user(
         smtp: smtp.clone(),
         to: vec![to.clone()],
     };
-    let backoff = retry_backoff();
-    let mut attempt = 1;
-    loop {
-        match sluice_notify::send(&channel, &msg, &engine.incidents.http, now_ms()).await {
-            Ok(_) => {
-                record(engine, incident, "page", policy, format!("paged {user} by email ({to}), level {level} of policy {policy} (attempt {attempt})"), detail).await;
-                return;
-            }
-            Err(e) => {
-                let delay = if e.retryable {
-                    backoff.delay_after(attempt, jitter())
-                } else {
-                    None
-                };
-                record(
-                    engine,
-                    incident,
-                    "page",
-                    policy,
-                    format!("paging {user} failed (attempt {attempt}): {}", e.message),
-                    detail.clone(),
-                )
-                .await;
-                let Some(ms) = delay else {
-                    return;
-                };
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                attempt += 1;
-            }
-        }
-    }
+    let done = format!("paged {user} by email ({to}), level {level} of policy {policy}");
+    let what = format!("paging {user}");
+    with_retries(
+        engine,
+        incident,
+        ("page", policy),
+        (&done, &what),
+        detail,
+        || async {
+            sluice_notify::send(&channel, &msg, &engine.incidents.http, now_ms())
+                .await
+                .map(|d| d.detail)
+                .map_err(|e| (e.retryable, e.message))
+        },
+    )
+    .await;
 }
 
 /// Posts the record of a resolved incident (Markdown postmortem draft and JSON timeline) to
@@ -470,77 +487,37 @@ async fn ticket(engine: &Engine, incident: i64) -> Result<(), EngineError> {
         return Ok(());
     };
     let secret = match &t.secret {
-        Some(name) => match engine.channel_secret(&inc.project, name).await {
-            Ok(v) => Some(v),
-            Err(e) => {
-                record(
-                    engine,
-                    incident,
-                    "ticket",
-                    "ticket",
-                    format!("postmortem not posted: {e}"),
-                    json!({}),
-                )
-                .await;
-                return Ok(());
-            }
+        Some(name) => match secret(engine, &inc, &config, name, "ticket").await {
+            Some(v) => Some(v),
+            None => return Ok(()),
         },
         None => None,
     };
-    let record_now = super::record::read(engine, incident).await?.postmortem();
-    let backoff = retry_backoff();
-    let mut attempt = 1;
-    loop {
-        let result = sluice_notify::send_ticket(
-            &t.url,
-            secret.as_deref(),
-            &record_now,
-            &engine.incidents.http,
-            now_ms(),
-        )
-        .await;
-        match result {
-            Ok(d) => {
-                record(
-                    engine,
-                    incident,
-                    "ticket",
-                    "ticket",
-                    format!(
-                        "postmortem posted to the ticket webhook (attempt {attempt}): {}",
-                        d.detail
-                    ),
-                    json!({"attempt": attempt, "ok": true}),
-                )
-                .await;
-                return Ok(());
-            }
-            Err(e) => {
-                let delay = if e.retryable {
-                    backoff.delay_after(attempt, jitter())
-                } else {
-                    None
-                };
-                record(
-                    engine,
-                    incident,
-                    "ticket",
-                    "ticket",
-                    format!(
-                        "posting the postmortem failed (attempt {attempt}): {}",
-                        e.message
-                    ),
-                    json!({"attempt": attempt, "ok": false}),
-                )
-                .await;
-                let Some(ms) = delay else {
-                    return Ok(());
-                };
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                attempt += 1;
-            }
-        }
-    }
+    let postmortem = super::record::read(engine, incident).await?.postmortem();
+    with_retries(
+        engine,
+        incident,
+        ("ticket", "ticket"),
+        (
+            "postmortem posted to the ticket webhook",
+            "posting the postmortem",
+        ),
+        json!({}),
+        || async {
+            sluice_notify::send_ticket(
+                &t.url,
+                secret.as_deref(),
+                &postmortem,
+                &engine.incidents.http,
+                now_ms(),
+            )
+            .await
+            .map(|d| d.detail)
+            .map_err(|e| (e.retryable, e.message))
+        },
+    )
+    .await;
+    Ok(())
 }
 
 /// Retries of deliveries: quicker than the notify crate's default, since a page should not

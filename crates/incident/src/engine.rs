@@ -1,11 +1,58 @@
-//! The engine's state machine: open alerts by key, open incidents by group, and the
-//! deadlines (group wait, group interval) at which notifications fall due.
+//! The engine's state machine: open alerts by key, open incidents by group, the deadlines
+//! (group wait, group interval) at which notifications fall due, and flap detection per key.
+//!
+//! Flapping (see also `docs/incidents.md`): each alert key has a
+//! [`FlapDetector`] once it has resolved at least once. When its state changes (trigger after
+//! resolve, resolve after trigger) too often within the window, the key is flapping, and:
+//! - its open alert is marked flapping ([`Effect::AlertFlapping`]); its incident was notified
+//!   once (when it opened) and hears nothing more from this alert;
+//! - a resolve does not resolve the alert: it stays open, quietly, with the resolve held
+//!   ([`Effect::AlertResolveHeld`]), so the incident stays open too and no resolve/trigger pair
+//!   of notifications goes out; a trigger after it simply clears the held resolve (the alert
+//!   is the same one: no new alert, no new incident, unlike a trigger after a real resolve);
+//! - a trigger for a key that has no open alert (its last alert was really resolved, or
+//!   resolved by hand) opens a new alert, as PagerDuty does, but muted: no incident, like a
+//!   silenced alert, until it stops flapping;
+//! - it stops flapping once its state has not changed for the detector's window
+//!   ([`Effect::AlertStable`]); then a held resolve applies (the alert resolves at the time its
+//!   source resolved it, and its incident resolves if that was its last alert, telling whoever
+//!   was notified) and a muted firing alert joins or opens an incident like any new alert.
+//!
+//! Detectors are kept only for keys that have resolved and changed within the window (an
+//! alert that never resolved has had one change, its opening, which a detector made at its
+//! first resolve records after the fact), so a storm of alerts that just fire costs none.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sluice_alerts::{Labels, Severity};
+use sluice_rules::{AlertState, FlapChange, FlapConfig, FlapDetector};
+
+/// The flap window by default: 10 minutes.
+pub const DEFAULT_FLAP_WINDOW_MS: i64 = 10 * 60_000;
+/// State changes within the window at which an alert flaps, by default: two complete
+/// trigger/resolve cycles.
+pub const DEFAULT_FLAP_CHANGES: usize = 4;
+
+/// The most state changes [`flap_config`] accepts (a detector keeps that many times).
+pub const MAX_FLAP_CHANGES: usize = 1_000;
+
+/// The detector settings for `changes` state changes within `window_ms`: flapping starts at
+/// `changes` changes within the window and stops once the alert has not changed state for a
+/// whole window. `changes` is kept within 2 (an alert's opening is a change, so 1 would make
+/// every alert flap) and [`MAX_FLAP_CHANGES`]; a window that is not positive gives the
+/// default window.
+pub fn flap_config(window_ms: i64, changes: usize) -> FlapConfig {
+    let window_ms = if window_ms > 0 {
+        window_ms
+    } else {
+        DEFAULT_FLAP_WINDOW_MS
+    };
+    // Leave at 0: "stable for a whole window". Both arguments are valid here, so the
+    // fallback is never taken; it only avoids a panic path.
+    FlapConfig::new(window_ms, changes.clamp(2, MAX_FLAP_CHANGES), 0).unwrap_or_default()
+}
 
 /// What a signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +128,11 @@ pub trait Env {
     fn grouping(&self, project: &str) -> &Grouping;
     /// The id of an active silence that mutes this alert at `now_ms`, if any.
     fn silenced(&self, signal: &AlertSignal, now_ms: i64) -> Option<i64>;
+    /// The flap detection settings of a project (default: [`DEFAULT_FLAP_CHANGES`] changes
+    /// within [`DEFAULT_FLAP_WINDOW_MS`]).
+    fn flapping(&self, _project: &str) -> FlapConfig {
+        flap_config(DEFAULT_FLAP_WINDOW_MS, DEFAULT_FLAP_CHANGES)
+    }
 }
 
 /// Why a notification is due.
@@ -146,7 +198,8 @@ pub enum Effect {
         /// When.
         at_ms: i64,
     },
-    /// A silenced alert is no longer silenced and joined an incident.
+    /// A muted alert (silenced, or opened while its key was flapping) is muted no more and
+    /// joined an incident.
     AlertUnsilenced {
         /// The alert.
         id: i64,
@@ -212,6 +265,43 @@ pub enum Effect {
         /// When.
         at_ms: i64,
     },
+    /// An alert is flapping: it changed state `changes` times within `window_ms`, or it
+    /// opened while its key was flapping. Its triggers and resolves notify nobody until it
+    /// is stable again.
+    AlertFlapping {
+        /// The alert.
+        id: i64,
+        /// Its incident (None: muted).
+        incident: Option<i64>,
+        /// State changes of its key within the window.
+        changes: usize,
+        /// The detector's window.
+        window_ms: i64,
+        /// When.
+        at_ms: i64,
+    },
+    /// The source resolved a flapping alert: the alert stays open, quietly, and resolves
+    /// (at `at_ms`) only if it is still resolved when it stops flapping. A trigger clears it
+    /// ([`Effect::AlertRepeated`]).
+    AlertResolveHeld {
+        /// The alert.
+        id: i64,
+        /// When its source resolved it.
+        at_ms: i64,
+    },
+    /// An alert stopped flapping: its state did not change for `window_ms`. An
+    /// [`Effect::AlertResolved`] (its held resolve) or an [`Effect::AlertUnsilenced`] (a
+    /// muted alert joining an incident) may follow.
+    AlertStable {
+        /// The alert.
+        id: i64,
+        /// Its incident (None: muted).
+        incident: Option<i64>,
+        /// The detector's window.
+        window_ms: i64,
+        /// When.
+        at_ms: i64,
+    },
     /// Someone must be told.
     Notify {
         /// The incident.
@@ -228,15 +318,25 @@ pub enum Effect {
 pub struct RestoredAlert {
     /// Id.
     pub id: i64,
-    /// Its incident (None when silenced).
+    /// Its incident (None when muted: silenced, or opened while flapping).
     pub incident: Option<i64>,
     /// Severity.
     pub severity: Severity,
-    /// The signal that opened it (scope, key, labels, ... as stored), needed for a
-    /// silenced alert to open an incident once its silence ends.
+    /// The signal that opened it (scope, key, labels, ... as stored), needed for a muted
+    /// alert to open an incident once it is muted no more.
     pub signal: AlertSignal,
     /// Whether a silence mutes it.
     pub silenced: bool,
+    /// When sluice opened it.
+    pub opened_ms: i64,
+    /// Whether it is flapping now.
+    pub flapping: bool,
+    /// Its last change (a flapping alert stops flapping a window after it). The time of
+    /// its last signal is a safe stand-in: a repeated trigger is no state change, so it
+    /// can only make the alert flap a little longer after a restart, never shorter.
+    pub last_change_ms: i64,
+    /// For a flapping alert whose source resolved it: when (the held resolve).
+    pub held_resolve_ms: Option<i64>,
 }
 
 /// An open incident as the server restores it at start.
@@ -282,8 +382,14 @@ struct OpenAlert {
     id: i64,
     incident: Option<i64>,
     severity: Severity,
-    /// Kept only while silenced: what is needed to open an incident when the silence ends.
-    silenced: Option<Box<AlertSignal>>,
+    /// Kept only while muted (silenced, or opened while flapping): what is needed to open an
+    /// incident when it is muted no more.
+    muted: Option<Box<AlertSignal>>,
+    /// When it opened: its first state change, for a flap detector made later.
+    opened_ms: i64,
+    /// While flapping: when its source resolved it (the resolve waits for the flapping to
+    /// stop).
+    held_resolve_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -312,6 +418,11 @@ pub struct Engine {
     groups: HashMap<String, i64>,
     /// (due time, incident) pairs; entries that are no longer due are skipped when popped.
     deadlines: BinaryHeap<Reverse<(i64, i64)>>,
+    /// Flap detectors of the keys that resolved within their window or flap.
+    flaps: HashMap<AlertKey, FlapDetector>,
+    /// (time, key): when a flapping key may stop flapping, or an idle detector may go.
+    /// Stale entries are re-checked and re-queued or dropped when popped.
+    flap_checks: BinaryHeap<Reverse<(i64, AlertKey)>>,
     next_alert: i64,
     next_incident: i64,
 }
@@ -384,12 +495,24 @@ impl Engine {
         );
     }
 
-    /// Re-adds an open alert read from storage.
-    pub fn restore_alert(&mut self, r: RestoredAlert) {
+    /// Re-adds an open alert read from storage. A flapping alert gets a detector that flaps
+    /// until a window after its last change (the change history itself is not stored).
+    pub fn restore_alert(&mut self, r: RestoredAlert, env: &dyn Env) {
         let key = (r.signal.scope.clone(), r.signal.key.clone());
         self.next_alert = self.next_alert.max(r.id + 1);
         if let Some(inc) = r.incident.and_then(|i| self.incidents.get_mut(&i)) {
             inc.open_alerts.insert(r.id);
+        }
+        let mut held_resolve_ms = None;
+        if r.flapping {
+            let config = env.flapping(&r.signal.project);
+            let resolved = r.held_resolve_ms.is_some();
+            self.flaps.insert(
+                key.clone(),
+                flapping_since(config, r.last_change_ms, resolved),
+            );
+            self.review_later(&key, r.last_change_ms);
+            held_resolve_ms = r.held_resolve_ms;
         }
         self.keys_by_id.insert(r.id, key.clone());
         self.alerts.insert(
@@ -398,9 +521,18 @@ impl Engine {
                 id: r.id,
                 incident: r.incident,
                 severity: r.severity,
-                silenced: r.silenced.then(|| Box::new(r.signal)),
+                muted: r.incident.is_none().then(|| Box::new(r.signal)),
+                opened_ms: r.opened_ms,
+                held_resolve_ms,
             },
         );
+    }
+
+    /// Whether the alert `key` of `scope` is flapping now.
+    pub fn is_flapping(&self, scope: &str, key: &str) -> bool {
+        self.flaps
+            .get(&(scope.to_owned(), key.to_owned()))
+            .is_some_and(FlapDetector::is_flapping)
     }
 
     /// Applies one signal received at `now_ms`.
@@ -409,38 +541,39 @@ impl Engine {
         let key = (signal.scope.clone(), signal.key.clone());
         match signal.action {
             Action::Trigger => {
-                if let Some(open) = self.alerts.get_mut(&key) {
-                    let id = open.id;
-                    let raised = signal.severity > open.severity;
-                    open.severity = open.severity.max(signal.severity);
-                    let severity = open.severity;
-                    let incident = open.incident;
-                    out.push(Effect::AlertRepeated {
-                        id,
-                        severity,
-                        summary: signal.summary,
-                        at_ms: now_ms,
-                    });
-                    if raised && let Some(inc) = incident {
-                        self.raise(inc, severity, now_ms, &mut out);
-                    }
+                if self.alerts.contains_key(&key) {
+                    self.repeat(&key, signal, now_ms, env, &mut out);
                 } else {
-                    self.open_alert(key, signal, now_ms, env, &mut out);
+                    // A trigger after a resolve: a state change of the key, and a new alert.
+                    let change = self
+                        .flaps
+                        .get_mut(&key)
+                        .map_or(FlapChange::None, |d| d.record(AlertState::Firing, now_ms));
+                    if change == FlapChange::Stopped {
+                        self.stop_flapping(&key, now_ms, env, &mut out);
+                    }
+                    let flapping = self.flaps.get(&key).is_some_and(FlapDetector::is_flapping);
+                    let id = self.open_alert(key.clone(), signal, now_ms, env, flapping, &mut out);
+                    if flapping {
+                        self.mark_flapping(
+                            &key,
+                            id,
+                            change == FlapChange::Started,
+                            now_ms,
+                            &mut out,
+                        );
+                    }
                 }
             }
             Action::Acknowledge => {
-                // An acknowledge for an unknown or silenced alert is dropped, as PagerDuty
+                // An acknowledge for an unknown or muted alert is dropped, as PagerDuty
                 // drops one for an unknown dedup key.
                 if let Some(inc) = self.alerts.get(&key).and_then(|a| a.incident) {
                     let by = format!("{} ({})", signal.source, signal.scope);
                     self.acknowledge_inner(inc, &by, now_ms, &mut out);
                 }
             }
-            Action::Resolve => {
-                if self.alerts.contains_key(&key) {
-                    self.resolve_alert(&key, now_ms, &mut out);
-                }
-            }
+            Action::Resolve => self.resolve_signal(&key, &signal.project, now_ms, env, &mut out),
         }
         out
     }
@@ -453,8 +586,9 @@ impl Engine {
         out
     }
 
-    /// Resolves an open incident by hand, with all its open alerts. Empty when it is not
-    /// open.
+    /// Resolves an open incident by hand, with all its open alerts (flapping ones too: a
+    /// person's word ends them; their keys go on flapping, so a new trigger while they flap
+    /// opens a muted alert). Empty when it is not open.
     pub fn resolve(&mut self, incident: i64, by: &str, now_ms: i64) -> Vec<Effect> {
         let mut out = Vec::new();
         let Some(inc) = self.incidents.get(&incident) else {
@@ -466,50 +600,67 @@ impl Engine {
             if let Some(key) = self.keys_by_id.remove(&id) {
                 self.alerts.remove(&key);
                 out.push(Effect::AlertResolved { id, at_ms: now_ms });
+                self.review_later(&key, now_ms);
             }
         }
         self.close_incident(incident, Some(by.to_owned()), now_ms, &mut out);
         out
     }
 
-    /// Opens incidents for silenced alerts whose silence has ended. Call when silences
-    /// change or expire.
+    /// Opens incidents for muted alerts whose silence has ended (flapping ones wait until
+    /// they stop flapping). Call when silences change or expire.
     pub fn recheck_silenced(&mut self, now_ms: i64, env: &dyn Env) -> Vec<Effect> {
         let mut out = Vec::new();
         let mut freed: Vec<(AlertKey, i64)> = self
             .alerts
             .iter()
+            .filter(|(k, _)| !self.flaps.get(*k).is_some_and(FlapDetector::is_flapping))
             .filter_map(|(k, a)| {
-                let s = a.silenced.as_ref()?;
+                let s = a.muted.as_ref()?;
                 env.silenced(s, now_ms).is_none().then(|| (k.clone(), a.id))
             })
             .collect();
         freed.sort_by_key(|(_, id)| *id);
-        for (key, id) in freed {
-            let Some(signal) = self.alerts.get_mut(&key).and_then(|a| a.silenced.take()) else {
-                continue;
-            };
-            let incident = self.join_or_open(id, &signal, now_ms, env, &mut out);
-            if let Some(a) = self.alerts.get_mut(&key) {
-                a.incident = Some(incident);
-            }
-            out.push(Effect::AlertUnsilenced {
-                id,
-                incident,
-                at_ms: now_ms,
-            });
+        for (key, _) in freed {
+            self.unmute(&key, now_ms, env, &mut out);
         }
         out
     }
 
     /// The earliest time at which [`Engine::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.deadlines.peek().map(|Reverse((at, _))| *at)
+        let incidents = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        let flaps = self.flap_checks.peek().map(|Reverse((at, _))| *at);
+        match (incidents, flaps) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Emits the notifications due at or before `now_ms`.
+    /// Emits what is due at or before `now_ms`: alerts that stopped flapping (with their
+    /// held resolves), then notifications.
     pub fn tick(&mut self, now_ms: i64, env: &dyn Env) -> Vec<Effect> {
         let mut out = Vec::new();
+        // Taken out first: what they queue again is looked at in a later tick, whatever
+        // times the clock gives.
+        let mut due = Vec::new();
+        while let Some(Reverse((at, _))) = self.flap_checks.peek()
+            && *at <= now_ms
+        {
+            if let Some(Reverse((_, key))) = self.flap_checks.pop() {
+                due.push(key);
+            }
+        }
+        for key in due {
+            let Some(d) = self.flaps.get_mut(&key) else {
+                continue;
+            };
+            if d.tick(now_ms) == FlapChange::Stopped {
+                self.stop_flapping(&key, now_ms, env, &mut out);
+            } else {
+                self.review_later(&key, now_ms);
+            }
+        }
         while let Some(&Reverse((due, id))) = self.deadlines.peek() {
             if due > now_ms {
                 break;
@@ -546,35 +697,41 @@ impl Engine {
         out
     }
 
+    /// Opens a new alert and returns its id. It is muted (no incident) while a silence
+    /// matches it or while its key flaps.
     fn open_alert(
         &mut self,
         key: AlertKey,
         signal: AlertSignal,
         now_ms: i64,
         env: &dyn Env,
+        flapping: bool,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> i64 {
         let id = self.next_alert;
         self.next_alert += 1;
         self.keys_by_id.insert(id, key.clone());
-        if let Some(silence) = env.silenced(&signal, now_ms) {
+        let silence = env.silenced(&signal, now_ms);
+        if silence.is_some() || flapping {
             self.alerts.insert(
                 key,
                 OpenAlert {
                     id,
                     incident: None,
                     severity: signal.severity,
-                    silenced: Some(Box::new(signal.clone())),
+                    muted: Some(Box::new(signal.clone())),
+                    opened_ms: now_ms,
+                    held_resolve_ms: None,
                 },
             );
             out.push(Effect::AlertOpened {
                 id,
                 incident: None,
-                silenced_by: Some(silence),
+                silenced_by: silence,
                 at_ms: now_ms,
                 signal: Box::new(signal),
             });
-            return;
+            return id;
         }
         // The alert row goes first so the incident's effects can refer to it.
         let at = out.len();
@@ -585,7 +742,9 @@ impl Engine {
                 id,
                 incident: Some(incident),
                 severity: signal.severity,
-                silenced: None,
+                muted: None,
+                opened_ms: now_ms,
+                held_resolve_ms: None,
             },
         );
         out.insert(
@@ -598,6 +757,204 @@ impl Engine {
                 signal: Box::new(signal),
             },
         );
+        id
+    }
+
+    /// A trigger for the open alert `key`: it repeats; after a held resolve (the alert
+    /// flaps) the trigger is a state change that clears it.
+    fn repeat(
+        &mut self,
+        key: &AlertKey,
+        signal: AlertSignal,
+        now_ms: i64,
+        env: &dyn Env,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(open) = self.alerts.get_mut(key) else {
+            return;
+        };
+        let id = open.id;
+        let raised = signal.severity > open.severity;
+        open.severity = open.severity.max(signal.severity);
+        open.held_resolve_ms = None;
+        let severity = open.severity;
+        let incident = open.incident;
+        // A muted alert joins an incident later with what it says now.
+        if let Some(m) = open.muted.as_mut() {
+            m.severity = severity;
+            m.summary.clone_from(&signal.summary);
+        }
+        out.push(Effect::AlertRepeated {
+            id,
+            severity,
+            summary: signal.summary,
+            at_ms: now_ms,
+        });
+        // Firing again is no change unless a resolve was held; either way the detector
+        // forgets changes that left its window, which may end the flapping.
+        let change = self
+            .flaps
+            .get_mut(key)
+            .map_or(FlapChange::None, |d| d.record(AlertState::Firing, now_ms));
+        match change {
+            FlapChange::Started => self.mark_flapping(key, id, true, now_ms, out),
+            FlapChange::Stopped => self.stop_flapping(key, now_ms, env, out),
+            FlapChange::None => {}
+        }
+        if raised && let Some(inc) = incident {
+            self.raise(inc, severity, now_ms, out);
+        }
+    }
+
+    /// A resolve for the alert `key`: a state change. While the key flaps the resolve is
+    /// held and the alert stays open; otherwise the alert resolves (and its incident with its
+    /// last alert).
+    fn resolve_signal(
+        &mut self,
+        key: &AlertKey,
+        project: &str,
+        now_ms: i64,
+        env: &dyn Env,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(opened_ms) = self.alerts.get(key).map(|a| a.opened_ms) else {
+            // A resolve for an unknown key is dropped, as PagerDuty drops it.
+            return;
+        };
+        let change = match self.flaps.get_mut(key) {
+            Some(d) => d.record(AlertState::Resolved, now_ms),
+            None => {
+                // The key's first resolve: its opening was its first change.
+                let mut d = FlapDetector::new(env.flapping(project));
+                d.record(AlertState::Firing, opened_ms);
+                let change = d.record(AlertState::Resolved, now_ms);
+                self.flaps.insert(key.clone(), d);
+                change
+            }
+        };
+        if change == FlapChange::Stopped {
+            // Applies a resolve held before, if any: the alert may be gone now.
+            self.stop_flapping(key, now_ms, env, out);
+        }
+        let Some(open) = self.alerts.get_mut(key) else {
+            return;
+        };
+        let id = open.id;
+        if self.flaps.get(key).is_some_and(FlapDetector::is_flapping) {
+            // Held: the first resolve counts; repeated resolves (Alertmanager resends them)
+            // change nothing.
+            if open.held_resolve_ms.is_none() {
+                open.held_resolve_ms = Some(now_ms);
+                if change == FlapChange::Started {
+                    self.mark_flapping(key, id, true, now_ms, out);
+                }
+                out.push(Effect::AlertResolveHeld { id, at_ms: now_ms });
+            }
+            return;
+        }
+        self.resolve_alert(key, now_ms, now_ms, out);
+        self.review_later(key, now_ms);
+    }
+
+    /// Says that the open alert `id` of `key` flaps; `started`: the key has just started to
+    /// (its detector is then queued for its end).
+    fn mark_flapping(
+        &mut self,
+        key: &AlertKey,
+        id: i64,
+        started: bool,
+        now_ms: i64,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(d) = self.flaps.get(key) else {
+            return;
+        };
+        let (changes, window_ms) = (d.changes_in_window(now_ms), d.config().window_ms());
+        let incident = self.alerts.get(key).and_then(|a| a.incident);
+        out.push(Effect::AlertFlapping {
+            id,
+            incident,
+            changes,
+            window_ms,
+            at_ms: now_ms,
+        });
+        if started {
+            self.review_later(key, now_ms);
+        }
+    }
+
+    /// The key stopped flapping: its open alert (if any) is stable; a held resolve applies,
+    /// a muted alert joins an incident unless a silence still mutes it.
+    fn stop_flapping(&mut self, key: &AlertKey, now_ms: i64, env: &dyn Env, out: &mut Vec<Effect>) {
+        let window_ms = self.flaps.get(key).map_or(0, |d| d.config().window_ms());
+        if let Some(open) = self.alerts.get_mut(key) {
+            let (id, incident) = (open.id, open.incident);
+            let held = open.held_resolve_ms.take();
+            out.push(Effect::AlertStable {
+                id,
+                incident,
+                window_ms,
+                at_ms: now_ms,
+            });
+            match held {
+                // The alert resolved when its source said so; its incident resolves now.
+                Some(at) => self.resolve_alert(key, at, now_ms, out),
+                None => self.unmute(key, now_ms, env, out),
+            }
+        }
+        self.review_later(key, now_ms);
+    }
+
+    /// Lets the muted alert `key` join or open an incident, unless a silence mutes it.
+    fn unmute(&mut self, key: &AlertKey, now_ms: i64, env: &dyn Env, out: &mut Vec<Effect>) {
+        let Some(a) = self.alerts.get(key) else {
+            return;
+        };
+        let id = a.id;
+        if a.muted
+            .as_ref()
+            .is_none_or(|s| env.silenced(s, now_ms).is_some())
+        {
+            return;
+        }
+        let Some(signal) = self.alerts.get_mut(key).and_then(|a| a.muted.take()) else {
+            return;
+        };
+        let incident = self.join_or_open(id, &signal, now_ms, env, out);
+        if let Some(a) = self.alerts.get_mut(key) {
+            a.incident = Some(incident);
+        }
+        out.push(Effect::AlertUnsilenced {
+            id,
+            incident,
+            at_ms: now_ms,
+        });
+    }
+
+    /// Queues the next look at the detector of `key`: when a flapping key may stop, or a
+    /// window from now for one that changed recently; drops a detector that holds nothing
+    /// (not flapping, no change within its window), which bounds them to the keys that
+    /// changed within their window.
+    fn review_later(&mut self, key: &AlertKey, now_ms: i64) {
+        let Some(d) = self.flaps.get(key) else {
+            return;
+        };
+        let at = if d.is_flapping() {
+            Some(
+                d.next_deadline()
+                    .unwrap_or_else(|| now_ms.saturating_add(d.config().window_ms())),
+            )
+        } else if d.is_idle(now_ms) {
+            None
+        } else {
+            Some(now_ms.saturating_add(d.config().window_ms()))
+        };
+        match at {
+            Some(at) => self.flap_checks.push(Reverse((at, key.clone()))),
+            None => {
+                self.flaps.remove(key);
+            }
+        }
     }
 
     /// Puts alert `id` into its group's open incident, or opens one; returns the incident.
@@ -727,14 +1084,16 @@ impl Engine {
         }
     }
 
-    fn resolve_alert(&mut self, key: &AlertKey, now_ms: i64, out: &mut Vec<Effect>) {
+    /// Resolves the open alert `key` as of `at_ms` and, if it was its incident's last
+    /// alert, the incident as of `now_ms`.
+    fn resolve_alert(&mut self, key: &AlertKey, at_ms: i64, now_ms: i64, out: &mut Vec<Effect>) {
         let Some(alert) = self.alerts.remove(key) else {
             return;
         };
         self.keys_by_id.remove(&alert.id);
         out.push(Effect::AlertResolved {
             id: alert.id,
-            at_ms: now_ms,
+            at_ms,
         });
         let Some(incident) = alert.incident else {
             return;
@@ -775,6 +1134,27 @@ impl Engine {
             });
         }
     }
+}
+
+/// A detector flapping since `last_ms`, its last state resolved or firing: its `enter`
+/// changes alternating up to `last_ms`, a millisecond apart, so it stops a window after
+/// `last_ms` unless the alert changes again.
+fn flapping_since(config: FlapConfig, last_ms: i64, resolved: bool) -> FlapDetector {
+    let mut d = FlapDetector::new(config);
+    let n = config.enter();
+    for i in 0..n {
+        let back = n - 1 - i;
+        let state = if back.is_multiple_of(2) == resolved {
+            AlertState::Resolved
+        } else {
+            AlertState::Firing
+        };
+        d.record(
+            state,
+            last_ms.saturating_sub(i64::try_from(back).unwrap_or(0)),
+        );
+    }
+    d
 }
 
 /// The group an alert belongs to: its project, its service and the values of the

@@ -212,6 +212,14 @@ impl Condition {
     pub fn value(&self, store: &MetricStore, window_ms: i64, now_ms: i64) -> Option<f64> {
         store.value(&self.metric, &self.aggregation, window_ms, now_ms)
     }
+
+    /// Whether the condition reads a metric scraped from the service (its own or, for
+    /// `ratio`, the denominator's), so the caller knows whether a scrape must feed it.
+    pub fn reads_scraped(&self) -> bool {
+        let scraped = |m: &Metric| matches!(m, Metric::Scraped { .. });
+        scraped(&self.metric)
+            || matches!(&self.aggregation, Aggregation::Ratio { denominator } if scraped(denominator))
+    }
 }
 
 impl FromStr for Condition {

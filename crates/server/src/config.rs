@@ -67,6 +67,8 @@ pub struct ServerConfig {
     /// The mail server email notifications go through; `None`: email channels record that
     /// nothing was sent.
     pub smtp: Option<sluice_notify::SmtpConfig>,
+    /// How often alert rules, scrapes and instance health are evaluated (tests shorten it).
+    pub rule_interval: Duration,
 }
 
 impl ServerConfig {
@@ -88,6 +90,7 @@ impl ServerConfig {
             admin_token: None,
             kek_file: None,
             smtp: None,
+            rule_interval: Duration::from_secs(10),
         }
     }
 

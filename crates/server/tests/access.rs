@@ -273,6 +273,9 @@ fn samples(spec: &RouteSpec, w: &mut World) -> Option<Vec<Sample>> {
         ) => {
             vec![s(spec.path.to_string(), None, Target::default())]
         }
+        ("GET", "/api/v1/alerts/noise" | "/alerts/noise") => {
+            vec![s(spec.path.to_string(), None, Target::default())]
+        }
         ("GET" | "POST", "/incidents/{id}/{action}") => {
             vec![s("/incidents/1/ack?sig=forged".into(), None, project())]
         }

@@ -1,7 +1,9 @@
 //! Incident management from the command line: `incidents`, `incident`, `ack`, `resolve`,
-//! `alerts`, `silence add|list|expire`, `oncall`, `dora` and `integrations add|list|rm`.
+//! `alerts` (and `alerts --noise`, the noise figures per rule), `silence add|list|expire`,
+//! `oncall`, `dora` and `integrations add|list|rm`.
 //!
 //! Every command is a thin client of the server's API (`/api/v1/incidents`, `/alerts`,
+//! `/alerts/noise`,
 //! `/silences`, `/oncall`, `/dora`, `/projects/{p}/integrations`): it checks its arguments
 //! (times, durations, weekly windows) before sending anything, prints tables in UTC or the
 //! server's JSON unchanged with `--output json`, and leaves every decision (grouping,
@@ -60,6 +62,15 @@ pub struct AlertsArgs {
     /// How many (1 to 1000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=1000))]
     limit: i64,
+    /// Instead of alerts, the noise figures per rule: alerts, incidents, alerts per incident, share auto-resolved quickly, share of incidents acknowledged, share flapping, median time to resolve.
+    #[arg(long, conflicts_with_all = ["incident", "firing"])]
+    noise: bool,
+    /// With --noise: the period, back from now: e.g. `30d` (the default), `12w`, `24h`.
+    #[arg(long, requires = "noise", value_parser = check_since)]
+    since: Option<String>,
+    /// With --noise: an alert resolved by its source within this long of opening counts as auto-resolved quickly, e.g. `5m` (the default), `90s`.
+    #[arg(long, requires = "noise", value_parser = check_within)]
+    within: Option<String>,
     #[command(flatten)]
     c: ClientOpts,
 }
@@ -325,6 +336,9 @@ async fn act(a: IncidentArgs, action: &str, done: &str) -> Result<i32, CliError>
 
 /// `sluice alerts`.
 pub async fn alerts(a: AlertsArgs) -> Result<i32, CliError> {
+    if a.noise {
+        return noise(a).await;
+    }
     let path = format!(
         "/alerts{}",
         query(&[
@@ -386,6 +400,89 @@ pub async fn alerts(a: AlertsArgs) -> Result<i32, CliError> {
         &rows,
     );
     Ok(0)
+}
+
+/// `sluice alerts --noise`: the server's figures, a row per rule.
+async fn noise(a: AlertsArgs) -> Result<i32, CliError> {
+    let path = format!(
+        "/alerts/noise{}",
+        query(&[
+            ("project", a.project),
+            ("since", a.since.or_else(|| Some("30d".to_string()))),
+            ("within", a.within),
+        ])
+    );
+    let v: Value = Client::new(&a.c.server).get(&path).await?;
+    if a.c.output == Output::Json {
+        print_json(&v);
+        return Ok(0);
+    }
+    let percent = |share: &Value, n: &Value| match share.as_f64() {
+        Some(s) => format!("{:.0}% ({})", s * 100.0, cell(n)),
+        None => "-".to_string(),
+    };
+    let rules = v["rules"]
+        .as_array()
+        .map(|r| r.as_slice())
+        .unwrap_or_default();
+    println!(
+        "alerts opened since {} UTC; auto-resolved: by their source within {}",
+        utc(v["since_ms"].as_i64()),
+        human_opt(v["within_ms"].as_i64())
+    );
+    if rules.is_empty() {
+        println!("no alerts in this period");
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = rules
+        .iter()
+        .map(|r| {
+            vec![
+                cell(&r["project"]),
+                cell(&r["rule"]),
+                cell(&r["alerts"]),
+                cell(&r["incidents"]),
+                r["alerts_per_incident"]
+                    .as_f64()
+                    .map_or_else(|| "-".to_string(), |x| format!("{x:.1}")),
+                percent(&r["auto_resolved_share"], &r["auto_resolved_quickly"]),
+                percent(&r["acknowledged_share"], &r["acknowledged"]),
+                percent(&r["flapping_share"], &r["flapping"]),
+                human_opt(r["median_resolve_ms"].as_i64()),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "PROJECT",
+            "RULE",
+            "ALERTS",
+            "INCIDENTS",
+            "PER INCIDENT",
+            "AUTO-RESOLVED",
+            "ACKED",
+            "FLAPPING",
+            "MEDIAN TO RESOLVE",
+        ],
+        &rows,
+    );
+    Ok(0)
+}
+
+/// Checks a `--since` window (`30d`, `12w`, `24h`) before anything is sent.
+fn check_since(s: &str) -> Result<String, String> {
+    sluice_dora::parse_since(s)
+        .map(|_| s.trim().to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a `--within` duration: positive, e.g. `5m`.
+fn check_within(s: &str) -> Result<String, String> {
+    let d = sluice_server::config::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("--within must be longer than 0s, e.g. `5m`".into());
+    }
+    Ok(s.trim().to_string())
 }
 
 /// `sluice silence ...`

@@ -536,6 +536,25 @@ fn demo_once_runs_end_to_end() {
     );
     assert!(stdout.starts_with("sluice demo: ok"), "{stdout}");
     assert!(stdout.contains("api v2"), "{stdout}");
+    // The faulty release: rolled back by production's canary, an incident naming it, the
+    // notification in the demo's own sink, and DORA counting the failure.
+    assert!(
+        stdout.contains("v3 to production was rolled back by its canary analysis"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("production serves v2 again"), "{stdout}");
+    assert!(
+        stdout.contains("incident #1 opened (suspected cause api v3)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notification delivered to the local sink"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("DORA: 3 deploys, change failure rate 33%, recovery "),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -1682,4 +1701,125 @@ fn incident_commands_ack_resolve_silence_oncall_and_dora() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+}
+
+#[test]
+fn alerts_noise_shows_the_figures_per_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        &[(
+            "sluice.yml",
+            "project: quiet\nenvironments:\n  production: { branch: main }\nservices:\n  web:\n    steps:\n      build:\n        run: \"true\"\nalerts:\n  group_by: [alertname]\n  group_wait: 100ms\n",
+        )],
+    );
+    let server = ServerProc::start(&tmp.path().join("data"), free_port());
+    let url = server.url.clone();
+    add_project(&repo, &url);
+    let run = |args: &[&str]| -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--server", &url]);
+        sluice(&all)
+    };
+    let json = |args: &[&str]| -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = run(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let key = json(&["integrations", "add", "quiet", "prometheus"])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alert = |name: &str, resolved: bool| {
+        let mut a = serde_json::json!({"labels": {"alertname": name, "service": "web"}});
+        if resolved {
+            a["endsAt"] = "2020-01-01T00:00:00Z".into();
+        }
+        a
+    };
+    let post = |alerts: Value| {
+        let status = post_json(&format!("{url}/integrations/{key}/api/v2/alerts"), &alerts);
+        assert_eq!(status, 200);
+    };
+    // Blip resolves by itself at once; Slow is acknowledged and keeps firing.
+    post(serde_json::json!([
+        alert("Blip", false),
+        alert("Slow", false)
+    ]));
+    let mut incidents = Value::Null;
+    wait_for("two incidents", 30, || {
+        incidents = json(&["incidents", "--project", "quiet"]);
+        incidents.as_array().unwrap().len() == 2
+    });
+    let slow = incidents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["title"].as_str().unwrap().starts_with("Slow"))
+        .unwrap()["id"]
+        .to_string();
+    assert_eq!(run(&["ack", &slow]).status.code(), Some(0));
+    post(serde_json::json!([alert("Blip", true)]));
+    let mut blip = Value::Null;
+    wait_for("Blip resolved", 30, || {
+        let alerts = json(&["alerts", "--project", "quiet"]);
+        blip = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "Blip")
+            .unwrap()
+            .clone();
+        blip["status"] == "resolved"
+    });
+    let lasted = blip["resolved_ms"].as_i64().unwrap() - blip["created_ms"].as_i64().unwrap();
+
+    let report = json(&["alerts", "--noise", "--project", "quiet", "--since", "7d"]);
+    assert_eq!(report["within_ms"], 300_000);
+    assert_eq!(
+        report["rules"],
+        serde_json::json!([
+            {
+                "project": "quiet", "rule": "Blip", "alerts": 1, "silenced": 0, "incidents": 1,
+                "alerts_per_incident": 1.0, "auto_resolved_quickly": 1, "auto_resolved_share": 1.0,
+                "acknowledged": 0, "acknowledged_share": 0.0, "flapping": 0, "flapping_share": 0.0,
+                "resolved": 1, "median_resolve_ms": lasted,
+            },
+            {
+                "project": "quiet", "rule": "Slow", "alerts": 1, "silenced": 0, "incidents": 1,
+                "alerts_per_incident": 1.0, "auto_resolved_quickly": 0, "auto_resolved_share": 0.0,
+                "acknowledged": 1, "acknowledged_share": 1.0, "flapping": 0, "flapping_share": 0.0,
+                "resolved": 0, "median_resolve_ms": null,
+            },
+        ])
+    );
+    let out = run(&["alerts", "--noise"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(
+        table.contains("auto-resolved: by their source within 5m") && table.contains("RULE"),
+        "{table}"
+    );
+    let blip_row = table.lines().find(|l| l.contains("Blip")).unwrap();
+    assert!(
+        blip_row.contains("100% (1)") && blip_row.contains("0% (0)"),
+        "{table}"
+    );
+    // Refused before anything is sent: a bad window, --noise with alert filters, noise
+    // options without --noise.
+    for args in [
+        &["alerts", "--noise", "--since", "soon"][..],
+        &["alerts", "--noise", "--within", "0s"],
+        &["alerts", "--noise", "--firing"],
+        &["alerts", "--since", "7d"],
+    ] {
+        assert_eq!(run(args).status.code(), Some(2), "{args:?}");
+    }
 }

@@ -29,6 +29,27 @@ pub struct Alerts {
     pub rules: Vec<AlertRule>,
     /// PagerDuty-compatible events accepted per routing key and minute; more get 429.
     pub rate_limit: u32,
+    /// When an alert counts as flapping.
+    pub flapping: Flapping,
+}
+
+/// Flap detection (`alerts.flapping`): an alert that changes state (fires, resolves) at
+/// least `changes` times within `window` is flapping until it has not changed for `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flapping {
+    /// The window changes are counted in, and how long a flapping alert must be stable.
+    pub window: Duration,
+    /// State changes within the window at which an alert flaps (at least 2).
+    pub changes: u32,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Flapping {
+            window: Duration::from_secs(10 * 60),
+            changes: 4,
+        }
+    }
 }
 
 impl Default for Alerts {
@@ -43,6 +64,7 @@ impl Default for Alerts {
             ticket: None,
             rules: Vec::new(),
             rate_limit: 600,
+            flapping: Flapping::default(),
         }
     }
 }
@@ -114,7 +136,13 @@ pub struct AlertRule {
     pub labels: BTreeMap<String, String>,
     /// Summary line; None: the rule's name and expression.
     pub summary: Option<String>,
+    /// Path of the service's Prometheus endpoint (e.g. `/metrics`), scraped on every ready
+    /// instance when the expression reads the service's own metrics.
+    pub metrics_path: String,
 }
+
+/// The endpoint scraped for a rule's metrics unless it says otherwise.
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 
 /// The `oncall` section.
 #[derive(Debug, Clone, PartialEq, Default)]

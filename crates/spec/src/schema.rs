@@ -111,7 +111,10 @@ pub(crate) const ALERTS_FIELDS: &[&str] = &[
     "ticket",
     "rules",
     "rate_limit",
+    "flapping",
 ];
+/// Fields of `alerts.flapping`.
+pub(crate) const FLAPPING_FIELDS: &[&str] = &["window", "changes"];
 /// Fields of a notification channel (exactly one of [`CHANNEL_KINDS`]).
 pub(crate) const CHANNEL_FIELDS: &[&str] = &["webhook", "slack", "email", "format", "secret"];
 /// The kinds of channel.
@@ -122,7 +125,15 @@ pub(crate) const TICKET_FIELDS: &[&str] = &["url", "format", "secret"];
 pub(crate) const WEBHOOK_FORMATS: &[&str] = &["sluice", "alertmanager"];
 /// Fields of an alert rule.
 pub(crate) const ALERT_RULE_FIELDS: &[&str] = &[
-    "service", "env", "expr", "window", "for", "severity", "labels", "summary",
+    "service",
+    "env",
+    "expr",
+    "window",
+    "for",
+    "severity",
+    "labels",
+    "summary",
+    "metrics_path",
 ];
 /// Severity names.
 pub(crate) const SEVERITY_VALUES: &[&str] = &["critical", "error", "warning", "info"];
@@ -152,6 +163,7 @@ pub(crate) const DEFINITION_FIELDS: &[(&str, &[&str])] = &[
     ("Analysis", ANALYSIS_FIELDS),
     ("Sticky", STICKY_FIELDS),
     ("Alerts", ALERTS_FIELDS),
+    ("Flapping", FLAPPING_FIELDS),
     ("Channel", CHANNEL_FIELDS),
     ("Ticket", TICKET_FIELDS),
     ("AlertRule", ALERT_RULE_FIELDS),
@@ -178,6 +190,8 @@ pub(crate) const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
 pub(crate) const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 /// Secret names.
 pub(crate) const SECRET_NAME_PATTERN: &str = "^[A-Z_][A-Z0-9_]*$";
+/// Paths of a service's metrics endpoint: absolute, printable ASCII, no blanks or fragment.
+pub(crate) const METRICS_PATH_PATTERN: &str = "^/[!-\"$-~]*$";
 /// Durations such as `90s`, `10m`, `1h30m` or `250ms`.
 pub(crate) const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
 /// Socket addresses: an IPv4 address or a bracketed IPv6 address, then `:port`.
@@ -892,6 +906,28 @@ pub(crate) struct Alerts {
     #[serde(default)]
     #[schemars(range(min = 1, max = 1000000), extend("default" = 600))]
     pub rate_limit: u32,
+    /// When an alert counts as flapping: changing state (firing, resolved) too often. A
+    /// flapping alert's incident was notified once and hears nothing more from it; its
+    /// resolves wait (the alert and its incident stay open) until it has been stable for the
+    /// window. See docs/incidents.md.
+    #[serde(default)]
+    pub flapping: Option<Flapping>,
+}
+
+/// Flap detection settings.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Flapping {
+    /// The window state changes are counted in; a flapping alert stops flapping once it has
+    /// not changed state for this long.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "10m"))]
+    pub window: String,
+    /// State changes within the window at which an alert is flapping (an alert's opening
+    /// counts as one: 4 is two fire/resolve cycles).
+    #[serde(default)]
+    #[schemars(range(min = 2, max = 1000), extend("default" = 4))]
+    pub changes: u32,
 }
 
 /// A notification channel: exactly one of `webhook`, `slack` and `email`.
@@ -970,6 +1006,13 @@ pub(crate) struct AlertRule {
     /// The alert's summary line; absent: the rule's name and expression.
     #[serde(default)]
     pub summary: Option<String>,
+    /// For expressions over the service's own metrics: the path of its Prometheus text
+    /// endpoint, scraped on every ready instance at each evaluation (by default
+    /// `http://127.0.0.1:PORT/metrics`). A failed scrape is no data: the alert neither fires
+    /// nor resolves on it.
+    #[serde(default)]
+    #[schemars(pattern(METRICS_PATH_PATTERN), extend("default" = "/metrics"))]
+    pub metrics_path: Option<String>,
 }
 
 /// On-call schedules and escalation policies.

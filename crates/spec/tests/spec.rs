@@ -47,6 +47,14 @@ fn with_strategy(strategy: &str) -> String {
     ))
 }
 
+/// A valid file with one service `api` and `rules` (indented by four spaces) under
+/// `alerts.rules`.
+fn with_rules(rules: &str) -> String {
+    format!(
+        "project: shop\nenvironments:\n  staging:\n    branch: main\nservices:\n  api:\n    steps: {{lint: {{run: x}}}}\nalerts:\n  rules:\n{rules}"
+    )
+}
+
 /// Every invalid `deploy` case: (snapshot name, file).
 fn invalid_deploy_cases() -> Vec<(&'static str, String)> {
     vec![
@@ -134,6 +142,7 @@ fn invalid_pipeline_cases() -> Vec<(&'static str, String)> {
         ("bad_secret_name", with_steps("      lint:\n        run: x\n        secrets: [NPM_TOKEN, npm_token]\n")),
         ("cache_errors", with_steps("      lint:\n        run: x\n        cache:\n          - key_files: [package-lock.json]\n          - paths: [\"..\"]\n            keyfiles: [a]\n")),
         ("protection_errors", "project: shop\nenvironments:\n  staging:\n    branch: main\n    approvals: 1\n  production:\n    branch: release\n    protected: \"yes\"\n    approvals: 11\n    wait_timer: 25h\n  qa:\n    branch: qa\n    wait_timer: 5m\nservices: {api: {steps: {lint: {run: x}}}}\n".into()),
+        ("rule_metrics_path_errors", with_rules("    proxy_only:\n      service: api\n      expr: error_rate > 0.1\n      metrics_path: /metrics\n    relative:\n      service: api\n      expr: last(queue_depth) > 5\n      metrics_path: metrics\n    blank:\n      service: api\n      expr: last(queue_depth) > 5\n      metrics_path: \"/my metrics\"\n")),
         ("not_a_mapping", "- project: shop\n- services: {}\n".into()),
         ("scalar_document", "just some text\n".into()),
         ("empty_file", "".into()),
@@ -1049,4 +1058,27 @@ fn deep_nesting_is_an_error_not_a_crash() {
     ] {
         assert!(parse(&src, "f").is_err());
     }
+}
+
+#[test]
+fn rules_over_scraped_metrics_get_a_metrics_path() {
+    let config = parse(
+        &with_rules("    queue:\n      service: api\n      expr: last(queue_depth) > 5\n    admin:\n      service: api\n      expr: rate(jobs_failed_total) > 1\n      metrics_path: /admin/prometheus?format=text\n    errors:\n      service: api\n      expr: error_rate > 0.1\n"),
+        "sluice.yml",
+    )
+    .unwrap();
+    let paths: Vec<(&str, &str)> = config
+        .alerts
+        .rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.metrics_path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("queue", sluice_spec::DEFAULT_METRICS_PATH),
+            ("admin", "/admin/prometheus?format=text"),
+            ("errors", sluice_spec::DEFAULT_METRICS_PATH),
+        ]
+    );
 }

@@ -1,12 +1,11 @@
-//! Alerts, incidents and everything around them: integrations (where signals come in), the
-//! alert journal (signals made durable before the sender gets an answer), alerts and
-//! incidents as the incident engine decides them, incident timelines and silences.
+//! Alerts, incidents and everything around them: integrations (where signals come in),
+//! alerts and incidents as the incident engine decides them, incident timelines and
+//! silences, and how far the engine has applied the alert journal (the journal itself is a
+//! file of its own, `sluice-journal`, written by the ingest path).
 //!
 //! Architecture invariant: alert and incident rows are written only through
-//! [`Store::apply_alert_batch`], by the single engine task, which assigns their ids itself;
-//! the journal is written by the ingest path, which never touches them. The journal has its
-//! own connection on SQLite with `synchronous = FULL`, so an accepted signal survives power
-//! loss, not only a crash, and journal appends do not queue behind the store's writer lock.
+//! [`Store::apply_alert_batch`], by the single engine task, which assigns their ids itself,
+//! in the same transaction as the journal position they reflect.
 
 use std::collections::BTreeMap;
 
@@ -16,14 +15,12 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::rows::{Arg, SqlBuilder, to_json};
-use crate::{Backend, Result, Store, StoreError, conflict_on_unique, insert_events, limit_or};
+use crate::{Result, Store, StoreError, conflict_on_unique, insert_events, limit_or};
 
 /// Rows per multi-row INSERT of alerts. Kept small on purpose: SQLite resolves each `$N`
 /// placeholder by scanning the statement's parameter list, so a statement's cost grows with
 /// the square of its parameters (a 400-row insert cost 70 times what 25 16-row ones do).
 const ALERT_ROWS_PER_INSERT: usize = 16;
-/// Journal entries per multi-row INSERT (same reason).
-const JOURNAL_ROWS_PER_INSERT: usize = 64;
 /// The setting holding the last journal entry the engine applied.
 pub const SETTING_ALERTS_APPLIED: &str = "alerts.applied_seq";
 
@@ -74,17 +71,6 @@ pub struct NewIntegration {
     pub created_by: String,
 }
 
-/// One accepted request's signals, as journalled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalEntry {
-    /// Position in the journal.
-    pub seq: i64,
-    /// When it was accepted.
-    pub received_ms: i64,
-    /// The normalised signals as JSON.
-    pub body: String,
-}
-
 /// An alert as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRow {
@@ -116,8 +102,10 @@ pub struct AlertRow {
     pub incident_id: Option<i64>,
     /// Muted by a silence.
     pub silenced: bool,
-    /// Marked flapping.
+    /// Flapping now (or, for a resolved alert, when it resolved).
     pub flapping: bool,
+    /// Marked flapping at some point (what the noise figures count).
+    pub flapped: bool,
     /// Repeated triggers while open.
     pub repeats: i64,
     /// When sluice opened it.
@@ -126,9 +114,17 @@ pub struct AlertRow {
     pub starts_ms: i64,
     /// Last change.
     pub updated_ms: i64,
-    /// When it resolved.
+    /// When it resolved. On an open (flapping) alert: when its source resolved it; the
+    /// resolve is held until the alert stops flapping, and a trigger clears it.
     pub resolved_ms: Option<i64>,
 }
+
+/// The `flapping` column: never marked.
+const FLAP_NEVER: i64 = 0;
+/// The `flapping` column: flapping now.
+const FLAP_NOW: i64 = 1;
+/// The `flapping` column: flapped, stable since.
+const FLAP_BEFORE: i64 = 2;
 
 /// An incident as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -307,7 +303,27 @@ pub enum AlertChange {
         /// When.
         at_ms: i64,
     },
-    /// Its silence ended and it joined an incident.
+    /// It started (`true`) or stopped flapping. An alert that stopped stays marked as having
+    /// flapped ([`AlertRow::flapped`]).
+    Flapping {
+        /// Alert.
+        id: i64,
+        /// Flapping now.
+        flapping: bool,
+        /// When.
+        at_ms: i64,
+    },
+    /// Its source resolved it while it flaps: the alert stays open with `resolved_ms` set
+    /// until it stops flapping (then [`AlertChange::Resolved`]) or triggers again
+    /// ([`AlertChange::Repeated`] clears it).
+    ResolveHeld {
+        /// Alert.
+        id: i64,
+        /// When its source resolved it.
+        at_ms: i64,
+    },
+    /// It is muted no more (its silence ended, or it stopped flapping) and joined an
+    /// incident.
     Unsilenced {
         /// Alert.
         id: i64,
@@ -494,7 +510,8 @@ fn alert(row: &AnyRow) -> Result<AlertRow> {
         details: json_text(&details, &format!("details of alert {id}"))?,
         incident_id: row.try_get("incident_id")?,
         silenced: row.try_get::<i64, _>("silenced")? != 0,
-        flapping: row.try_get::<i64, _>("flapping")? != 0,
+        flapping: row.try_get::<i64, _>("flapping")? == FLAP_NOW,
+        flapped: row.try_get::<i64, _>("flapping")? != FLAP_NEVER,
         repeats: row.try_get("repeats")?,
         created_ms: row.try_get("created_ms")?,
         starts_ms: row.try_get("starts_ms")?,
@@ -677,91 +694,6 @@ impl Store {
         Ok(out)
     }
 
-    // ---- journal ----
-
-    /// Appends accepted signal batches to the journal in one durable transaction and
-    /// returns their sequence numbers, in order.
-    pub async fn journal_append(&self, entries: &[(i64, String)]) -> Result<Vec<i64>> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = match &self.inner.journal {
-            Some(pool) => pool.acquire().await?,
-            None => self.inner.pool.acquire().await?,
-        };
-        let begin = match self.inner.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        };
-        sqlx::query(begin).execute(&mut *conn).await?;
-        let mut seqs = Vec::with_capacity(entries.len());
-        let written: Result<()> = async {
-            for chunk in entries.chunks(JOURNAL_ROWS_PER_INSERT) {
-                let mut q =
-                    SqlBuilder::new("INSERT INTO alert_journal (received_ms, body) VALUES ");
-                for (i, (at, body)) in chunk.iter().enumerate() {
-                    q.push(if i == 0 { "(" } else { ", (" });
-                    q.arg(Arg::Int(*at)).push(", ");
-                    q.arg(Arg::Text(body.clone())).push(")");
-                }
-                q.push(" RETURNING seq");
-                let rows = q.build().fetch_all(&mut *conn).await?;
-                let mut chunk_seqs = rows
-                    .iter()
-                    .map(|r| r.try_get::<i64, _>("seq"))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                // RETURNING gives no order guarantee; sequence numbers rise with row order.
-                chunk_seqs.sort_unstable();
-                seqs.extend(chunk_seqs);
-            }
-            Ok(())
-        }
-        .await;
-        match written {
-            Ok(()) => {
-                sqlx::query("COMMIT").execute(&mut *conn).await?;
-                Ok(seqs)
-            }
-            Err(e) => {
-                // The connection goes back to its pool; make sure it is not mid-transaction.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Journal entries after `after`, oldest first, at most `limit`.
-    pub async fn journal_since(&self, after: i64, limit: i64) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query(
-            "SELECT seq, received_ms, body FROM alert_journal WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit_or(limit, 1000))
-        .fetch_all(&self.inner.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JournalEntry {
-                    seq: r.try_get("seq")?,
-                    received_ms: r.try_get("received_ms")?,
-                    body: r.try_get("body")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Deletes journal entries up to `upto` (already applied).
-    pub async fn prune_journal(&self, upto: i64) -> Result<u64> {
-        let mut w = self.write(false).await?;
-        let n = sqlx::query("DELETE FROM alert_journal WHERE seq <= $1")
-            .bind(upto)
-            .execute(w.conn())
-            .await?
-            .rows_affected();
-        w.commit().await?;
-        Ok(n)
-    }
-
     // ---- alerts and incidents ----
 
     /// Writes one engine step: new incidents, new alerts, changes, timeline entries, events
@@ -832,7 +764,7 @@ impl Store {
                     at_ms,
                 } => sqlx::query(
                     "UPDATE alerts SET repeats = repeats + 1, severity = $2, summary = $3, \
-                     updated_ms = $4 WHERE id = $1",
+                     resolved_ms = NULL, updated_ms = $4 WHERE id = $1",
                 )
                 .bind(*id)
                 .bind(severity.clone())
@@ -841,6 +773,19 @@ impl Store {
                 AlertChange::Resolved { id, at_ms } => sqlx::query(
                     "UPDATE alerts SET status = 'resolved', resolved_ms = $2, updated_ms = $2 \
                      WHERE id = $1",
+                )
+                .bind(*id)
+                .bind(*at_ms),
+                AlertChange::Flapping {
+                    id,
+                    flapping,
+                    at_ms,
+                } => sqlx::query("UPDATE alerts SET flapping = $2, updated_ms = $3 WHERE id = $1")
+                    .bind(*id)
+                    .bind(if *flapping { FLAP_NOW } else { FLAP_BEFORE })
+                    .bind(*at_ms),
+                AlertChange::ResolveHeld { id, at_ms } => sqlx::query(
+                    "UPDATE alerts SET resolved_ms = $2, updated_ms = $2 WHERE id = $1",
                 )
                 .bind(*id)
                 .bind(*at_ms),

@@ -14,6 +14,7 @@
 //! processes. The same conformance suite (`tests/conformance.rs`) runs against both backends.
 
 mod access;
+mod alert_stats;
 mod alerts;
 mod chain;
 mod deploys;
@@ -24,6 +25,7 @@ mod rows;
 mod secrets;
 
 pub use access::TOUCH_INTERVAL_MS;
+pub use alert_stats::{NoiseFilter, RuleNoise};
 pub use alerts::*;
 pub use model::*;
 
@@ -105,9 +107,6 @@ pub struct Store {
 struct Inner {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite only: the alert journal's own connection, with `synchronous = FULL` so an
-    /// accepted alert survives power loss (the main pool uses NORMAL under WAL).
-    journal: Option<AnyPool>,
     /// The single-writer lock: every mutating method holds it for its whole transaction, so
     /// event sequence numbers are assigned and committed in one order.
     writer: Mutex<()>,
@@ -255,14 +254,14 @@ impl Store {
     /// `url` is a filesystem path or `sqlite://PATH` for SQLite, `postgres://...` for PostgreSQL.
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let (backend, pool, journal) = match parse_url(url)? {
+        let (backend, pool) = match parse_url(url)? {
             DbTarget::Postgres(pg) => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(&pg)
                     .await?;
-                (Backend::Postgres, pool, None)
+                (Backend::Postgres, pool)
             }
             DbTarget::SqliteFile(path) => {
                 let file_url = sqlite_url(url, &path).await?;
@@ -289,20 +288,7 @@ impl Store {
                     })
                     .connect(&file_url)
                     .await?;
-                let journal = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .test_before_acquire(false)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            sqlx::raw_sql("PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;")
-                                .execute(&mut *conn)
-                                .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_lazy(&file_url)?;
-                (Backend::Sqlite, pool, Some(journal))
+                (Backend::Sqlite, pool)
             }
         };
         if let Err(e) = migrate::migrate(&pool, backend).await {
@@ -313,7 +299,6 @@ impl Store {
             inner: Arc::new(Inner {
                 pool,
                 backend,
-                journal,
                 writer: Mutex::new(()),
             }),
         };
@@ -340,9 +325,6 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
-        if let Some(j) = &self.inner.journal {
-            j.close().await;
-        }
         self.inner.pool.close().await;
     }
 

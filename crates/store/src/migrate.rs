@@ -53,6 +53,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_incidents.sql"),
         postgres: include_str!("../migrations/postgres/0005_incidents.sql"),
     },
+    Migration {
+        version: 6,
+        name: "journal_file",
+        sqlite: include_str!("../migrations/sqlite/0006_journal_file.sql"),
+        postgres: include_str!("../migrations/postgres/0006_journal_file.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -1,5 +1,5 @@
 //! Behaviour of the engine: dedup, grouping, group wait, severity, resolve, silences,
-//! restore, and invariants under random signal sequences.
+//! flapping, restore, and invariants under random signal sequences.
 
 use super::*;
 
@@ -7,6 +7,8 @@ struct TestEnv {
     grouping: Grouping,
     /// (silence id, alertname muted, from, until)
     silences: Vec<(i64, String, i64, i64)>,
+    /// Flap detection settings; None: the defaults.
+    flap: Option<FlapConfig>,
 }
 
 impl TestEnv {
@@ -19,6 +21,7 @@ impl TestEnv {
                 group_window_ms: 60_000,
             },
             silences: Vec::new(),
+            flap: None,
         }
     }
 }
@@ -34,6 +37,10 @@ impl Env for TestEnv {
                 signal.labels.get("alertname") == Some(name) && *from <= now_ms && now_ms < *until
             })
             .map(|s| s.0)
+    }
+    fn flapping(&self, _project: &str) -> FlapConfig {
+        self.flap
+            .unwrap_or_else(|| flap_config(DEFAULT_FLAP_WINDOW_MS, DEFAULT_FLAP_CHANGES))
     }
 }
 
@@ -378,6 +385,8 @@ fn resolving_by_hand_resolves_every_open_alert() {
     assert!(e.resolve(1, "alice", 2_001).is_empty());
 }
 
+mod flapping;
+
 #[test]
 fn a_restored_engine_deduplicates_and_keeps_its_pending_notification() {
     let env = TestEnv::new();
@@ -395,13 +404,20 @@ fn a_restored_engine_deduplicates_and_keeps_its_pending_notification() {
         },
         &env.grouping,
     );
-    e.restore_alert(RestoredAlert {
-        id: 9,
-        incident: Some(4),
-        severity: Severity::Warning,
-        signal: trigger("a", "HighLatency"),
-        silenced: false,
-    });
+    e.restore_alert(
+        RestoredAlert {
+            id: 9,
+            incident: Some(4),
+            severity: Severity::Warning,
+            signal: trigger("a", "HighLatency"),
+            silenced: false,
+            opened_ms: 0,
+            flapping: false,
+            last_change_ms: 0,
+            held_resolve_ms: None,
+        },
+        &env,
+    );
     let again = e.apply(trigger("a", "HighLatency"), 10, &env);
     assert!(matches!(again[0], Effect::AlertRepeated { id: 9, .. }));
     let joined = e.apply(trigger("b", "HighLatency"), 20, &env);
@@ -472,9 +488,21 @@ mod prop {
                     }
                 }
                 let in_incidents: usize = (1..e.next_incident).filter_map(|i| e.incident(i)).map(|i| i.open_alerts).sum();
-                let silenced = e.alerts.values().filter(|a| a.silenced.is_some()).count();
-                prop_assert_eq!(in_incidents + silenced, e.open_alerts());
+                let muted = e.alerts.values().filter(|a| a.muted.is_some()).count();
+                prop_assert_eq!(in_incidents + muted, e.open_alerts());
                 prop_assert_eq!(e.keys_by_id.len(), e.open_alerts());
+                // A resolve is held only while its key flaps, and no alert of a flapping key
+                // joins an incident.
+                for (key, a) in &e.alerts {
+                    prop_assert!(a.held_resolve_ms.is_none() || e.is_flapping(&key.0, &key.1));
+                }
+                for eff in &effects {
+                    if let Effect::AlertJoined { alert, .. } = eff
+                        && let Some(key) = e.keys_by_id.get(alert)
+                    {
+                        prop_assert!(!e.is_flapping(&key.0, &key.1), "a flapping alert joined");
+                    }
+                }
             }
         }
     }

@@ -487,6 +487,14 @@ impl MetricStore {
         });
     }
 
+    /// Keeps only the scraped series for which `keep(name, labels)` is true, e.g. to drop the
+    /// series of an instance that is gone so that its last values stop counting. The proxy's
+    /// own series are not affected.
+    pub fn retain_scraped(&mut self, mut keep: impl FnMut(&str, &Labels) -> bool) {
+        self.scalars.retain(|k, _| keep(&k.name, &k.labels));
+        self.histograms.retain(|k, _| keep(&k.name, &k.labels));
+    }
+
     /// Number of scraped series held (plain and histogram).
     pub fn series_count(&self) -> usize {
         self.scalars.len() + self.histograms.len()

@@ -325,3 +325,21 @@ fn comparison_operators() {
         assert!(!c.holds(f64::NAN), "NaN {op} 1");
     }
 }
+
+#[test]
+fn conditions_say_whether_they_need_a_scrape() {
+    for (expr, scraped) in [
+        ("error_rate > 0.05", false),
+        ("p99_latency > 0.5", false),
+        ("rate(proxy.requests) < 1", false),
+        ("queue_depth > 10", true),
+        (r#"rate(http_requests_total{code=~"5.."}) > 2"#, true),
+        ("histogram_quantile(0.9, request_seconds) > 1", true),
+        // A ratio reads a scrape when either side is scraped.
+        ("ratio(jobs_failed_total, proxy.requests) > 0.1", true),
+        ("ratio(proxy.errors, jobs_total) > 0.1", true),
+    ] {
+        let c = Condition::parse(expr).unwrap_or_else(|e| panic!("{expr:?}: {e}"));
+        assert_eq!(c.reads_scraped(), scraped, "{expr}");
+    }
+}

@@ -359,3 +359,20 @@ fn future_timestamps_from_a_target_cannot_block_later_samples() {
     let c = Condition::parse("increase(c) > 0").expect("valid");
     assert_eq!(c.value(&store, 300 * S, 60 * S), Some(3.0));
 }
+
+#[test]
+fn series_of_a_gone_instance_can_be_dropped() {
+    let mut store = MetricStore::new(600 * S);
+    let text = "queue_depth{instance=\"a\"} 3\nqueue_depth{instance=\"b\"} 4\n";
+    store.ingest(&promtext::parse(text).expect("valid"), 0);
+    store.push_proxy(0, proxy(1.0, 0.0, 1.0, 1.0));
+    let depth = Condition::parse("queue_depth > 0").expect("valid");
+    assert_eq!(depth.value(&store, 300 * S, 0), Some(7.0));
+    store.retain_scraped(|_, labels| labels.get("instance").map(String::as_str) != Some("b"));
+    assert_eq!(store.series_count(), 1);
+    assert_eq!(depth.value(&store, 300 * S, 0), Some(3.0));
+    // The proxy's own series stay.
+    store.push_proxy(60 * S, proxy(11.0, 0.0, 11.0, 11.0));
+    let requests = Condition::parse("increase(proxy.requests) > 0").expect("valid");
+    assert_eq!(requests.value(&store, 300 * S, 60 * S), Some(10.0));
+}

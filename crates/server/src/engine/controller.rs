@@ -51,6 +51,9 @@ pub struct Fleet {
     commands: std::sync::Mutex<HashMap<i64, Command>>,
     /// Instances seen ready at least once (a later exit is a restart, not a failed start).
     seen_ready: std::sync::Mutex<HashSet<String>>,
+    /// Instances chosen to stop: out of the next route table at once, signalled only after
+    /// that table is in place, so no request is sent to an instance that is shutting down.
+    leaving: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Fleet {
@@ -70,7 +73,33 @@ impl Fleet {
             windows: Default::default(),
             commands: Default::default(),
             seen_ready: Default::default(),
+            leaving: Default::default(),
         })
+    }
+
+    /// The traffic counters of every listener of a target (one per address it is exposed
+    /// on), for the alert rules; empty while it has none. An error when a listener does not
+    /// answer (the proxy daemon restarting): no data rather than partial data.
+    pub(crate) async fn target_stats(
+        &self,
+        project: &str,
+        service: &str,
+        env: &str,
+    ) -> Result<Vec<Stats>, EngineError> {
+        let mine = format!("{}@", key(project, service, env));
+        let listeners: Vec<Listener> = self
+            .proxies
+            .lock()
+            .await
+            .iter()
+            .filter(|(k, _)| k.starts_with(&mine))
+            .map(|(_, l)| l.clone())
+            .collect();
+        let mut out = Vec::with_capacity(listeners.len());
+        for l in listeners {
+            out.push(l.stats().await?);
+        }
+        Ok(out)
     }
 }
 
@@ -538,15 +567,10 @@ impl Engine {
         Ok(())
     }
 
+    /// Takes an instance out of service: it leaves the route table the caller sets next, and
+    /// is stopped after that (`stop_leaving`).
     async fn stop_instance(&self, t: &Target, id: &str, reason: &str) -> Result<(), EngineError> {
-        let runtime = self.fleet.runtime.clone();
-        let id2 = id.to_string();
-        // Stopping waits out the grace period; do it in the background so the tick goes on.
-        tokio::spawn(async move {
-            if let Err(e) = runtime.stop(&id2).await {
-                tracing::warn!(instance = %id2, error = %e, "stop failed");
-            }
-        });
+        lock(&self.fleet.leaving).insert(id.to_string());
         self.record(vec![
             NewEvent::new(
                 EventKind::InstanceStopped,
@@ -559,9 +583,38 @@ impl Engine {
         .await
     }
 
-    fn backends(list: &[InstanceStatus]) -> Vec<SocketAddr> {
+    /// Stops the target's instances taken out of service, now that its route table without
+    /// them is in place.
+    fn stop_leaving(&self, t: &Target) {
+        let prefix = format!("{}.{}.{}.v", t.project, t.service, t.env);
+        let leaving: Vec<String> = {
+            let mut all = lock(&self.fleet.leaving);
+            let mine: Vec<String> = all
+                .iter()
+                .filter(|id| id.starts_with(&prefix))
+                .cloned()
+                .collect();
+            for id in &mine {
+                all.remove(id);
+            }
+            mine
+        };
+        for id in leaving {
+            let runtime = self.fleet.runtime.clone();
+            // Stopping waits out the grace period; do it in the background so the tick goes on.
+            tokio::spawn(async move {
+                if let Err(e) = runtime.stop(&id).await {
+                    tracing::warn!(instance = %id, error = %e, "stop failed");
+                }
+            });
+        }
+    }
+
+    /// Where the proxy may send requests: the ready instances not on their way out.
+    fn backends(&self, list: &[InstanceStatus]) -> Vec<SocketAddr> {
+        let leaving = lock(&self.fleet.leaving);
         list.iter()
-            .filter(|i| i.ready && i.state != InstanceState::Stopping)
+            .filter(|i| i.ready && i.state != InstanceState::Stopping && !leaving.contains(&i.id))
             .map(|i| SocketAddr::from(([127, 0, 0, 1], i.port)))
             .collect()
     }
@@ -805,10 +858,10 @@ impl Engine {
                 .await?;
         }
         // Route: only ready instances, split as the machine says.
-        let cand_b = Self::backends(&self.instances(t, d.version));
+        let cand_b = self.backends(&self.instances(t, d.version));
         let stable_b = d
             .from_version
-            .map(|v| Self::backends(&self.instances(t, v)))
+            .map(|v| self.backends(&self.instances(t, v)))
             .unwrap_or_default();
         let (cw, sw) = match desired.traffic {
             Traffic::ByReadiness => (cand_b.len() as u32, stable_b.len() as u32),
@@ -856,6 +909,7 @@ impl Engine {
             upstream_timeout_ms: ctx.deploy.request_timeout.as_millis() as u64,
         };
         self.route(&pkey, &proxy, table).await?;
+        self.stop_leaving(t);
         // How long after the last green instance became ready the switch took effect (the
         // proxy table was swapped just above): the blue-green switch time.
         let switched_after_ready = desired
@@ -1059,13 +1113,14 @@ impl Engine {
             groups: vec![Group {
                 version: format!("v{version}"),
                 weight: 100,
-                backends: Self::backends(&self.instances(t, version)),
+                backends: self.backends(&self.instances(t, version)),
             }],
             sticky: vec![],
             drain_timeout_ms: ctx.deploy.stop_grace.as_millis() as u64,
             upstream_timeout_ms: ctx.deploy.request_timeout.as_millis() as u64,
         };
         self.route(&pkey, &proxy, table).await?;
+        self.stop_leaving(t);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The incident API: list and show incidents (with their alerts and timeline), acknowledge
-//! and resolve them, list alerts, manage integrations; and the signed acknowledge/resolve
-//! links that notifications carry, which work without signing in.
+//! and resolve them, list alerts and their noise figures per rule, manage integrations; and
+//! the signed acknowledge/resolve links that notifications carry, which work without
+//! signing in.
 //!
 //! A signed link's GET only shows what it will do, with a button; the POST does it. Chat
 //! tools and mail scanners fetch links on their own, and a fetch must not acknowledge an
@@ -17,7 +18,7 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::EventKind;
-use sluice_store::{AlertFilter, IncidentFilter, NewIntegration};
+use sluice_store::{AlertFilter, IncidentFilter, NewIntegration, NoiseFilter, RuleNoise};
 
 use super::ingest::key_hash;
 use super::{ApiError, body, query};
@@ -199,6 +200,84 @@ pub(super) async fn alerts(
         })
         .await?;
     Ok(Json(rows).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoiseQuery {
+    /// Only this project.
+    pub(super) project: Option<String>,
+    /// The period, back from now: `30d` (the default), `12w`, `24h`.
+    pub(super) since: Option<String>,
+    /// An alert resolved by its source within this long of opening counts as auto-resolved
+    /// quickly: `5m` (the default), `90s`, `1h`.
+    pub(super) within: Option<String>,
+}
+
+/// The noise figures per rule over a period, as the API answers them.
+#[derive(serde::Serialize)]
+pub(super) struct NoiseReport {
+    /// The period's start (Unix ms): alerts opened since then count.
+    pub(super) since_ms: i64,
+    /// Its end: now.
+    pub(super) until_ms: i64,
+    /// What counts as auto-resolved quickly.
+    pub(super) within_ms: i64,
+    /// One row per rule and project, the noisiest first.
+    pub(super) rules: Vec<RuleNoise>,
+}
+
+/// The noise figures of the caller's projects for a query (the API and the page).
+pub(super) async fn noise_of(
+    e: &Engine,
+    caller: &Caller,
+    q: &NoiseQuery,
+) -> Result<NoiseReport, ApiError> {
+    let span = match &q.since {
+        Some(s) => sluice_dora::parse_since(s).map_err(|err| {
+            ApiError::bad_request(format!("since: {err}")).hint("write e.g. `30d`, `12w` or `24h`")
+        })?,
+        None => 30 * 86_400_000,
+    };
+    let within_ms = match &q.within {
+        Some(w) => crate::config::parse_duration(w)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .filter(|ms| *ms > 0)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("within: `{w}` is not a positive duration"))
+                    .hint("write e.g. `5m`, `90s` or `1h`")
+            })?,
+        None => 5 * 60_000,
+    };
+    let projects = visible_projects(e, caller, q.project.as_deref()).await?;
+    let until_ms = now_ms();
+    let since_ms = until_ms.saturating_sub(span);
+    let rules = e
+        .store
+        .alert_noise(&NoiseFilter {
+            projects: Some(projects),
+            since_ms,
+            quick_ms: within_ms,
+        })
+        .await?;
+    Ok(NoiseReport {
+        since_ms,
+        until_ms,
+        within_ms,
+        rules,
+    })
+}
+
+/// `GET /api/v1/alerts/noise?project=&since=30d&within=5m`: per rule, how noisy its alerts
+/// were (see docs/incidents.md, "Noise by rule").
+pub(super) async fn noise(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<NoiseQuery>, QueryRejection>,
+) -> Api {
+    let q = query(q)?;
+    Ok(Json(noise_of(&e, &caller, &q).await?).into_response())
 }
 
 #[derive(Deserialize)]

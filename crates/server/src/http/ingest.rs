@@ -39,16 +39,35 @@ fn json_response(status: u16, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// How long a looked-up integration key is served from memory (removing an integration
+/// clears the cache at once).
+const KEY_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The integration a key names: from memory when it was looked up within [`KEY_CACHE`], so a
+/// busy sender costs no store read per request. Unknown keys are not cached.
 async fn integration(engine: &Engine, key: &str) -> Option<Integration> {
     if key.is_empty() || key.len() > 256 {
         return None;
     }
-    engine
+    let hash = key_hash(key);
+    let keys = &engine.incidents.keys;
+    if let Some((integ, at)) = keys.read().unwrap_or_else(|p| p.into_inner()).get(&hash)
+        && at.elapsed() < KEY_CACHE
+    {
+        return Some(integ.clone());
+    }
+    let found = engine
         .store
-        .integration_by_key(&key_hash(key))
+        .integration_by_key(&hash)
         .await
         .ok()
-        .flatten()
+        .flatten()?;
+    let mut cache = keys.write().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= 10_000 {
+        cache.clear();
+    }
+    cache.insert(hash, (found.clone(), std::time::Instant::now()));
+    Some(found)
 }
 
 /// A signal in the engine's terms, with the integration's project and service.

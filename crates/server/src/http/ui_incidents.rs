@@ -1,6 +1,7 @@
 //! Web pages for incidents (list; detail with the merged timeline and Acknowledge/Resolve
-//! buttons), on-call (who is on call now and next in each schedule) and DORA (the four
-//! metrics with SVG charts over time), plus the DORA JSON API they share.
+//! buttons; the noise figures per alert rule), on-call (who is on call now and next in each
+//! schedule) and DORA (the four metrics with SVG charts over time), plus the DORA JSON API
+//! they share.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use sluice_dora::{Bucket, Metrics};
 use sluice_store::IncidentFilter;
 
-use super::incidents::{on_call_rows, visible_projects};
+use super::incidents::{NoiseQuery, noise_of, on_call_rows, visible_projects};
 use super::ui::{Page, badge, internal, layout, when};
 use super::{ApiError, query};
 use crate::engine::access::Caller;
@@ -45,6 +46,7 @@ pub(super) async fn list_page(
         "/incidents",
         html! {
             h1 { "Incidents" }
+            p.meta { a href="/alerts/noise" { "Noise by rule" } ": which alert rules open incidents that resolve by themselves or that nobody acknowledges." }
             @if rows.is_empty() {
                 p.meta { "No incidents. Alerts arrive through integrations (see docs/incidents.md)." }
             } @else {
@@ -148,6 +150,60 @@ pub(super) async fn detail_page(
                         td { (a.summary) }
                         td.mono { @for (k, v) in &a.labels { (k) "=" (v) " " } }
                         td.meta { (when(a.starts_ms)) }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// A share as a whole percentage, `—` when there is nothing to divide by.
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "—".into(), |s| format!("{:.0} %", s * 100.0))
+}
+
+/// `GET /alerts/noise?project=&since=30d&within=5m`: the "Noise by rule" table.
+pub(super) async fn noise_page(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<NoiseQuery>, QueryRejection>,
+) -> Page {
+    let q = query(q).map_err(|x| x.into_response())?;
+    let report = noise_of(&e, &caller, &q)
+        .await
+        .map_err(|x| x.into_response())?;
+    let within = sluice_dora::human_duration(report.within_ms);
+    Ok(layout(
+        "Noise by rule",
+        "/incidents",
+        html! {
+            h1 { "Noise by rule: last " (q.since.as_deref().unwrap_or("30d")) }
+            p.meta {
+                "Alerts opened since " (when(report.since_ms)) ", per rule (its name, else the alert's "
+                code { "alertname" } ", else its source). A rule whose alerts mostly resolve by themselves within "
+                (within) ", or whose incidents nobody acknowledges, pages people for nothing: raise its threshold or lengthen its "
+                code { "for:" } ". Filter with ?project=, ?since= and ?within=; definitions in docs/incidents.md."
+            }
+            @if report.rules.is_empty() {
+                p.meta { "No alerts in this period." }
+            } @else {
+                table id="noise" {
+                    tr {
+                        th { "project" } th { "rule" } th { "alerts" } th { "incidents" } th { "alerts per incident" }
+                        th { "auto-resolved within " (within) } th { "acknowledged" } th { "flapping" } th { "median time to resolve" }
+                    }
+                    @for r in &report.rules {
+                        tr data-rule=(r.rule) {
+                            td { (r.project) }
+                            td { (r.rule) }
+                            td { (r.alerts) @if r.silenced > 0 { span.meta { " (" (r.silenced) " silenced)" } } }
+                            td { (r.incidents) }
+                            td { (r.alerts_per_incident.map_or_else(|| "—".into(), |v| format!("{v:.1}"))) }
+                            td { (percent(r.auto_resolved_share)) span.meta { " (" (r.auto_resolved_quickly) ")" } }
+                            td { (percent(r.acknowledged_share)) span.meta { " (" (r.acknowledged) ")" } }
+                            td { (percent(r.flapping_share)) span.meta { " (" (r.flapping) ")" } }
+                            td.meta { (human(r.median_resolve_ms)) }
+                        }
                     }
                 }
             }

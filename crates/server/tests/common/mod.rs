@@ -5,6 +5,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod noise;
+pub mod rules;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

@@ -8,19 +8,22 @@ use std::time::Duration;
 
 use super::{Entry, Validator, is_secret_name};
 use crate::alerting::{
-    AlertRule, Alerts, Channel, ChannelKind, EscalationPolicy, OnCall, Schedule, Webhook,
-    WebhookFormat,
+    AlertRule, Alerts, Channel, ChannelKind, DEFAULT_METRICS_PATH, EscalationPolicy, Flapping,
+    OnCall, Schedule, Webhook, WebhookFormat,
 };
 use crate::node::{Node, Pos, Value};
 use crate::schema::{
     ALERT_RULE_FIELDS, ALERTS_FIELDS, CHANNEL_FIELDS, CHANNEL_KINDS, ESCALATION_FIELDS,
-    ESCALATION_LEVEL_FIELDS, ONCALL_FIELDS, SEVERITY_VALUES, TICKET_FIELDS, WEBHOOK_FORMATS,
+    ESCALATION_LEVEL_FIELDS, FLAPPING_FIELDS, ONCALL_FIELDS, SEVERITY_VALUES, TICKET_FIELDS,
+    WEBHOOK_FORMATS,
 };
 
 /// Most levels of an escalation policy.
 const MAX_LEVELS: usize = 20;
 /// Highest accepted `rate_limit`.
 const MAX_RATE_LIMIT: i128 = 1_000_000;
+/// Most state changes `alerts.flapping.changes` accepts.
+const MAX_FLAP_CHANGES: i128 = 1_000;
 
 impl Validator<'_> {
     /// The `alerts` section.
@@ -97,7 +100,39 @@ impl Validator<'_> {
                 None => ok = false,
             }
         }
+        if let Some((key, n)) = fields.entry("flapping") {
+            match self.flapping(n, key.pos) {
+                Some(f) => a.flapping = f,
+                None => ok = false,
+            }
+        }
         ok.then_some(a)
+    }
+
+    /// `alerts.flapping`: `window` (a positive duration) and `changes` (2 or more).
+    fn flapping(&mut self, node: &Node, anchor: Pos) -> Option<Flapping> {
+        let path = "alerts.flapping";
+        let fields = self.fields(node, anchor, path, FLAPPING_FIELDS, &[])?;
+        let mut f = Flapping::default();
+        let mut ok = true;
+        if let Some(n) = fields.get("window") {
+            match self.duration(n, "alerts.flapping.window", false) {
+                Some(d) => f.window = d,
+                None => ok = false,
+            }
+        }
+        if let Some(n) = fields.get("changes") {
+            match self.count(
+                n,
+                "alerts.flapping.changes",
+                2..=MAX_FLAP_CHANGES,
+                "use 2 to 1000 state changes (an alert's opening is one: 4 is two fire/resolve cycles)",
+            ) {
+                Some(v) => f.changes = v,
+                None => ok = false,
+            }
+        }
+        ok.then_some(f)
     }
 
     fn channels(&mut self, node: &Node) -> Option<Vec<Channel>> {
@@ -316,7 +351,7 @@ impl Validator<'_> {
         let expr = fields.get("expr").and_then(|n| {
             let text = self.string(n, &format!("{path}.expr"))?;
             match sluice_rules::Condition::parse(&text) {
-                Ok(_) => Some(text),
+                Ok(c) => Some((text, c.reads_scraped())),
                 Err(e) => {
                     self.error(
                         n.pos,
@@ -363,19 +398,63 @@ impl Validator<'_> {
             Some(n) => self.string(n, &format!("{path}.summary")).map(Some),
             None => Some(None),
         };
+        let metrics_path = match fields.entry("metrics_path") {
+            None => Some(DEFAULT_METRICS_PATH.to_owned()),
+            Some((key, n)) => self.metrics_path(key.pos, n, &path, expr.as_ref()),
+        };
         ok &= service.is_some() && env.is_some() && expr.is_some();
+        let (expr, _) = expr?;
         let rule = AlertRule {
             name: entry.name.clone(),
             service: service?,
             env: env?,
-            expr: expr?,
+            expr,
             window: window?,
             hold: hold?,
             severity: severity?,
             labels: labels?,
             summary: summary?,
+            metrics_path: metrics_path?,
         };
         ok.then_some(rule)
+    }
+
+    /// A rule's `metrics_path`: an absolute path without blanks or fragment, on a rule whose
+    /// expression (`expr`: its text and whether it reads scraped metrics) scrapes.
+    fn metrics_path(
+        &mut self,
+        key: Pos,
+        node: &Node,
+        rule: &str,
+        expr: Option<&(String, bool)>,
+    ) -> Option<String> {
+        let path = format!("{rule}.metrics_path");
+        let text = self.string(node, &path)?;
+        if let Some((expr, false)) = expr {
+            self.error(
+                key,
+                &path,
+                format!("`metrics_path` is set but `{expr}` reads only the proxy's metrics"),
+                Some("remove `metrics_path`, or write an expression over the service's own metrics, e.g. `last(queue_depth) > 100`".into()),
+            );
+            return None;
+        }
+        let valid = text.starts_with('/')
+            && text.len() <= 1024
+            && text.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+        if !valid {
+            self.error(
+                node.pos,
+                &path,
+                format!("`{text}` is not a path on the service"),
+                Some(
+                    "write an absolute path without blanks, e.g. `/metrics` or `/admin/prometheus`"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        Some(text)
     }
 
     fn labels(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {

@@ -129,6 +129,62 @@ pub(super) async fn to_batch(
             Effect::AlertResolved { id, at_ms } => {
                 b.alert_changes.push(AlertChange::Resolved { id, at_ms });
             }
+            Effect::AlertFlapping {
+                id,
+                incident,
+                changes,
+                window_ms,
+                at_ms,
+            } => {
+                b.alert_changes.push(AlertChange::Flapping {
+                    id,
+                    flapping: true,
+                    at_ms,
+                });
+                if let Some(inc) = incident {
+                    let window = sluice_dora::human_duration(window_ms);
+                    let mut e = entry(
+                        inc,
+                        at_ms,
+                        "flapping",
+                        None,
+                        format!(
+                            "alert {id} is flapping ({changes} state changes within {window}): \
+                             until it has been stable for {window} it notifies nobody and its \
+                             resolves wait"
+                        ),
+                    );
+                    e.data = json!({ "alert": id, "changes": changes, "window_ms": window_ms });
+                    b.timeline.push(e);
+                }
+            }
+            Effect::AlertResolveHeld { id, at_ms } => {
+                b.alert_changes.push(AlertChange::ResolveHeld { id, at_ms });
+            }
+            Effect::AlertStable {
+                id,
+                incident,
+                window_ms,
+                at_ms,
+            } => {
+                b.alert_changes.push(AlertChange::Flapping {
+                    id,
+                    flapping: false,
+                    at_ms,
+                });
+                if let Some(inc) = incident {
+                    let window = sluice_dora::human_duration(window_ms);
+                    let mut e = entry(
+                        inc,
+                        at_ms,
+                        "stable",
+                        None,
+                        format!("alert {id} stopped flapping: no state change for {window}"),
+                    );
+                    e.data = json!({ "alert": id, "window_ms": window_ms });
+                    b.timeline.push(e);
+                }
+            }
             Effect::AlertUnsilenced {
                 id,
                 incident,

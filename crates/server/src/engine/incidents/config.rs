@@ -204,6 +204,17 @@ impl Env for AlertSettings {
         self.grouping_of(project)
     }
 
+    fn flapping(&self, project: &str) -> sluice_incident::FlapConfig {
+        let f = self
+            .config(project)
+            .map(|c| c.alerts.flapping)
+            .unwrap_or_default();
+        sluice_incident::flap_config(
+            millis(f.window),
+            usize::try_from(f.changes).unwrap_or(usize::MAX),
+        )
+    }
+
     fn silenced(&self, signal: &AlertSignal, now_ms: i64) -> Option<i64> {
         if self.silences.is_empty() {
             return None;

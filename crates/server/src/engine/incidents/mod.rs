@@ -2,10 +2,11 @@
 //!
 //! Three tasks, connected by the store:
 //! - **ingest** ([`Incidents::accept`]): an HTTP handler normalises a request's signals and
-//!   hands them to the journal writer, which appends everything waiting in one durable
-//!   transaction (group commit) and only then lets the handlers answer. An accepted alert is
-//!   therefore on disk before its sender hears "accepted", and many concurrent senders share
-//!   one fsync.
+//!   hands them to the journal writer (a thread of its own), which appends everything waiting
+//!   to the alert journal (`sluice-journal`, a file in the data directory) with one
+//!   `fdatasync` (group commit) and only then lets the handlers answer. An accepted alert is
+//!   therefore on disk before its sender hears "accepted", many concurrent senders share one
+//!   sync, and no append waits for the database.
 //! - **the engine loop** ([`run`]): applies journal entries in order to the pure
 //!   [`sluice_incident::Engine`], writes the resulting alerts, incidents, timeline and events
 //!   with the applied journal position in one transaction, and fires notifications once that
@@ -22,6 +23,7 @@ pub mod config;
 mod escalation;
 pub mod notifier;
 pub mod record;
+mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,8 @@ use sluice_incident::{
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use sluice_journal::{Journal, Reader};
+
 use super::{Engine, EngineError, now_ms};
 use config::AlertSettings;
 
@@ -40,22 +44,22 @@ use config::AlertSettings;
 const INGEST_QUEUE: usize = 4096;
 /// Requests the writer puts in one transaction at most.
 const GROUP_COMMIT_MAX: usize = 512;
-/// Journal entries the loop applies per engine step at most: small steps keep each write
-/// transaction short, so journal appends (the senders' answers) do not queue behind it.
-const APPLY_PAGE: i64 = 64;
+/// Journal entries the loop applies per engine step at most: steps stay short, so commands
+/// and other writers of the store do not wait long behind one.
+const APPLY_PAGE: usize = 64;
 /// How often silences are re-read and muted alerts re-checked.
 const SILENCE_RECHECK: Duration = Duration::from_secs(5);
 /// Settings older than this are re-read before signals are applied.
 const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
 /// How often due escalations are advanced.
 const ESCALATION_TICK: Duration = Duration::from_secs(1);
-/// Journal entries kept after they are applied (pruned in steps of this size).
+/// Journal entries applied between two prunings of the journal's sealed segments.
 const JOURNAL_PRUNE_EVERY: i64 = 10_000;
 
 /// One accepted request: its signals already encoded, and who waits for the commit.
 struct Ingest {
     received_ms: i64,
-    body: String,
+    body: Vec<u8>,
     done: oneshot::Sender<Result<i64, String>>,
 }
 
@@ -80,6 +84,8 @@ pub struct Incidents {
     commands_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     /// The journal grew.
     journal_grew: Arc<Notify>,
+    /// A reader of the journal, for its committed position (set when the writer starts).
+    journal: std::sync::OnceLock<Reader>,
     /// Per project and routing key limiters of the PagerDuty-compatible endpoint.
     pub(crate) limiters:
         std::sync::Mutex<std::collections::HashMap<u32, sluice_alerts::RateLimiter>>,
@@ -107,6 +113,7 @@ impl Incidents {
             commands,
             commands_rx: std::sync::Mutex::new(Some(commands_rx)),
             journal_grew: Arc::new(Notify::new()),
+            journal: std::sync::OnceLock::new(),
             limiters: std::sync::Mutex::new(std::collections::HashMap::new()),
             order: notifier::Order::default(),
             rate_limits: std::sync::RwLock::default(),
@@ -121,7 +128,7 @@ impl Incidents {
     /// Makes `signals` durable and returns their journal position. Answers only after the
     /// commit.
     pub async fn accept(&self, signals: &[AlertSignal]) -> Result<i64, EngineError> {
-        let body = serde_json::to_string(signals)
+        let body = serde_json::to_vec(signals)
             .map_err(|e| EngineError::Internal(format!("cannot encode signals: {e}")))?;
         let (done, wait) = oneshot::channel();
         self.ingest
@@ -161,6 +168,11 @@ impl Incidents {
             .map_err(|_| EngineError::Internal("the incident engine stopped".into()))
     }
 
+    /// The position of the last entry appended to the journal (0: none, or not started).
+    pub fn journal_committed(&self) -> u64 {
+        self.journal.get().map_or(0, Reader::committed)
+    }
+
     /// Tells the loop that silences changed.
     pub fn silences_changed(&self) {
         let _ = self.command(Command::Silences);
@@ -198,26 +210,46 @@ pub async fn start(engine: Arc<Engine>) -> Result<(), EngineError> {
             "the incident engine already runs".into(),
         ));
     };
-    let state = Loop::restore(engine.clone()).await?;
-    tokio::spawn(journal_writer(engine.clone(), ingest_rx));
+    let applied = engine.store.alerts_applied_seq().await?;
+    let dir = engine.config.data_dir.join("alert-journal");
+    // Numbering continues after what the store says is applied, even if the files are gone.
+    let min_next = u64::try_from(applied).unwrap_or(0) + 1;
+    let journal = tokio::task::spawn_blocking(move || Journal::open(&dir, min_next))
+        .await
+        .map_err(|e| EngineError::Internal(format!("alert journal: {e}")))?
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    let _ = engine.incidents.journal.set(journal.reader());
+    let state = Loop::new(engine.clone(), journal.reader()).await?;
+    let grew = engine.incidents.journal_grew.clone();
+    std::thread::Builder::new()
+        .name("alert-journal".into())
+        .spawn(move || journal_writer(journal, ingest_rx, &grew))
+        .map_err(|e| EngineError::Internal(format!("cannot start the alert journal: {e}")))?;
     tokio::spawn(state.run(commands_rx));
+    tokio::spawn(signals::run(engine.clone()));
     Ok(())
 }
 
-/// Appends everything waiting in one transaction, then releases the waiting senders.
-async fn journal_writer(engine: Arc<Engine>, mut rx: mpsc::Receiver<Ingest>) {
-    let grew = engine.incidents.journal_grew.clone();
+/// Appends everything waiting with one sync, then releases the waiting senders. Runs on a
+/// thread of its own until the ingest side is gone.
+fn journal_writer(mut journal: Journal, mut rx: mpsc::Receiver<Ingest>, grew: &Notify) {
     let mut batch: Vec<Ingest> = Vec::with_capacity(GROUP_COMMIT_MAX);
-    while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
-        let entries: Vec<(i64, String)> = batch
-            .iter_mut()
-            .map(|i| (i.received_ms, std::mem::take(&mut i.body)))
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < GROUP_COMMIT_MAX
+            && let Ok(more) = rx.try_recv()
+        {
+            batch.push(more);
+        }
+        let entries: Vec<(i64, &[u8])> = batch
+            .iter()
+            .map(|i| (i.received_ms, i.body.as_slice()))
             .collect();
-        match engine.store.journal_append(&entries).await {
-            Ok(seqs) => {
+        match journal.append(&entries) {
+            Ok(first) => {
                 grew.notify_one();
-                for (i, seq) in batch.drain(..).zip(seqs) {
-                    let _ = i.done.send(Ok(seq));
+                for (i, seq) in batch.drain(..).zip(first..) {
+                    let _ = i.done.send(Ok(i64::try_from(seq).unwrap_or(i64::MAX)));
                 }
             }
             Err(e) => {
@@ -233,6 +265,8 @@ async fn journal_writer(engine: Arc<Engine>, mut rx: mpsc::Receiver<Ingest>) {
 /// The engine loop's state.
 struct Loop {
     engine: Arc<Engine>,
+    /// The journal, read in order; shared with the blocking reads.
+    reader: Arc<std::sync::Mutex<Reader>>,
     core: Core,
     settings: AlertSettings,
     settings_loaded: std::time::Instant,
@@ -242,12 +276,30 @@ struct Loop {
 }
 
 impl Loop {
-    /// Rebuilds the engine from the open rows.
-    async fn restore(engine: Arc<Engine>) -> Result<Loop, EngineError> {
-        let store = &engine.store;
+    /// The loop over `reader`, restored from the store.
+    async fn new(engine: Arc<Engine>, reader: Reader) -> Result<Loop, EngineError> {
+        let settings = AlertSettings::load(&engine).await;
+        let mut state = Loop {
+            engine,
+            reader: Arc::new(std::sync::Mutex::new(reader)),
+            core: Core::new(1, 1),
+            settings,
+            settings_loaded: std::time::Instant::now(),
+            escalated: std::time::Instant::now(),
+            applied: 0,
+            pruned: 0,
+        };
+        state.restore().await?;
+        Ok(state)
+    }
+
+    /// Rebuilds the engine from the open rows and the applied journal position: whatever
+    /// was not committed is applied again from the journal.
+    async fn restore(&mut self) -> Result<(), EngineError> {
+        let store = &self.engine.store;
         let (max_alert, max_incident) = store.alert_max_ids().await?;
         let mut core = Core::new(max_alert + 1, max_incident + 1);
-        let settings = AlertSettings::load(&engine).await;
+        let settings = AlertSettings::load(&self.engine).await;
         for inc in store.open_incidents().await? {
             let grouping = settings.grouping_of(&inc.project);
             core.restore_incident(
@@ -266,11 +318,16 @@ impl Loop {
         }
         for a in store.open_alerts().await? {
             let severity = apply::severity(&a.severity);
-            core.restore_alert(RestoredAlert {
+            let alert = RestoredAlert {
                 id: a.id,
                 incident: a.incident_id,
                 severity,
                 silenced: a.silenced,
+                opened_ms: a.created_ms,
+                flapping: a.flapping,
+                last_change_ms: a.updated_ms,
+                // An open alert's `resolved_ms` is the resolve held while it flaps.
+                held_resolve_ms: a.resolved_ms.filter(|_| a.flapping),
                 signal: AlertSignal {
                     scope: a.scope,
                     key: a.dedup_key,
@@ -285,18 +342,31 @@ impl Loop {
                     starts_ms: a.starts_ms,
                     rule: a.rule,
                 },
-            });
+            };
+            core.restore_alert(alert, &settings);
         }
         let applied = store.alerts_applied_seq().await?;
-        Ok(Loop {
-            engine,
-            core,
-            settings,
-            settings_loaded: std::time::Instant::now(),
-            escalated: std::time::Instant::now(),
-            applied,
-            pruned: applied,
+        self.core = core;
+        self.settings = settings;
+        self.settings_loaded = std::time::Instant::now();
+        self.applied = applied;
+        self.pruned = applied;
+        Ok(())
+    }
+
+    /// Up to [`APPLY_PAGE`] journal entries after the applied position.
+    async fn read_journal(&self) -> Result<Vec<sluice_journal::Entry>, EngineError> {
+        let reader = self.reader.clone();
+        let after = u64::try_from(self.applied).unwrap_or(0);
+        tokio::task::spawn_blocking(move || {
+            reader
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .read(after, APPLY_PAGE)
         })
+        .await
+        .map_err(|e| EngineError::Internal(format!("alert journal: {e}")))?
+        .map_err(|e| EngineError::Internal(e.to_string()))
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -307,10 +377,8 @@ impl Loop {
             if let Err(e) = self.step(&mut commands, &mut next_silence_check).await {
                 tracing::error!(error = %e, "incident engine step failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                // Whatever was not committed is replayed from the journal after a restore.
-                match Loop::restore(self.engine.clone()).await {
-                    Ok(fresh) => self = fresh,
-                    Err(e) => tracing::error!(error = %e, "incident engine restore failed"),
+                if let Err(e) = self.restore().await {
+                    tracing::error!(error = %e, "incident engine restore failed");
                 }
                 continue;
             }
@@ -352,11 +420,7 @@ impl Loop {
             self.command(c).await?;
         }
         loop {
-            let entries = self
-                .engine
-                .store
-                .journal_since(self.applied, APPLY_PAGE)
-                .await?;
+            let entries = self.read_journal().await?;
             if entries.is_empty() {
                 break;
             }
@@ -364,8 +428,8 @@ impl Loop {
             let mut last = self.applied;
             let mut decoded = Vec::with_capacity(entries.len());
             for entry in &entries {
-                last = entry.seq;
-                let signals: Vec<AlertSignal> = match serde_json::from_str(&entry.body) {
+                last = i64::try_from(entry.seq).unwrap_or(i64::MAX);
+                let signals: Vec<AlertSignal> = match serde_json::from_slice(&entry.body) {
                     Ok(s) => s,
                     Err(e) => {
                         // Written by this code, so only corruption gets here; skip the entry
@@ -407,8 +471,17 @@ impl Loop {
             escalation::tick(&self.engine).await?;
         }
         if self.applied - self.pruned >= JOURNAL_PRUNE_EVERY {
-            self.engine.store.prune_journal(self.applied).await?;
-            self.pruned = self.applied;
+            let reader = self.reader.clone();
+            let upto = u64::try_from(self.applied).unwrap_or(0);
+            let pruned = tokio::task::spawn_blocking(move || {
+                reader.lock().unwrap_or_else(|p| p.into_inner()).prune(upto)
+            })
+            .await;
+            match pruned {
+                Ok(Ok(_)) => self.pruned = self.applied,
+                Ok(Err(e)) => tracing::warn!(error = %e, "alert journal not pruned"),
+                Err(e) => tracing::warn!(error = %e, "alert journal not pruned"),
+            }
         }
         Ok(())
     }

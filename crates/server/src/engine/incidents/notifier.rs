@@ -37,10 +37,29 @@ pub struct Notification {
     pub at_ms: i64,
 }
 
-/// Per-incident locks that keep one incident's notifications in order.
-#[derive(Default)]
+/// Deliveries being prepared or making their first attempt at once, at most: each holds
+/// its incident's alerts and rendered bodies, so an alert storm that opens hundreds of
+/// incidents must not build all their notifications at the same moment.
+const DELIVERY_SLOTS: usize = 8;
+
+/// A delivery slot, shared by one notification's channel sends and given back before any of
+/// them waits to retry.
+type Slot = Option<Arc<tokio::sync::OwnedSemaphorePermit>>;
+
+/// Per-incident locks that keep one incident's notifications in order, and the delivery
+/// slots.
 pub struct Order {
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Order {
+    fn default() -> Self {
+        Order {
+            locks: Mutex::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_SLOTS)),
+        }
+    }
 }
 
 impl Order {
@@ -196,6 +215,15 @@ fn group_labels(
 }
 
 async fn deliver(engine: &Arc<Engine>, n: Notification) -> Result<(), EngineError> {
+    let slot: Slot = engine
+        .incidents
+        .order
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .ok()
+        .map(Arc::new);
     let inc = engine.store.incident(n.incident).await?;
     let Some(config) = engine.production_config(&inc.project).await else {
         return Ok(());
@@ -264,10 +292,12 @@ async fn deliver(engine: &Arc<Engine>, n: Notification) -> Result<(), EngineErro
         let engine = engine.clone();
         let msg = msg.clone();
         let name = channel.name.clone();
+        let slot = slot.clone();
         sends.push(tokio::spawn(async move {
-            send_to_channel(&engine, inc.id, &name, &target, &msg).await;
+            send_to_channel(&engine, inc.id, &name, &target, &msg, slot).await;
         }));
     }
+    drop(slot);
     for s in sends {
         let _ = s.await;
     }
@@ -316,6 +346,7 @@ async fn send_to_channel(
     channel: &str,
     target: &Target,
     msg: &sluice_notify::Notification,
+    slot: Slot,
 ) {
     let event = msg.event.as_str();
     let data = json!({"channel": channel, "event": event});
@@ -327,6 +358,7 @@ async fn send_to_channel(
         ("delivery", channel),
         (&done, &what),
         data,
+        slot,
         || async {
             match target {
                 Target::Notify(c) => sluice_notify::send(c, msg, &engine.incidents.http, now_ms())
@@ -345,12 +377,14 @@ async fn send_to_channel(
 /// Makes one delivery until it succeeds, fails for good or runs out of retries (with
 /// backoff and jitter). Every attempt is a timeline entry of `kind` by `actor`: `done` on
 /// success, "`what` failed" otherwise; `data` gets the attempt number and whether it worked.
+/// The delivery slot, if any, is given back before the first wait.
 async fn with_retries<F, Fut>(
     engine: &Engine,
     incident: i64,
     (kind, actor): (&str, &str),
     (done, what): (&str, &str),
     data: serde_json::Value,
+    mut slot: Slot,
     mut attempt_once: F,
 ) where
     F: FnMut() -> Fut,
@@ -385,6 +419,7 @@ async fn with_retries<F, Fut>(
         let Some(ms) = delay else {
             return;
         };
+        slot.take();
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         attempt += 1;
     }
@@ -455,6 +490,7 @@ pub async fn page_user(
         ("page", policy),
         (&done, &what),
         detail,
+        None,
         || async {
             sluice_notify::send(&channel, &msg, &engine.incidents.http, now_ms())
                 .await
@@ -503,6 +539,7 @@ async fn ticket(engine: &Engine, incident: i64) -> Result<(), EngineError> {
             "posting the postmortem",
         ),
         json!({}),
+        None,
         || async {
             sluice_notify::send_ticket(
                 &t.url,

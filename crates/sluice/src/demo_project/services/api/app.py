@@ -3,10 +3,13 @@
 GET /healthz            -> 200 "ok"
 GET /version            -> 200 the commit this release was built from
 GET /api/price?qty=N    -> 200 {"qty": N, "unit_cents": 250, "total_cents": ...}
-Listens on 127.0.0.1:$PORT (default 8080).
+An unexpected error answers 500 with {"error": ...}.
+Listens on 127.0.0.1:$PORT (default 8080); on SIGTERM it drains for a second, then stops.
 """
 import json
 import os
+import signal
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -34,7 +37,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        url = urlparse(self.path)
+        try:
+            self.route(urlparse(self.path))
+        except Exception as e:  # a bug answers 500 instead of dropping the connection
+            self._send(500, json.dumps({"error": f"internal error: {e!r}"}))
+
+    def route(self, url):
         if url.path == "/healthz":
             return self._send(200, "ok\n", "text/plain")
         if url.path == "/version":
@@ -57,11 +65,25 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() waits for the requests in progress
+
+
 def serve(port):
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    return Server(("127.0.0.1", port), Handler)
+
+
+def stop_gracefully(server, drain_seconds):
+    """On SIGTERM keep serving for drain_seconds (requests routed here just before the
+    proxy moved traffic away still arrive), then stop and finish the requests in progress."""
+    def on_term(signum, frame):
+        threading.Timer(drain_seconds, server.shutdown).start()
+    signal.signal(signal.SIGTERM, on_term)
 
 
 if __name__ == "__main__":
     server = serve(int(os.environ.get("PORT", "8080")))
+    stop_gracefully(server, 1.0)
     print("listening on", server.server_address, flush=True)
     server.serve_forever()
+    server.server_close()

@@ -131,6 +131,10 @@ string_enum! {
         SilenceExpired => "silence.expired",
         /// A change event arrived (PagerDuty change events; payload: summary, source, links).
         ChangeReceived => "change.received",
+        /// An on-call override was added through the API (payload: override, schedule, user, starts_ms, ends_ms).
+        OncallOverrideAdded => "oncall.override_added",
+        /// An on-call override was removed (payload: override, schedule, user, starts_ms, ends_ms).
+        OncallOverrideRemoved => "oncall.override_removed",
     }
 }
 

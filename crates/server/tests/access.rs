@@ -323,6 +323,29 @@ fn samples(spec: &RouteSpec, w: &mut World) -> Option<Vec<Sample>> {
                 project(),
             )]
         }
+        ("GET", "/api/v1/projects/{name}/oncall/overrides") => {
+            vec![s(
+                "/api/v1/projects/app/oncall/overrides".into(),
+                None,
+                project(),
+            )]
+        }
+        // The project has no schedules: an allowed caller gets 400, a refused one 401/403.
+        ("POST", "/api/v1/projects/{name}/oncall/overrides") => vec![s(
+            "/api/v1/projects/app/oncall/overrides".into(),
+            Some(json!({
+                "schedule": "primary",
+                "user": "victim",
+                "start": "2099-01-01T00:00:00Z",
+                "end": "2099-01-02T00:00:00Z",
+            })),
+            project(),
+        )],
+        ("DELETE", "/api/v1/projects/{name}/oncall/overrides/{id}") => vec![s(
+            "/api/v1/projects/app/oncall/overrides/999".into(),
+            None,
+            project(),
+        )],
         ("POST", "/api/v1/tokens") => vec![s(
             spec.path.into(),
             Some(json!({"name": "matrix", "scopes": ["read"]})),

@@ -1,17 +1,17 @@
 //! Incident management from the command line: `incidents`, `incident`, `ack`, `resolve`,
 //! `alerts` (and `alerts --noise`, the noise figures per rule), `silence add|list|expire`,
-//! `oncall`, `dora` and `integrations add|list|rm`.
+//! `oncall` (and `oncall override add|list|rm`), `dora` and `integrations add|list|rm`.
 //!
 //! Every command is a thin client of the server's API (`/api/v1/incidents`, `/alerts`,
-//! `/alerts/noise`,
-//! `/silences`, `/oncall`, `/dora`, `/projects/{p}/integrations`): it checks its arguments
+//! `/alerts/noise`, `/silences`, `/oncall`, `/projects/{p}/oncall/overrides`, `/dora`,
+//! `/projects/{p}/integrations`): it checks its arguments
 //! (times, durations, weekly windows) before sending anything, prints tables in UTC or the
 //! server's JSON unchanged with `--output json`, and leaves every decision (grouping,
 //! silencing, who may do what) to the server.
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use sluice_core::time::utc_parts;
+use sluice_core::time::{rfc3339_utc, utc_parts};
 
 use crate::client::{Client, enc, query};
 use crate::exit::{CliError, Exit};
@@ -134,11 +134,68 @@ pub struct SilenceAddArgs {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Days(Vec<String>);
 
-/// `sluice oncall` options.
+/// `sluice oncall` options: without a subcommand, who is on call now and next.
 #[derive(Args)]
 pub struct OncallArgs {
+    #[command(subcommand)]
+    cmd: Option<OncallCmd>,
     #[command(flatten)]
     c: ClientOpts,
+}
+
+/// `sluice oncall ...`
+#[derive(Subcommand)]
+pub enum OncallCmd {
+    /// Add, list and remove overrides: someone covers a schedule for a while, without a commit.
+    #[command(subcommand)]
+    Override(OverrideCmd),
+}
+
+/// `sluice oncall override ...`
+#[derive(Subcommand)]
+pub enum OverrideCmd {
+    /// Put a user on call in a schedule from one time to another, over every layer of the schedule.
+    Add(OverrideAddArgs),
+    /// List overrides that have not ended (with --all, ended ones too).
+    List {
+        /// Only this project; without it, every project with schedules.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this schedule.
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Ended overrides too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove an override; the schedule's layers apply again.
+    Rm {
+        /// The override's id (see `sluice oncall override list`).
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        id: i64,
+        /// The override's project; without it, the project that has an override with this id.
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+/// `sluice oncall override add` options.
+#[derive(Args)]
+pub struct OverrideAddArgs {
+    /// The schedule, as named under `oncall.schedules` in the production sluice.yml.
+    schedule: String,
+    /// Who is on call during the override (a sluice user; pages go to their email).
+    #[arg(long)]
+    user: String,
+    /// The start, RFC 3339, e.g. `2026-05-01T18:00:00+02:00`; default now.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    from: Option<i64>,
+    /// The end, RFC 3339, e.g. `2026-05-02T08:00:00+02:00`.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    to: i64,
+    /// The schedule's project; without it, the one project whose schedules include SCHEDULE.
+    #[arg(long)]
+    project: Option<String>,
 }
 
 /// `sluice dora` options.
@@ -633,10 +690,202 @@ fn recurrence_text(r: &Value) -> String {
     )
 }
 
-/// `sluice oncall`.
+/// `sluice oncall`, and `sluice oncall override ...`.
 pub async fn oncall(a: OncallArgs) -> Result<i32, CliError> {
-    let list: Vec<Value> = Client::new(&a.c.server).get("/oncall").await?;
-    if a.c.output == Output::Json {
+    match a.cmd {
+        None => oncall_now(&a.c).await,
+        Some(OncallCmd::Override(cmd)) => oncall_override(cmd, &a.c).await,
+    }
+}
+
+/// The projects whose production sluice.yml defines on-call schedules (named `schedule`, if
+/// given), from `GET /oncall`, in the server's order without repeats.
+async fn schedule_projects(
+    client: &Client,
+    schedule: Option<&str>,
+) -> Result<Vec<String>, CliError> {
+    let rows: Vec<Value> = client.get("/oncall").await?;
+    let mut out: Vec<String> = Vec::new();
+    for r in &rows {
+        if schedule.is_some_and(|s| r["schedule"].as_str() != Some(s)) {
+            continue;
+        }
+        if let Some(p) = r["project"].as_str()
+            && !out.iter().any(|o| o == p)
+        {
+            out.push(p.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// The path of a project's overrides.
+fn overrides_path(project: &str) -> String {
+    format!("/projects/{}/oncall/overrides", enc(project))
+}
+
+/// `sluice oncall override ...`
+async fn oncall_override(cmd: OverrideCmd, c: &ClientOpts) -> Result<i32, CliError> {
+    let client = Client::new(&c.server);
+    match cmd {
+        OverrideCmd::Add(a) => {
+            let from = a.from.unwrap_or_else(sluice_server::engine::now_ms);
+            if a.to <= from {
+                return Err(CliError::new(
+                    Exit::Usage,
+                    "--to must be later than --from (or than now, without --from)",
+                ));
+            }
+            let project = match a.project {
+                Some(p) => p,
+                None => {
+                    let found = schedule_projects(&client, Some(&a.schedule)).await?;
+                    match found.as_slice() {
+                        [one] => one.clone(),
+                        [] => {
+                            return Err(CliError::new(
+                                Exit::Usage,
+                                format!(
+                                    "no project you can see has a schedule named `{}`; check `sluice oncall`, or name the project with --project",
+                                    a.schedule
+                                ),
+                            ));
+                        }
+                        many => {
+                            return Err(CliError::new(
+                                Exit::Usage,
+                                format!(
+                                    "schedule `{}` exists in several projects ({}); name one with --project",
+                                    a.schedule,
+                                    many.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+            };
+            let body = json!({
+                "schedule": a.schedule,
+                "user": a.user,
+                "start": rfc3339_utc(from),
+                "end": rfc3339_utc(a.to),
+            });
+            let v: Value = client.post(&overrides_path(&project), &body).await?;
+            if c.output == Output::Json {
+                print_json(&v);
+                return Ok(0);
+            }
+            println!(
+                "override #{}: {} is on call in {}/{} from {} until {} UTC",
+                cell(&v["id"]),
+                cell(&v["user"]),
+                cell(&v["project"]),
+                cell(&v["schedule"]),
+                utc(v["starts_ms"].as_i64()),
+                utc(v["ends_ms"].as_i64())
+            );
+            Ok(0)
+        }
+        OverrideCmd::List {
+            project,
+            schedule,
+            all,
+        } => {
+            let projects = match project {
+                Some(p) => vec![p],
+                None => schedule_projects(&client, schedule.as_deref()).await?,
+            };
+            let q = query(&[
+                ("schedule", schedule),
+                ("all", all.then(|| "true".to_string())),
+            ]);
+            let mut list: Vec<Value> = Vec::new();
+            for p in &projects {
+                let rows: Vec<Value> = client.get(&format!("{}{q}", overrides_path(p))).await?;
+                list.extend(rows);
+            }
+            if c.output == Output::Json {
+                print_json(&list);
+                return Ok(0);
+            }
+            if list.is_empty() {
+                eprintln!(
+                    "no overrides{}: add one with `sluice oncall override add SCHEDULE --user U --to T`",
+                    if all { "" } else { " that have not ended" }
+                );
+                return Ok(0);
+            }
+            let now = sluice_server::engine::now_ms();
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|o| {
+                    let state = match (o["starts_ms"].as_i64(), o["ends_ms"].as_i64()) {
+                        (_, Some(end)) if end <= now => "ended",
+                        (Some(start), _) if start > now => "pending",
+                        _ => "active",
+                    };
+                    vec![
+                        format!("#{}", cell(&o["id"])),
+                        state.to_string(),
+                        format!("{}/{}", cell(&o["project"]), cell(&o["schedule"])),
+                        cell(&o["user"]),
+                        utc(o["starts_ms"].as_i64()),
+                        utc(o["ends_ms"].as_i64()),
+                        cell(&o["created_by"]),
+                    ]
+                })
+                .collect();
+            table::print(
+                &[
+                    "ID",
+                    "STATE",
+                    "SCHEDULE",
+                    "USER",
+                    "FROM (UTC)",
+                    "TO (UTC)",
+                    "BY",
+                ],
+                &rows,
+            );
+            Ok(0)
+        }
+        OverrideCmd::Rm { id, project } => {
+            let project = match project {
+                Some(p) => p,
+                None => {
+                    let mut owner = None;
+                    for p in schedule_projects(&client, None).await? {
+                        let rows: Vec<Value> = client
+                            .get(&format!("{}?all=true", overrides_path(&p)))
+                            .await?;
+                        if rows.iter().any(|o| o["id"].as_i64() == Some(id)) {
+                            owner = Some(p);
+                            break;
+                        }
+                    }
+                    owner.ok_or_else(|| {
+                        CliError::new(
+                            Exit::NotFound,
+                            format!("no on-call override #{id} in the projects you can see (`sluice oncall override list --all`)"),
+                        )
+                    })?
+                }
+            };
+            Client::new(&c.server)
+                .delete(&format!("{}/{id}", overrides_path(&project)))
+                .await?;
+            if c.output == Output::Text {
+                println!("removed override #{id} of {project}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `sluice oncall` without a subcommand: who is on call now and next.
+async fn oncall_now(c: &ClientOpts) -> Result<i32, CliError> {
+    let list: Vec<Value> = Client::new(&c.server).get("/oncall").await?;
+    if c.output == Output::Json {
         print_json(&list);
         return Ok(0);
     }
@@ -971,7 +1220,6 @@ fn parse_time(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::time::rfc3339_utc;
 
     #[test]
     fn times_round_trip_with_the_formatter_and_offsets_shift_them() {
@@ -1079,6 +1327,75 @@ mod tests {
         assert_eq!(human(187_200_000), "2d 4h");
         assert_eq!(since(Some(1_000), Some(61_000)), "1m");
         assert_eq!(since(Some(1_000), None), "-");
+    }
+
+    #[test]
+    fn oncall_keeps_working_alone_and_takes_override_subcommands() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            let cli = crate::Cli::try_parse_from(
+                ["sluice", "oncall"].into_iter().chain(args.iter().copied()),
+            )
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            match cli.command {
+                crate::Command::Oncall(a) => a,
+                _ => panic!("{args:?}: not `oncall`"),
+            }
+        };
+        let plain = parse(&["--output", "json", "--server", "http://x:1"]);
+        assert!(plain.cmd.is_none());
+        assert!(plain.c.output == Output::Json && plain.c.server == "http://x:1");
+        // The client options are global: accepted after the subcommands too.
+        let add = parse(&[
+            "override",
+            "add",
+            "primary",
+            "--user",
+            "alice",
+            "--from",
+            "2026-05-01T18:00:00+02:00",
+            "--to",
+            "2026-05-02T08:00:00+02:00",
+            "-o",
+            "json",
+            "--server",
+            "http://y:2",
+        ]);
+        assert!(add.c.output == Output::Json && add.c.server == "http://y:2");
+        let Some(OncallCmd::Override(OverrideCmd::Add(a))) = add.cmd else {
+            panic!("not `override add`");
+        };
+        assert_eq!((a.schedule.as_str(), a.user.as_str()), ("primary", "alice"));
+        assert_eq!(a.from, parse_time("2026-05-01T16:00:00Z").ok());
+        assert_eq!(Some(a.to), parse_time("2026-05-02T06:00:00Z").ok());
+        assert!(a.project.is_none());
+        let rm = parse(&["override", "rm", "7", "--project", "shop"]);
+        assert!(matches!(
+            rm.cmd,
+            Some(OncallCmd::Override(OverrideCmd::Rm { id: 7, project: Some(ref p) })) if p == "shop"
+        ));
+        let list = parse(&["override", "list", "--all", "--schedule", "primary"]);
+        assert!(matches!(
+            list.cmd,
+            Some(OncallCmd::Override(OverrideCmd::List { all: true, project: None, schedule: Some(ref s) })) if s == "primary"
+        ));
+        // Refused before anything is sent: no --to, a time without a zone, a bad id.
+        for bad in [
+            &["override", "add", "primary", "--user", "a"][..],
+            &[
+                "override",
+                "add",
+                "primary",
+                "--user",
+                "a",
+                "--to",
+                "2026-05-02T08:00:00",
+            ],
+            &["override", "rm", "0"],
+        ] {
+            let args = ["sluice", "oncall"].into_iter().chain(bad.iter().copied());
+            assert!(crate::Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Signing in from the command line and managing who may do what: `sluice login` (with a
 //! password, or with the one-time setup token of a new server) saves an API token per
-//! server in the credentials file; `logout`, `whoami`; `users` and `tokens` for admins and
-//! for one's own tokens; `approve` for gated deploys; `tokens generate` for automation.
+//! server in the credentials file; `logout`, `whoami`; `users` (grants, email addresses for
+//! pages) and `tokens` for admins and for one's own tokens; `approve` for gated deploys;
+//! `tokens generate` for automation.
 //!
 //! The credentials file is `$SLUICE_CONFIG_DIR/credentials.json`, else
 //! `$XDG_CONFIG_HOME/sluice/credentials.json`, else `~/.config/sluice/credentials.json`,
@@ -15,7 +16,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use sluice_secrets::Zeroizing;
 
-use crate::client::Client;
+use crate::client::{Client, enc};
 use crate::exit::{CliError, Exit};
 use crate::table::{self, print_json};
 use crate::{ClientOpts, Output};
@@ -252,6 +253,15 @@ pub enum UsersCmd {
         #[command(flatten)]
         c: ClientOpts,
     },
+    /// Set the email address a user's pages go to ("" removes it).
+    SetEmail {
+        /// The user's name.
+        name: String,
+        /// The address, e.g. `alice@example.com`; "" removes it.
+        email: String,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
     /// End a user's sessions and print a one-time token to set a new password.
     Reset {
         /// The user's name.
@@ -373,6 +383,19 @@ pub async fn users(cmd: UsersCmd) -> Result<i32, CliError> {
         }
         UsersCmd::Disable { name, c } => set_disabled(&c, &name, true).await?,
         UsersCmd::Enable { name, c } => set_disabled(&c, &name, false).await?,
+        UsersCmd::SetEmail { name, email, c } => {
+            let email = email.trim();
+            let v: Value = Client::new(&c.server)
+                .patch(&format!("/users/{}", enc(&name)), &json!({"email": email}))
+                .await?;
+            if c.output == Output::Json {
+                print_json(&v);
+            } else if email.is_empty() {
+                println!("removed the email address of {name}: they cannot be paged");
+            } else {
+                println!("pages for {name} go to {email}");
+            }
+        }
         UsersCmd::Reset { name, c } => {
             let client = Client::new(&c.server);
             let v: Value = client

@@ -20,6 +20,7 @@ mod chain;
 mod deploys;
 mod migrate;
 mod model;
+mod oncall;
 pub mod origin;
 mod rows;
 mod secrets;
@@ -28,6 +29,7 @@ pub use access::TOUCH_INTERVAL_MS;
 pub use alert_stats::{NoiseFilter, RuleNoise};
 pub use alerts::*;
 pub use model::*;
+pub use oncall::{NewOverride, OverrideFilter, OverrideRow};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -59,6 +59,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_journal_file.sql"),
         postgres: include_str!("../migrations/postgres/0006_journal_file.sql"),
     },
+    Migration {
+        version: 7,
+        name: "oncall_overrides",
+        sqlite: include_str!("../migrations/sqlite/0007_oncall_overrides.sql"),
+        postgres: include_str!("../migrations/postgres/0007_oncall_overrides.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -378,14 +378,14 @@ async fn placeholders_bind_by_number(cx: &Ctx) {
 }
 
 async fn migrations_are_idempotent(cx: &Ctx) {
-    assert_eq!(cx.store.schema_version().await.unwrap(), 6);
+    assert_eq!(cx.store.schema_version().await.unwrap(), 7);
     cx.store
         .add_project(project("shop"), ev(EventKind::ProjectAdded, "project/shop"))
         .await
         .unwrap();
     for _ in 0..2 {
         let again = cx.reopen().await;
-        assert_eq!(again.schema_version().await.unwrap(), 6);
+        assert_eq!(again.schema_version().await.unwrap(), 7);
         assert_eq!(again.projects().await.unwrap().len(), 1);
         again.close().await;
     }
@@ -1723,7 +1723,7 @@ async fn backfill_chains_events_of_an_old_database(cx: &Ctx) {
     }
 
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 6);
+    assert_eq!(store.schema_version().await.unwrap(), 7);
     let chained = entries(&store).await;
     assert_eq!(chained.len(), old.len());
     for (e, (seq, kind, project, payload)) in chained.iter().zip(&old) {

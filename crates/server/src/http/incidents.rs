@@ -1,5 +1,6 @@
 //! The incident API: list and show incidents (with their alerts and timeline), acknowledge
-//! and resolve them, list alerts and their noise figures per rule, manage integrations; and
+//! and resolve them, list alerts and their noise figures per rule, manage integrations,
+//! silences and on-call overrides, show who is on call; and
 //! the signed acknowledge/resolve links that notifications carry, which work without
 //! signing in.
 //!
@@ -18,7 +19,10 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::EventKind;
-use sluice_store::{AlertFilter, IncidentFilter, NewIntegration, NoiseFilter, RuleNoise};
+use sluice_store::{
+    AlertFilter, IncidentFilter, NewIntegration, NewOverride, NoiseFilter, OverrideFilter,
+    OverrideRow, RuleNoise,
+};
 
 use super::ingest::key_hash;
 use super::{ApiError, body, query};
@@ -63,9 +67,12 @@ pub(super) struct OnCallRow {
     pub(super) time_zone: String,
     pub(super) now: Option<sluice_oncall::OnCall>,
     pub(super) next: Option<sluice_oncall::OnCall>,
+    /// The overrides added through the API that have not ended, oldest first.
+    pub(super) overrides: Vec<OverrideRow>,
 }
 
-/// The on-call rows of the API and the page.
+/// The on-call rows of the API and the page: the production schedules with the overrides
+/// added through the API merged in.
 pub(super) async fn on_call_rows(e: &Engine, caller: &Caller) -> Result<Vec<OnCallRow>, ApiError> {
     let now = now_ms();
     let mut out = Vec::new();
@@ -73,21 +80,191 @@ pub(super) async fn on_call_rows(e: &Engine, caller: &Caller) -> Result<Vec<OnCa
         let Some(config) = e.production_config(&project).await else {
             continue;
         };
-        for s in &config.oncall.schedules {
+        let upcoming = e
+            .store
+            .overrides(&OverrideFilter {
+                project: Some(project.clone()),
+                ends_after_ms: Some(now),
+                ..OverrideFilter::default()
+            })
+            .await?;
+        for s in e.on_call_schedules(&project, &config, now).await {
             let Ok(compiled) = s.compile() else {
                 continue;
             };
             let (current, next) = sluice_oncall::now_and_next(&compiled, now);
             out.push(OnCallRow {
                 project: project.clone(),
-                schedule: s.name.clone(),
-                time_zone: s.time_zone.clone(),
+                overrides: upcoming
+                    .iter()
+                    .filter(|o| o.schedule == s.name)
+                    .cloned()
+                    .collect(),
+                schedule: s.name,
+                time_zone: s.time_zone,
                 now: current,
                 next,
             });
         }
     }
     Ok(out)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OverridesQuery {
+    /// Only this schedule.
+    schedule: Option<String>,
+    /// Ended overrides too (the default lists those that have not ended).
+    all: Option<bool>,
+}
+
+/// `GET /api/v1/projects/{name}/oncall/overrides?schedule=&all=`: the project's overrides
+/// added through the API, oldest first; by default only those that have not ended.
+pub(super) async fn list_overrides(
+    State(e): State<Arc<Engine>>,
+    Path(project): Path<String>,
+    q: Result<Query<OverridesQuery>, QueryRejection>,
+) -> Api {
+    let q = query(q)?;
+    e.store.project(&project).await?;
+    let rows = e
+        .store
+        .overrides(&OverrideFilter {
+            project: Some(project),
+            schedule: q.schedule,
+            ends_after_ms: (!q.all.unwrap_or(false)).then(now_ms),
+            limit: 1000,
+        })
+        .await?;
+    Ok(Json(rows).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewOverrideBody {
+    /// The schedule, as named under `oncall.schedules` in the production `sluice.yml`.
+    schedule: String,
+    /// Who is on call during the override: a sluice user.
+    user: String,
+    /// Start, RFC 3339, e.g. `2026-05-01T18:00:00+02:00`.
+    start: String,
+    /// End, RFC 3339; after the start.
+    end: String,
+}
+
+/// Longest override accepted: a year. Longer is a rotation change and belongs in sluice.yml.
+const MAX_OVERRIDE_MS: i64 = 366 * 86_400_000;
+
+/// An RFC 3339 time of an override body, or a 400 naming the field.
+fn override_time(field: &str, text: &str) -> Result<i64, ApiError> {
+    sluice_alerts::timestamp::parse_rfc3339(text.trim()).map_err(|_| {
+        ApiError::bad_request(format!("{field}: `{text}` is not an RFC 3339 time")).hint(
+            "write it with a zone, e.g. `2026-05-01T18:00:00+02:00` or `2026-05-01T16:00:00Z`",
+        )
+    })
+}
+
+/// `POST /api/v1/projects/{name}/oncall/overrides`: puts `user` on call in `schedule` from
+/// `start` to `end`, over every layer of the schedule.
+pub(super) async fn create_override(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path(project): Path<String>,
+    b: Result<Json<NewOverrideBody>, JsonRejection>,
+) -> Api {
+    let b = body(b)?;
+    e.store.project(&project).await?;
+    let starts_ms = override_time("start", &b.start)?;
+    let ends_ms = override_time("end", &b.end)?;
+    if ends_ms <= starts_ms {
+        return Err(ApiError::bad_request(format!(
+            "end `{}` is not after start `{}`",
+            b.end, b.start
+        ))
+        .hint("an override covers the time from `start` up to `end`"));
+    }
+    if ends_ms <= now_ms() {
+        return Err(
+            ApiError::bad_request(format!("end `{}` is in the past", b.end))
+                .hint("an override that has ended would change nothing"),
+        );
+    }
+    if ends_ms - starts_ms > MAX_OVERRIDE_MS {
+        return Err(
+            ApiError::bad_request("an override may last at most 366 days")
+                .hint("change the rotation in sluice.yml instead"),
+        );
+    }
+    let Some(config) = e.production_config(&project).await else {
+        return Err(ApiError::bad_request(format!(
+            "project `{project}` has no valid sluice.yml on its production branch, so it has no schedules"
+        ))
+        .hint("fix the file (`sluice validate`) and push it"));
+    };
+    let names: Vec<&str> = config
+        .oncall
+        .schedules
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    if !names.contains(&b.schedule.as_str()) {
+        let known = if names.is_empty() {
+            "it defines none".to_owned()
+        } else {
+            format!("it defines {}", names.join(", "))
+        };
+        return Err(ApiError::bad_request(format!(
+            "schedule `{}` is not in the production sluice.yml of project `{project}`: {known}",
+            b.schedule
+        ))
+        .hint("schedules are defined under `oncall.schedules` in sluice.yml"));
+    }
+    if e.store.user(&b.user).await?.is_none() {
+        return Err(
+            ApiError::bad_request(format!("unknown user `{}`", b.user)).hint(
+                "pages go to sluice users: add them with `sluice users add`, then set their email",
+            ),
+        );
+    }
+    let event = sluice_core::NewEvent::new(
+        EventKind::OncallOverrideAdded,
+        caller.actor(),
+        "oncall_override/{id}",
+    )
+    .project(&project);
+    let row = e
+        .store
+        .add_override(
+            NewOverride {
+                project,
+                schedule: b.schedule,
+                user: b.user,
+                starts_ms,
+                ends_ms,
+                created_by: caller.actor(),
+            },
+            event,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(row)).into_response())
+}
+
+/// `DELETE /api/v1/projects/{name}/oncall/overrides/{id}`: removes an override; the
+/// schedule's layers apply again.
+pub(super) async fn remove_override(
+    State(e): State<Arc<Engine>>,
+    Extension(caller): Extension<Caller>,
+    Path((project, id)): Path<(String, i64)>,
+) -> Api {
+    let event = sluice_core::NewEvent::new(
+        EventKind::OncallOverrideRemoved,
+        caller.actor(),
+        format!("oncall_override/{id}"),
+    )
+    .project(&project);
+    let row = e.store.remove_override(&project, id, event).await?;
+    Ok(Json(row).into_response())
 }
 
 /// `GET /api/v1/incidents`.

@@ -193,6 +193,9 @@ pub(super) fn table() -> Vec<Route> {
         r("GET", "/api/v1/projects/{name}/integrations", Needs(ViewProject, Project), get(incidents::list_integrations)),
         r("POST", "/api/v1/projects/{name}/integrations", Needs(ManageProject, Project), post(incidents::create_integration)),
         r("DELETE", "/api/v1/projects/{name}/integrations/{id}", Needs(ManageProject, Project), delete(incidents::remove_integration)),
+        r("GET", "/api/v1/projects/{name}/oncall/overrides", Needs(ViewProject, Project), get(incidents::list_overrides)),
+        r("POST", "/api/v1/projects/{name}/oncall/overrides", Needs(ManageSilences, Project), post(incidents::create_override)),
+        r("DELETE", "/api/v1/projects/{name}/oncall/overrides/{id}", Needs(ManageSilences, Project), delete(incidents::remove_override)),
         // Secrets.
         r("POST", "/api/v1/unseal", Needs(Unseal, Instance), post(secrets::unseal)),
         r("POST", "/api/v1/secrets/rotate-key", Needs(Unseal, Instance), post(secrets::rotate_key)),

@@ -238,7 +238,16 @@ fn back_to_incident(id: i64, done: Result<bool, crate::engine::EngineError>) -> 
     }
 }
 
-/// `GET /oncall`: who is on call now and next, per schedule of every visible project.
+/// A user on call, marked when an override (not a layer) puts them there.
+fn on_call_who(c: &sluice_oncall::OnCall) -> String {
+    match &c.layer {
+        Some(_) => c.user.clone(),
+        None => format!("{} (override)", c.user),
+    }
+}
+
+/// `GET /oncall`: who is on call now and next, per schedule of every visible project, with
+/// the overrides added through the API.
 pub(super) async fn oncall_page(
     State(e): State<Arc<Engine>>,
     Extension(caller): Extension<Caller>,
@@ -255,17 +264,23 @@ pub(super) async fn oncall_page(
                 p.meta { "No schedules. Define them under `oncall.schedules` in sluice.yml." }
             } @else {
                 table {
-                    tr { th { "project" } th { "schedule" } th { "now" } th { "until" } th { "next" } th { "zone" } }
+                    tr { th { "project" } th { "schedule" } th { "now" } th { "until" } th { "next" } th { "zone" } th { "overrides" } }
                     @for r in &rows {
                         tr {
                             td { (r.project) } td { (r.schedule) }
-                            td { (r.now.as_ref().map_or("nobody", |c| c.user.as_str())) }
+                            td { (r.now.as_ref().map_or_else(|| "nobody".into(), on_call_who)) }
                             td.meta { (r.now.as_ref().and_then(|c| c.until_ms).map_or_else(|| "—".into(), when)) }
-                            td { (r.next.as_ref().map_or("—", |c| c.user.as_str())) }
+                            td { (r.next.as_ref().map_or_else(|| "—".into(), on_call_who)) }
                             td.meta { (r.time_zone) }
+                            td.meta {
+                                @for o in &r.overrides {
+                                    div { "#" (o.id) " " (o.user) ": " (when(o.starts_ms)) " – " (when(o.ends_ms)) }
+                                }
+                            }
                         }
                     }
                 }
+                p.meta { "Cover someone's shift without a commit: " code { "sluice oncall override add SCHEDULE --user U --from T --to T --project P" } "." }
             }
         },
     ))

@@ -7,6 +7,7 @@
 
 pub mod noise;
 pub mod rules;
+pub mod slack;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

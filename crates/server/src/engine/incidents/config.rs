@@ -146,6 +146,62 @@ impl Engine {
     }
 }
 
+/// How far back stored overrides are read when resolving who is on call. An override that
+/// ended within this time can still decide since when the current shift runs; older ones
+/// cannot matter to "now", "next" or a page.
+const OVERRIDE_LOOKBACK_MS: i64 = 31 * 86_400_000;
+
+/// `schedules` with the stored overrides of their project merged in: each row goes into the
+/// schedule it names, after any overrides the schedule already has and in the order they
+/// were added, so a later override wins over an earlier one where they overlap.
+/// Rows naming a schedule that is not (or no longer) in the file are left out.
+pub fn with_overrides(
+    schedules: &[sluice_oncall::Schedule],
+    rows: &[sluice_store::OverrideRow],
+) -> Vec<sluice_oncall::Schedule> {
+    let mut out = schedules.to_vec();
+    for row in rows {
+        if let Some(s) = out.iter_mut().find(|s| s.name == row.schedule) {
+            s.overrides.push(sluice_oncall::Override {
+                user: row.user.clone(),
+                start_ms: row.starts_ms,
+                end_ms: row.ends_ms,
+            });
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// The on-call schedules of a project's production configuration with the overrides
+    /// added through the API merged in ([`with_overrides`]), as of `now_ms`. When the
+    /// overrides cannot be read, the file's schedules are used as they are (logged): paging
+    /// someone beats paging nobody.
+    pub async fn on_call_schedules(
+        &self,
+        project: &str,
+        config: &Config,
+        now_ms: i64,
+    ) -> Vec<sluice_oncall::Schedule> {
+        if config.oncall.schedules.is_empty() {
+            return Vec::new();
+        }
+        let filter = sluice_store::OverrideFilter {
+            project: Some(project.to_owned()),
+            ends_after_ms: Some(now_ms.saturating_sub(OVERRIDE_LOOKBACK_MS)),
+            limit: 10_000,
+            ..sluice_store::OverrideFilter::default()
+        };
+        match self.store.overrides(&filter).await {
+            Ok(rows) => with_overrides(&config.oncall.schedules, &rows),
+            Err(e) => {
+                tracing::warn!(project, error = %e, "cannot read on-call overrides; using the schedules without them");
+                config.oncall.schedules.clone()
+            }
+        }
+    }
+}
+
 /// A stored silence as a matcher set and time window.
 pub fn compile_silence(row: &sluice_store::SilenceRow) -> Result<Silence, String> {
     let matchers: Vec<Matcher> =
@@ -225,5 +281,89 @@ impl Env for AlertSettings {
             .filter(|s| s.project.as_deref().is_none_or(|p| p == signal.project))
             .find(|s| s.silence.mutes(&labels, now_ms))
             .map(|s| s.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    /// 2026-01-05T09:00:00Z, a Monday: the layer's first handoff.
+    const START: i64 = 1_767_603_600_000;
+
+    fn schedule(name: &str) -> sluice_oncall::Schedule {
+        sluice_oncall::Schedule {
+            name: name.into(),
+            time_zone: "UTC".into(),
+            layers: vec![sluice_oncall::Layer {
+                name: "weekly".into(),
+                users: vec!["bob".into()],
+                rotation: sluice_oncall::Rotation::Weekly,
+                start: "2026-01-05T09:00".into(),
+                restrictions: Vec::new(),
+            }],
+            overrides: vec![sluice_oncall::Override {
+                user: "earlier".into(),
+                start_ms: START + HOUR,
+                end_ms: START + 10 * HOUR,
+            }],
+        }
+    }
+
+    fn row(id: i64, schedule: &str, user: &str, from: i64, to: i64) -> sluice_store::OverrideRow {
+        sluice_store::OverrideRow {
+            id,
+            project: "shop".into(),
+            schedule: schedule.into(),
+            user: user.into(),
+            starts_ms: from,
+            ends_ms: to,
+            created_by: "user:admin".into(),
+            created_ms: 0,
+        }
+    }
+
+    fn who(s: &sluice_oncall::Schedule, at: i64) -> Option<(String, Option<String>)> {
+        let c = s.compile().ok()?.on_call_at(at)?;
+        Some((c.user, c.layer))
+    }
+
+    #[test]
+    fn stored_overrides_win_over_layers_and_earlier_overrides_in_the_order_added() {
+        let rows = [
+            row(1, "primary", "alice", START + 2 * HOUR, START + 6 * HOUR),
+            row(2, "primary", "carol", START + 3 * HOUR, START + 4 * HOUR),
+            row(3, "gone", "dan", START, START + 100 * HOUR),
+        ];
+        let merged = with_overrides(&[schedule("primary"), schedule("backup")], &rows);
+        let primary = &merged[0];
+        let at = |h: i64| who(primary, START + h * HOUR);
+        assert_eq!(at(0), Some(("bob".into(), Some("weekly".into()))));
+        assert_eq!(at(1), Some(("earlier".into(), None)));
+        assert_eq!(at(2), Some(("alice".into(), None)));
+        assert_eq!(at(3), Some(("carol".into(), None)));
+        assert_eq!(at(5), Some(("alice".into(), None)));
+        assert_eq!(at(6), Some(("earlier".into(), None)));
+        assert_eq!(at(10), Some(("bob".into(), Some("weekly".into()))));
+        // Another schedule is untouched, and a row naming a schedule the file no longer
+        // has is left out.
+        assert_eq!(merged[1], schedule("backup"));
+        assert_eq!(merged.len(), 2);
+        // The end is exclusive: at the override's end the layer is back.
+        let only = with_overrides(
+            &[schedule("primary")],
+            &[row(
+                1,
+                "primary",
+                "alice",
+                START + 20 * HOUR,
+                START + 21 * HOUR,
+            )],
+        );
+        assert_eq!(
+            who(&only[0], START + 21 * HOUR),
+            Some(("bob".into(), Some("weekly".into())))
+        );
     }
 }

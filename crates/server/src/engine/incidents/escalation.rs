@@ -1,8 +1,9 @@
 //! Paging people: when an incident is first notified (or its severity rises), the project's
 //! escalation policy starts; its levels page users, or whoever a schedule has on call at the
-//! moment of paging, by email, until someone acknowledges. The policy's state lives on the
-//! incident row, so a restarted server continues where it was; a ticker in the engine loop
-//! advances due escalations. Every page, and "nobody on call", is on the timeline.
+//! moment of paging (overrides added through the API included), by email, until someone
+//! acknowledges. The policy's state lives on the incident row, so a restarted server
+//! continues where it was; a ticker in the engine loop advances due escalations. Every page,
+//! and "nobody on call", is on the timeline.
 
 use std::sync::Arc;
 
@@ -14,10 +15,12 @@ use sluice_store::IncidentFilter;
 use super::notifier::{self, record};
 use crate::engine::{Engine, EngineError, now_ms};
 
-/// The policy and compiled schedules of a project, if it has a policy.
+/// The policy and compiled schedules of a project, if it has a policy. The schedules
+/// include the overrides added through the API, so a page goes to whoever covers the shift.
 async fn policy_of(
     engine: &Engine,
     project: &str,
+    now_ms: i64,
 ) -> Option<(sluice_oncall::Policy, Vec<CompiledSchedule>)> {
     let config = engine.production_config(project).await?;
     let name = config.alerts.escalation.as_ref()?;
@@ -27,9 +30,9 @@ async fn policy_of(
         .iter()
         .find(|p| &p.name == name)?
         .clone();
-    let schedules = config
-        .oncall
-        .schedules
+    let schedules = engine
+        .on_call_schedules(project, &config, now_ms)
+        .await
         .iter()
         .filter_map(|s| s.compile().ok())
         .collect();
@@ -40,10 +43,11 @@ async fn policy_of(
 /// first pages.
 pub async fn start(engine: &Arc<Engine>, incident: i64) -> Result<(), EngineError> {
     let inc = engine.store.incident(incident).await?;
-    let Some((policy, schedules)) = policy_of(engine, &inc.project).await else {
+    let now = now_ms();
+    let Some((policy, schedules)) = policy_of(engine, &inc.project, now).await else {
         return Ok(());
     };
-    let (state, pages) = esc::start(&policy, now_ms(), schedules.as_slice());
+    let (state, pages) = esc::start(&policy, now, schedules.as_slice());
     engine
         .store
         .set_escalation(incident, &serde_json::to_value(&state).unwrap_or_default())
@@ -77,7 +81,7 @@ pub async fn tick(engine: &Arc<Engine>) -> Result<(), EngineError> {
         if state.next_at_ms.is_none_or(|t| t > now) {
             continue;
         }
-        let Some((policy, schedules)) = policy_of(engine, &inc.project).await else {
+        let Some((policy, schedules)) = policy_of(engine, &inc.project, now).await else {
             continue;
         };
         let pages = esc::advance(&policy, &mut state, now, schedules.as_slice());

@@ -44,13 +44,20 @@ use config::AlertSettings;
 const INGEST_QUEUE: usize = 4096;
 /// Requests the writer puts in one transaction at most.
 const GROUP_COMMIT_MAX: usize = 512;
-/// Journal entries the loop applies per engine step at most: steps stay short, so commands
-/// and other writers of the store do not wait long behind one.
-const APPLY_PAGE: usize = 64;
+/// Journal entries read at once.
+const READ_PAGE: usize = 64;
+/// Signals the loop applies per engine step at most (an entry's signals are not split):
+/// steps stay short, so due notifications are not late behind a backlog, and commands and
+/// other writers of the store do not wait long behind one step.
+const APPLY_SIGNALS: usize = 512;
 /// How often silences are re-read and muted alerts re-checked.
 const SILENCE_RECHECK: Duration = Duration::from_secs(5);
 /// Settings older than this are re-read before signals are applied.
 const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
+/// The journal is applied at most this often while it grows: a stream of small requests is
+/// applied in a few larger transactions instead of one each (deadlines and commands are not
+/// delayed by it).
+const APPLY_EVERY: Duration = Duration::from_millis(10);
 /// How often due escalations are advanced.
 const ESCALATION_TICK: Duration = Duration::from_secs(1);
 /// Journal entries applied between two prunings of the journal's sealed segments.
@@ -267,6 +274,8 @@ struct Loop {
     engine: Arc<Engine>,
     /// The journal, read in order; shared with the blocking reads.
     reader: Arc<std::sync::Mutex<Reader>>,
+    /// Entries read but not applied yet.
+    pending: std::collections::VecDeque<sluice_journal::Entry>,
     core: Core,
     settings: AlertSettings,
     settings_loaded: std::time::Instant,
@@ -282,6 +291,7 @@ impl Loop {
         let mut state = Loop {
             engine,
             reader: Arc::new(std::sync::Mutex::new(reader)),
+            pending: std::collections::VecDeque::new(),
             core: Core::new(1, 1),
             settings,
             settings_loaded: std::time::Instant::now(),
@@ -347,6 +357,7 @@ impl Loop {
         }
         let applied = store.alerts_applied_seq().await?;
         self.core = core;
+        self.pending.clear();
         self.settings = settings;
         self.settings_loaded = std::time::Instant::now();
         self.applied = applied;
@@ -354,7 +365,7 @@ impl Loop {
         Ok(())
     }
 
-    /// Up to [`APPLY_PAGE`] journal entries after the applied position.
+    /// Up to [`READ_PAGE`] journal entries after the applied position.
     async fn read_journal(&self) -> Result<Vec<sluice_journal::Entry>, EngineError> {
         let reader = self.reader.clone();
         let after = u64::try_from(self.applied).unwrap_or(0);
@@ -362,7 +373,7 @@ impl Loop {
             reader
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .read(after, APPLY_PAGE)
+                .read(after, READ_PAGE)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("alert journal: {e}")))?
@@ -374,6 +385,7 @@ impl Loop {
         let mut shutdown = self.engine.shutdown_signal();
         let mut next_silence_check = tokio::time::Instant::now();
         loop {
+            let stepped = tokio::time::Instant::now();
             if let Err(e) = self.step(&mut commands, &mut next_silence_check).await {
                 tracing::error!(error = %e, "incident engine step failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -392,7 +404,9 @@ impl Loop {
                 .min(next_silence_check)
                 .min(tokio::time::Instant::now() + ESCALATION_TICK);
             tokio::select! {
-                _ = grew.notified() => {}
+                _ = grew.notified() => {
+                    tokio::time::sleep_until((stepped + APPLY_EVERY).min(wake_at)).await;
+                }
                 c = commands.recv(), if !commands.is_closed() => {
                     if let Some(c) = c
                         && let Err(e) = self.command(c).await
@@ -420,14 +434,20 @@ impl Loop {
             self.command(c).await?;
         }
         loop {
-            let entries = self.read_journal().await?;
-            if entries.is_empty() {
+            if self.pending.is_empty() {
+                let entries = self.read_journal().await?;
+                self.pending.extend(entries);
+            }
+            if self.pending.is_empty() {
                 break;
             }
             let mut effects = Vec::new();
             let mut last = self.applied;
-            let mut decoded = Vec::with_capacity(entries.len());
-            for entry in &entries {
+            let mut decoded = Vec::new();
+            let mut signals_taken = 0;
+            while signals_taken < APPLY_SIGNALS
+                && let Some(entry) = self.pending.pop_front()
+            {
                 last = i64::try_from(entry.seq).unwrap_or(i64::MAX);
                 let signals: Vec<AlertSignal> = match serde_json::from_slice(&entry.body) {
                     Ok(s) => s,
@@ -438,6 +458,7 @@ impl Loop {
                         continue;
                     }
                 };
+                signals_taken += signals.len().max(1);
                 decoded.push((entry.received_ms, signals));
             }
             // Settings are re-read at most every second, and at once for a project added

@@ -1,11 +1,13 @@
 //! The incident record as people read it: the incident, its alerts, and one timeline that
 //! merges the stored entries (notifications, deliveries, status changes) with the alerts
-//! firing and resolving and with the deployments of the affected service around that time.
+//! firing and resolving and with the deployments of the affected service around that time,
+//! and the change events (deploy markers from other tools) of the same window.
 //! The API, the UI and the postmortem posted to the ticket webhook all read this.
 
 use serde::Serialize;
+use sluice_core::EventKind;
 use sluice_notify::{AlertLine, IncidentRecord, SuspectedCause, TimelineEntry};
-use sluice_store::{AlertFilter, AlertRow, DeploymentFilter, IncidentRow};
+use sluice_store::{AlertFilter, AlertRow, DeploymentFilter, EventFilter, IncidentRow};
 
 use crate::engine::{Engine, EngineError, now_ms};
 
@@ -13,15 +15,21 @@ use crate::engine::{Engine, EngineError, now_ms};
 const MAX_ALERTS: i64 = 1000;
 /// Alerts that get their own timeline entries; the rest are summed up in one.
 const TIMELINE_ALERTS: usize = 50;
-/// Deployments this long before the incident opened are on its timeline.
+/// Deployments (and change events) this long before the incident opened are on its
+/// timeline.
 const DEPLOYS_BEFORE_MS: i64 = 2 * 3600 * 1000;
+/// Change events on one timeline at most (the latest are kept).
+const MAX_CHANGES: usize = 100;
+/// Change events read from the event log per query.
+const CHANGE_PAGE: i64 = 1000;
 
 /// One line of the merged timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     /// When.
     pub at_ms: i64,
-    /// `opened`, `alert`, `alert_resolved`, `deploy`, `delivery`, `acknowledged`, ...
+    /// `opened`, `alert`, `alert_resolved`, `deploy`, `rollback`, `change`, `delivery`,
+    /// `acknowledged`, ...
     pub kind: String,
     /// Who.
     pub actor: Option<String>,
@@ -153,6 +161,15 @@ pub async fn read(engine: &Engine, id: i64) -> Result<Record, EngineError> {
             });
         }
     }
+    timeline.extend(
+        change_entries(
+            engine,
+            &incident,
+            incident.opened_ms - DEPLOYS_BEFORE_MS,
+            until,
+        )
+        .await?,
+    );
     timeline.sort_by_key(|e| e.at_ms);
     Ok(Record {
         mtta_ms: incident.acked_ms.map(|a| a - incident.opened_ms),
@@ -161,6 +178,85 @@ pub async fn read(engine: &Engine, id: i64) -> Result<Record, EngineError> {
         alerts,
         timeline,
     })
+}
+
+/// The project's change events (`change.received`: PagerDuty change events, deploy markers
+/// of tools other than sluice) within `[from_ms, until_ms]` as timeline entries: those of
+/// the incident's service when their integration names one, and those whose integration
+/// names no service. A change is placed at its own `timestamp` when the sender gave one, else
+/// when it arrived. At most [`MAX_CHANGES`] entries, the latest; one line says how many more.
+async fn change_entries(
+    engine: &Engine,
+    incident: &IncidentRow,
+    from_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<Entry>, EngineError> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = engine
+            .store
+            .events(&EventFilter {
+                after,
+                limit: CHANGE_PAGE,
+                project: Some(incident.project.clone()),
+                kinds: vec![EventKind::ChangeReceived],
+                subject: None,
+            })
+            .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.seq;
+        let full = page.len() as i64 == CHANGE_PAGE;
+        for e in page {
+            let p = &e.payload;
+            if p["service"].as_str().is_some_and(|s| s != incident.service) {
+                continue;
+            }
+            let at_ms = p["timestamp_ms"].as_i64().unwrap_or(e.time_ms);
+            if at_ms < from_ms || at_ms > until_ms {
+                continue;
+            }
+            let summary = p["summary"].as_str().unwrap_or("(no summary)");
+            let text = match p["source"].as_str().filter(|s| !s.is_empty()) {
+                Some(source) => format!("change: {summary} ({source})"),
+                None => format!("change: {summary}"),
+            };
+            out.push(Entry {
+                at_ms,
+                kind: "change".into(),
+                actor: Some(e.actor.clone()),
+                text,
+                data: serde_json::json!({
+                    "event": e.seq,
+                    "source": p["source"],
+                    "service": p["service"],
+                    "links": p["links"],
+                }),
+            });
+        }
+        if !full {
+            break;
+        }
+    }
+    out.sort_by_key(|e| e.at_ms);
+    if out.len() > MAX_CHANGES {
+        let dropped = out.len() - MAX_CHANGES;
+        let kept = out.split_off(dropped);
+        let first = kept.first().map_or(from_ms, |e| e.at_ms);
+        out = vec![Entry {
+            at_ms: first,
+            kind: "change".into(),
+            actor: None,
+            text: format!(
+                "{dropped} earlier change events (see the event log, kind change.received)"
+            ),
+            data: serde_json::json!({}),
+        }];
+        out.extend(kept);
+    }
+    Ok(out)
 }
 
 impl Record {

@@ -698,6 +698,12 @@ async fn adopt_kills_stray_processes_with_our_token() {
     let s = spec("lost", &fx.artifact, "exec sleep 600", HealthCheck::None);
     old.start(s).await.unwrap();
     let pid = wait_ready(&old, "lost").await.pid.unwrap();
+    // Ready without a health check means spawned: wait until the shell has exec'd `sleep`, as
+    // a process in the middle of exec shows an empty environment in /proc.
+    poll_until("the instance to exec sleep", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    })
+    .await;
     drop(old);
     // The crash happened before the record was written.
     std::fs::remove_file(fx.root().join("state/lost.json")).unwrap();

@@ -726,6 +726,27 @@ impl Store {
             .execute(w.conn())
             .await?;
         }
+        // One key may close and reopen within a batch (an alert resolved, then triggered
+        // again: a new alert), and at most one alert per key may be open (`alerts_open_key`).
+        // So: changes of alerts that existed before the batch first, then the new alerts,
+        // inserted already resolved when the batch resolves them, then the new alerts'
+        // changes. Each alert's own changes keep their order.
+        let new_ids: std::collections::HashSet<i64> = b.new_alerts.iter().map(|a| a.id).collect();
+        let resolved_in_batch: std::collections::HashSet<i64> = b
+            .alert_changes
+            .iter()
+            .filter_map(|c| match c {
+                AlertChange::Resolved { id, .. } if new_ids.contains(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let (changes_of_new, changes_of_old): (Vec<&AlertChange>, Vec<&AlertChange>) = b
+            .alert_changes
+            .iter()
+            .partition(|c| new_ids.contains(&c.alert_id()));
+        for c in changes_of_old {
+            alert_change(c).execute(w.conn()).await?;
+        }
         for chunk in b.new_alerts.chunks(ALERT_ROWS_PER_INSERT) {
             let mut q = SqlBuilder::new(
                 "INSERT INTO alerts (id, scope, dedup_key, project, service, source, rule, \
@@ -740,7 +761,13 @@ impl Store {
                 q.arg(Arg::Text(a.project.clone())).push(", ");
                 q.arg(Arg::Text(a.service.clone())).push(", ");
                 q.arg(Arg::Text(a.source.clone())).push(", ");
-                q.arg(Arg::OptText(a.rule.clone())).push(", 'firing', ");
+                q.arg(Arg::OptText(a.rule.clone())).push(", ");
+                let status = if resolved_in_batch.contains(&a.id) {
+                    "resolved"
+                } else {
+                    "firing"
+                };
+                q.arg(Arg::Text(status.to_owned())).push(", ");
                 q.arg(Arg::Text(a.severity.clone())).push(", ");
                 q.arg(Arg::Text(a.summary.clone())).push(", ");
                 q.arg(Arg::Text(to_json(&a.labels, "alert labels")?))
@@ -755,52 +782,8 @@ impl Store {
             }
             q.build().execute(w.conn()).await?;
         }
-        for c in &b.alert_changes {
-            let q = match c {
-                AlertChange::Repeated {
-                    id,
-                    severity,
-                    summary,
-                    at_ms,
-                } => sqlx::query(
-                    "UPDATE alerts SET repeats = repeats + 1, severity = $2, summary = $3, \
-                     resolved_ms = NULL, updated_ms = $4 WHERE id = $1",
-                )
-                .bind(*id)
-                .bind(severity.clone())
-                .bind(summary.clone())
-                .bind(*at_ms),
-                AlertChange::Resolved { id, at_ms } => sqlx::query(
-                    "UPDATE alerts SET status = 'resolved', resolved_ms = $2, updated_ms = $2 \
-                     WHERE id = $1",
-                )
-                .bind(*id)
-                .bind(*at_ms),
-                AlertChange::Flapping {
-                    id,
-                    flapping,
-                    at_ms,
-                } => sqlx::query("UPDATE alerts SET flapping = $2, updated_ms = $3 WHERE id = $1")
-                    .bind(*id)
-                    .bind(if *flapping { FLAP_NOW } else { FLAP_BEFORE })
-                    .bind(*at_ms),
-                AlertChange::ResolveHeld { id, at_ms } => sqlx::query(
-                    "UPDATE alerts SET resolved_ms = $2, updated_ms = $2 WHERE id = $1",
-                )
-                .bind(*id)
-                .bind(*at_ms),
-                AlertChange::Unsilenced {
-                    id,
-                    incident_id,
-                    at_ms,
-                } => sqlx::query(
-                    "UPDATE alerts SET silenced = 0, incident_id = $2, updated_ms = $3 WHERE id = $1",
-                )
-                .bind(*id)
-                .bind(*incident_id)
-                .bind(*at_ms),
-            };
-            q.execute(w.conn()).await?;
+        for c in changes_of_new {
+            alert_change(c).execute(w.conn()).await?;
         }
         for c in &b.incident_changes {
             let q = match c {
@@ -1070,5 +1053,68 @@ impl Store {
         .fetch_all(&self.inner.pool)
         .await?;
         rows.iter().map(silence).collect()
+    }
+}
+
+impl AlertChange {
+    /// The alert it changes.
+    fn alert_id(&self) -> i64 {
+        match self {
+            AlertChange::Repeated { id, .. }
+            | AlertChange::Resolved { id, .. }
+            | AlertChange::Flapping { id, .. }
+            | AlertChange::ResolveHeld { id, .. }
+            | AlertChange::Unsilenced { id, .. } => *id,
+        }
+    }
+}
+
+/// The statement of one alert change.
+fn alert_change(
+    c: &AlertChange,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    match c {
+        AlertChange::Repeated {
+            id,
+            severity,
+            summary,
+            at_ms,
+        } => sqlx::query(
+            "UPDATE alerts SET repeats = repeats + 1, severity = $2, summary = $3, \
+             resolved_ms = NULL, updated_ms = $4 WHERE id = $1",
+        )
+        .bind(*id)
+        .bind(severity.clone())
+        .bind(summary.clone())
+        .bind(*at_ms),
+        AlertChange::Resolved { id, at_ms } => sqlx::query(
+            "UPDATE alerts SET status = 'resolved', resolved_ms = $2, updated_ms = $2 \
+             WHERE id = $1",
+        )
+        .bind(*id)
+        .bind(*at_ms),
+        AlertChange::Flapping {
+            id,
+            flapping,
+            at_ms,
+        } => sqlx::query("UPDATE alerts SET flapping = $2, updated_ms = $3 WHERE id = $1")
+            .bind(*id)
+            .bind(if *flapping { FLAP_NOW } else { FLAP_BEFORE })
+            .bind(*at_ms),
+        AlertChange::ResolveHeld { id, at_ms } => {
+            sqlx::query("UPDATE alerts SET resolved_ms = $2, updated_ms = $2 WHERE id = $1")
+                .bind(*id)
+                .bind(*at_ms)
+        }
+        AlertChange::Unsilenced {
+            id,
+            incident_id,
+            at_ms,
+        } => sqlx::query(
+            "UPDATE alerts SET silenced = 0, incident_id = $2, updated_ms = $3 WHERE id = $1",
+        )
+        .bind(*id)
+        .bind(*incident_id)
+        .bind(*at_ms),
     }
 }

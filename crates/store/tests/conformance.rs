@@ -3057,6 +3057,45 @@ async fn alert_batches_write_alerts_incidents_and_timeline(cx: &Ctx) {
     })
     .await
     .unwrap();
+    // Within one batch a key may close and open again, twice: an alert that existed before
+    // the batch (1, key "a") resolves and a new one (6) opens; a new one (7, key "d") opens,
+    // resolves and is followed by 8. Only the last of each key is open afterwards.
+    s.apply_alert_batch(AlertBatch {
+        new_alerts: vec![
+            new_alert(6, "a", Some(7)),
+            new_alert(7, "d", Some(7)),
+            new_alert(8, "d", Some(7)),
+        ],
+        alert_changes: vec![
+            AlertChange::Resolved { id: 1, at_ms: 160 },
+            AlertChange::Repeated {
+                id: 7,
+                severity: "warning".into(),
+                summary: "again".into(),
+                at_ms: 161,
+            },
+            AlertChange::Resolved { id: 7, at_ms: 162 },
+        ],
+        ..AlertBatch::default()
+    })
+    .await
+    .unwrap();
+    let open: Vec<(i64, String)> = s
+        .open_alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.id, a.dedup_key))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            (3, "c".to_owned()),
+            (5, "b".into()),
+            (6, "a".into()),
+            (8, "d".into())
+        ]
+    );
     s.apply_alert_batch(AlertBatch {
         incident_changes: vec![IncidentChange::Resolved {
             id: 7,

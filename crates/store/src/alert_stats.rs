@@ -192,6 +192,3 @@ impl Store {
         Ok(out)
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -204,6 +204,13 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+#[path = "conformance/noise.rs"]
+mod noise;
+#[path = "conformance/oncall.rs"]
+mod oncall;
+use noise::noise_figures_and_flapping_changes;
+use oncall::oncall_overrides;
+
 macro_rules! conformance {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -270,6 +277,8 @@ conformance!(
     no_plaintext_credentials_are_stored,
     alert_batches_write_alerts_incidents_and_timeline,
     integrations_and_silences,
+    noise_figures_and_flapping_changes,
+    oncall_overrides,
 );
 
 // ---- helpers ----

@@ -1,16 +1,9 @@
-//! The noise figures and the flapping changes of an alert batch, on SQLite and on
-//! PostgreSQL (`SLUICE_TEST_POSTGRES_URL`, see `.ci/postgres.sh`; a fresh database per run,
-//! dropped afterwards). Without the variable the PostgreSQL half is skipped with a notice,
-//! except under `CI`, where it fails.
-
-#![allow(clippy::unwrap_used)]
+//! The noise figures and the flapping changes of an alert batch (a conformance scenario:
+//! run on both databases by the suite).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
-use sqlx::{AssertSqlSafe, Connection};
-
-use crate::{
+use sluice_store::{
     AlertBatch, AlertChange, AlertFilter, IncidentChange, NewAlertRow, NewIncidentRow, NoiseFilter,
     RuleNoise, Store,
 };
@@ -77,7 +70,7 @@ async fn apply(
         .unwrap();
 }
 
-async fn alert_row(store: &Store, id: i64) -> crate::AlertRow {
+async fn alert_row(store: &Store, id: i64) -> sluice_store::AlertRow {
     store
         .alerts(&AlertFilter {
             limit: 100,
@@ -91,7 +84,8 @@ async fn alert_row(store: &Store, id: i64) -> crate::AlertRow {
 }
 
 /// Writes the scenario, checking the flapping changes on the way, and checks the figures.
-async fn scenario(store: &Store) {
+pub(crate) async fn noise_figures_and_flapping_changes(cx: &super::Ctx) {
+    let store = &cx.store;
     store
         .apply_alert_batch(AlertBatch {
             new_incidents: vec![
@@ -319,52 +313,4 @@ async fn scenario(store: &Store) {
         ..shop
     };
     assert!(store.alert_noise(&late).await.unwrap().is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn noise_figures_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.db");
-    let store = Store::open(path.to_str().unwrap()).await.unwrap();
-    scenario(&store).await;
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn noise_figures_on_postgres() {
-    let Ok(admin) = std::env::var("SLUICE_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "SLUICE_TEST_POSTGRES_URL is not set but CI is: run `eval \"$(.ci/postgres.sh)\"` first"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "notice: skipping noise_figures_on_postgres: set SLUICE_TEST_POSTGRES_URL (e.g. `eval \"$(.ci/postgres.sh)\"`)"
-        );
-        return;
-    };
-    let name = format!("sluice_noise_{}_{}", std::process::id(), crate::now_ms());
-    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    // The admin URL with the database replaced.
-    let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
-    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
-    let url = if query.is_empty() {
-        format!("{server}/{name}")
-    } else {
-        format!("{server}/{name}?{query}")
-    };
-    let store = Store::open(&url).await.unwrap();
-    scenario(&store).await;
-    store.close().await;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
 }

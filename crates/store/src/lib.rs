@@ -374,6 +374,9 @@ impl Store {
         if let Some(s) = &filter.subject {
             q.push(" AND subject = ").arg(Arg::Text(s.clone()));
         }
+        if let Some(t) = filter.since_ms {
+            q.push(" AND time_ms >= ").arg(Arg::Int(t));
+        }
         if !filter.kinds.is_empty() {
             q.push(" AND kind IN (");
             for (i, k) in filter.kinds.iter().enumerate() {

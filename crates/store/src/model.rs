@@ -53,6 +53,8 @@ pub struct EventFilter {
     pub kinds: Vec<EventKind>,
     /// Only this subject.
     pub subject: Option<String>,
+    /// Only events recorded at or after this time (epoch milliseconds).
+    pub since_ms: Option<i64>,
 }
 
 /// A project to register.

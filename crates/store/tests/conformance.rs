@@ -544,8 +544,30 @@ async fn event_filters(cx: &Ctx) {
         subject: Some("run/1".into()),
         after: 0,
         limit: 10,
+        since_ms: None,
     };
     assert_eq!(seqs(s.events(&combined).await.unwrap()), vec![2]);
+    let since = |t| EventFilter {
+        since_ms: Some(t),
+        ..Default::default()
+    };
+    let from_fourth: Vec<i64> = all
+        .iter()
+        .filter(|e| e.time_ms >= all[3].time_ms)
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        seqs(s.events(&since(all[3].time_ms)).await.unwrap()),
+        from_fourth
+    );
+    assert_eq!(
+        seqs(s.events(&since(all[4].time_ms + 1)).await.unwrap()),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        seqs(s.events(&since(0)).await.unwrap()),
+        vec![1, 2, 3, 4, 5]
+    );
 }
 
 async fn project_crud(cx: &Ctx) {

@@ -641,7 +641,7 @@ impl Engine {
                 kinds: vec![EventKind::TargetDesired],
                 after: (self.store.last_event_seq().await?).saturating_sub(10_000),
                 limit: 10_000,
-                project: None,
+                ..sluice_store::EventFilter::default()
             })
             .await?
             .into_iter()

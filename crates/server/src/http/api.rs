@@ -353,6 +353,7 @@ impl EventsQuery {
             project: self.project,
             kinds,
             subject: self.subject,
+            since_ms: None,
         })
     }
 }

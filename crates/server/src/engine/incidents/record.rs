@@ -202,6 +202,9 @@ async fn change_entries(
                 project: Some(incident.project.clone()),
                 kinds: vec![EventKind::ChangeReceived],
                 subject: None,
+                // A change arrives at or after its own timestamp: earlier arrivals cannot
+                // fall in the window.
+                since_ms: Some(from_ms),
             })
             .await?;
         let Some(last) = page.last() else {

@@ -33,7 +33,6 @@ use clap::Args;
 use sluice_core::{DeployStatus, RunStatus};
 use sluice_server::{Server, ServerConfig};
 use sluice_store::{Deployment, IncidentFilter, IncidentRow, Run, RunFilter};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::exit::{CliError, Exit};
@@ -896,22 +895,20 @@ struct Received {
     body: serde_json::Value,
 }
 
-/// The demo's local webhook receiver: a tiny HTTP/1.1 server on 127.0.0.1 that records the
-/// body of every POST and lists what it received on `GET /`. One request per connection
-/// (`Connection: close`), bodies with a `Content-Length` of at most [`SINK_MAX_BODY`].
+/// The demo's local webhook receiver: an HTTP server on 127.0.0.1 that records the body of
+/// every POST and lists what it received on `GET /`.
 struct Sink {
     url: String,
     received: watch::Receiver<Vec<Received>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The largest request head the sink reads.
-const SINK_MAX_HEAD: usize = 64 * 1024;
-/// The largest body the sink accepts.
-const SINK_MAX_BODY: usize = 4 * 1024 * 1024;
-
 impl Sink {
     async fn start() -> Result<Sink, CliError> {
+        use axum::extract::State;
+        use axum::http::{HeaderMap, Uri};
+        use axum::routing::post;
+
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| {
@@ -923,23 +920,30 @@ impl Sink {
         let url = format!("http://{}", listener.local_addr()?);
         let (tx, received) = watch::channel(Vec::new());
         let tx = Arc::new(tx);
+        let record = |State(tx): State<Arc<watch::Sender<Vec<Received>>>>,
+                      uri: Uri,
+                      headers: HeaderMap,
+                      body: axum::body::Bytes| async move {
+            let event = headers
+                .get("x-sluice-event")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = serde_json::from_slice(&body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+            });
+            let path = uri.path().to_owned();
+            tx.send_modify(|v| v.push(Received { path, event, body }));
+            axum::Json(serde_json::json!({"ok": true}))
+        };
+        let list = |State(tx): State<Arc<watch::Sender<Vec<Received>>>>| async move {
+            axum::Json(tx.borrow().clone())
+        };
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(list))
+            .route("/{*path}", post(record))
+            .with_state(tx);
         let task = tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((conn, _)) => {
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(30),
-                                sink_serve(conn, &tx),
-                            )
-                            .await;
-                        });
-                    }
-                    // Out of file descriptors or similar: give the system a moment.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
+            let _ = axum::serve(listener, app).await;
         });
         Ok(Sink {
             url,
@@ -958,86 +962,6 @@ impl Drop for Sink {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Serves one request of the sink.
-async fn sink_serve(
-    mut conn: tokio::net::TcpStream,
-    tx: &watch::Sender<Vec<Received>>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(8 * 1024);
-    let mut chunk = [0u8; 8 * 1024];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > SINK_MAX_HEAD {
-            return sink_answer(&mut conn, "431 Request Header Fields Too Large", "{}").await;
-        }
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request = lines.next().unwrap_or_default().split(' ');
-    let method = request.next().unwrap_or_default().to_owned();
-    let path = request.next().unwrap_or("/").to_owned();
-    let (mut length, mut event, mut chunked) = (Some(0usize), None, false);
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().ok(),
-                "transfer-encoding" => chunked = true,
-                "x-sluice-event" => event = Some(value.trim().to_owned()),
-                _ => {}
-            }
-        }
-    }
-    match method.as_str() {
-        "GET" => {
-            let list = serde_json::to_string(&*tx.borrow()).unwrap_or_else(|_| "[]".into());
-            sink_answer(&mut conn, "200 OK", &list).await
-        }
-        "POST" => {
-            let Some(length) = length.filter(|_| !chunked) else {
-                return sink_answer(&mut conn, "411 Length Required", "{}").await;
-            };
-            if length > SINK_MAX_BODY {
-                return sink_answer(&mut conn, "413 Content Too Large", "{}").await;
-            }
-            let mut body = buf[head_end..].to_vec();
-            while body.len() < length {
-                let n = conn.read(&mut chunk).await?;
-                if n == 0 {
-                    return Ok(());
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-            body.truncate(length);
-            let body = serde_json::from_slice(&body).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
-            });
-            tx.send_modify(|v| v.push(Received { path, event, body }));
-            sink_answer(&mut conn, "200 OK", "{\"ok\":true}").await
-        }
-        _ => sink_answer(&mut conn, "405 Method Not Allowed", "{}").await,
-    }
-}
-
-async fn sink_answer(
-    conn: &mut tokio::net::TcpStream,
-    status: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let answer = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    conn.write_all(answer.as_bytes()).await?;
-    conn.shutdown().await
 }
 
 /// Waits for the deployment of `api` release `version` in `env` and requires it to succeed.

@@ -7,11 +7,9 @@
 //! Mail, Outlook) group them even when the first mail never arrived; Gmail additionally
 //! wants the same subject, which this format does not keep (the event is in the subject).
 
-use super::MAX_LISTED_ALERTS;
+use super::{MAX_LISTED_ALERTS, links};
 use crate::model::{Notification, NotificationEvent};
-use crate::text::{
-    html, is_http_url, one_line, severity_color, severity_emoji, severity_tag, truncate, utc,
-};
+use crate::text::{html, one_line, severity_color, severity_emoji, severity_tag, truncate, utc};
 
 /// A rendered email, independent of any mail library.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,18 +68,6 @@ fn what_happened(n: &Notification) -> String {
             "Reminder: the incident is still open and unacknowledged.".to_string()
         }
     }
-}
-
-/// The labelled links to show, only those that are http(s) URLs.
-fn links(n: &Notification) -> Vec<(&'static str, &str)> {
-    [
-        ("Acknowledge", n.ack_url.as_deref()),
-        ("Resolve", n.resolve_url.as_deref()),
-        ("Open incident", Some(n.incident_url.as_str())),
-    ]
-    .into_iter()
-    .filter_map(|(label, url)| url.filter(|u| is_http_url(u)).map(|u| (label, u)))
-    .collect()
 }
 
 fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {

@@ -14,3 +14,19 @@ pub use webhook::{
 
 /// How many alerts a message lists before it says "and N more".
 pub const MAX_LISTED_ALERTS: usize = 10;
+
+/// The labelled links a message offers (acknowledge, resolve, the incident page), only those
+/// that are usable http(s) URLs.
+fn links(n: &crate::Notification) -> Vec<(&'static str, &str)> {
+    [
+        ("Acknowledge", n.ack_url.as_deref()),
+        ("Resolve", n.resolve_url.as_deref()),
+        ("Open incident", Some(n.incident_url.as_str())),
+    ]
+    .into_iter()
+    .filter_map(|(label, url)| {
+        url.filter(|u| crate::text::is_http_url(u))
+            .map(|u| (label, u))
+    })
+    .collect()
+}

@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use super::MAX_LISTED_ALERTS;
+use super::{MAX_LISTED_ALERTS, links};
 use crate::model::{Notification, NotificationEvent};
 use crate::text::{is_http_url, mrkdwn, mrkdwn_link, one_line, severity_emoji, truncate, utc};
 
@@ -51,18 +51,6 @@ fn event_line(n: &Notification) -> String {
             "Reminder: still open and unacknowledged".to_string()
         }
     }
-}
-
-/// The links to offer as (label, url), skipping any that are not usable http(s) URLs.
-fn links(n: &Notification) -> Vec<(&'static str, &str)> {
-    [
-        ("Acknowledge", n.ack_url.as_deref()),
-        ("Resolve", n.resolve_url.as_deref()),
-        ("Open incident", Some(n.incident_url.as_str())),
-    ]
-    .into_iter()
-    .filter_map(|(label, url)| url.filter(|u| is_http_url(u)).map(|u| (label, u)))
-    .collect()
 }
 
 /// `#42 title`, linked to the incident when its URL is usable.

@@ -55,8 +55,8 @@ const SILENCE_RECHECK: Duration = Duration::from_secs(5);
 /// Settings older than this are re-read before signals are applied.
 const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
 /// The journal is applied at most this often while it grows: a stream of small requests is
-/// applied in a few larger transactions instead of one each (deadlines and commands are not
-/// delayed by it).
+/// applied in a few larger transactions instead of one each (a due deadline cuts the wait
+/// short; a command waits at most this long).
 const APPLY_EVERY: Duration = Duration::from_millis(10);
 /// How often due escalations are advanced.
 const ESCALATION_TICK: Duration = Duration::from_secs(1);

@@ -36,7 +36,7 @@ const HEADER: usize = 24;
 pub const MAX_BODY: usize = 64 << 20;
 /// A segment is sealed and a new one begun once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+const CRC: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]

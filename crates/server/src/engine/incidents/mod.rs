@@ -54,10 +54,14 @@ const APPLY_SIGNALS: usize = 512;
 const SILENCE_RECHECK: Duration = Duration::from_secs(5);
 /// Settings older than this are re-read before signals are applied.
 const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
-/// The journal is applied at most this often while it grows: a stream of small requests is
-/// applied in a few larger transactions instead of one each (a due deadline cuts the wait
-/// short; a command waits at most this long).
-const APPLY_EVERY: Duration = Duration::from_millis(10);
+/// New journal entries are applied once the journal has been quiet this long: while a burst
+/// is arriving, accepting it has the CPU, and what it brought is applied afterwards in a few
+/// large transactions instead of many small ones. Entries carry their arrival time, so
+/// group waits and incident times do not move; a due deadline or a command cuts the wait
+/// short.
+const APPLY_QUIET: Duration = Duration::from_millis(10);
+/// ... but an entry waits at most this long to be applied, however busy ingest is.
+const APPLY_MAX_DELAY: Duration = Duration::from_millis(200);
 /// How often due escalations are advanced.
 const ESCALATION_TICK: Duration = Duration::from_secs(1);
 /// Journal entries applied between two prunings of the journal's sealed segments.
@@ -269,6 +273,23 @@ fn journal_writer(mut journal: Journal, mut rx: mpsc::Receiver<Ingest>, grew: &N
     }
 }
 
+/// Waits until the journal has not grown for [`APPLY_QUIET`], or until `latest`, or until a
+/// command arrives (returned, to be run before the journal is applied).
+async fn quiet(
+    grew: &Notify,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    latest: tokio::time::Instant,
+) -> Option<Command> {
+    loop {
+        tokio::select! {
+            _ = grew.notified() => {}
+            c = commands.recv(), if !commands.is_closed() => return c,
+            _ = tokio::time::sleep(APPLY_QUIET) => return None,
+            _ = tokio::time::sleep_until(latest) => return None,
+        }
+    }
+}
+
 /// The engine loop's state.
 struct Loop {
     engine: Arc<Engine>,
@@ -385,7 +406,6 @@ impl Loop {
         let mut shutdown = self.engine.shutdown_signal();
         let mut next_silence_check = tokio::time::Instant::now();
         loop {
-            let stepped = tokio::time::Instant::now();
             if let Err(e) = self.step(&mut commands, &mut next_silence_check).await {
                 tracing::error!(error = %e, "incident engine step failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -405,7 +425,12 @@ impl Loop {
                 .min(tokio::time::Instant::now() + ESCALATION_TICK);
             tokio::select! {
                 _ = grew.notified() => {
-                    tokio::time::sleep_until((stepped + APPLY_EVERY).min(wake_at)).await;
+                    let latest = tokio::time::Instant::now() + APPLY_MAX_DELAY;
+                    if let Some(c) = quiet(&grew, &mut commands, latest.min(wake_at)).await
+                        && let Err(e) = self.command(c).await
+                    {
+                        tracing::error!(error = %e, "incident command failed");
+                    }
                 }
                 c = commands.recv(), if !commands.is_closed() => {
                     if let Some(c) = c

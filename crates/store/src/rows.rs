@@ -218,6 +218,8 @@ pub(crate) enum Arg {
 pub(crate) struct SqlBuilder {
     text: String,
     args: Vec<Arg>,
+    /// Placeholders are `?` (bound in order) instead of `$N`.
+    anonymous: bool,
 }
 
 impl SqlBuilder {
@@ -225,7 +227,17 @@ impl SqlBuilder {
         SqlBuilder {
             text: text.to_owned(),
             args: Vec::new(),
+            anonymous: false,
         }
+    }
+
+    /// For a statement with many arguments on SQLite: `?` placeholders, bound in order.
+    /// sqlx-sqlite asks SQLite for the name of every parameter, which SQLite finds by a
+    /// linear scan of the statement's named parameters, so `$N` costs grow with the square of
+    /// their number; anonymous ones cost nothing. PostgreSQL only understands `$N`.
+    pub(crate) fn anonymous_on(mut self, backend: crate::Backend) -> Self {
+        self.anonymous = backend == crate::Backend::Sqlite;
+        self
     }
 
     /// Appends SQL text.
@@ -237,7 +249,11 @@ impl SqlBuilder {
     /// Appends a placeholder bound to `arg`.
     pub(crate) fn arg(&mut self, arg: Arg) -> &mut Self {
         self.args.push(arg);
-        self.text.push_str(&format!("${}", self.args.len()));
+        if self.anonymous {
+            self.text.push('?');
+        } else {
+            self.text.push_str(&format!("${}", self.args.len()));
+        }
         self
     }
 

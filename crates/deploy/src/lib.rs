@@ -86,6 +86,7 @@
 //! blue-green preview without `auto_promote`.
 
 mod analysis;
+pub mod autoscale;
 mod machine;
 mod observe;
 mod output;
@@ -93,6 +94,10 @@ mod rolling;
 mod spec;
 
 pub use analysis::{Verdict, evaluate};
+pub use autoscale::{
+    AutoscaleError, AutoscalePolicy, Autoscaler, InstanceUsage, Limit, MetricFigures, ScaleAction,
+    ScaleDecision,
+};
 pub use machine::{Deployment, canary_instances};
 pub use observe::{Command, Observation, PoolObs, VersionWindow, WindowStats};
 pub use output::{Decision, Desired, Outcome, Phase, Reason, Traffic};

@@ -8,8 +8,11 @@
 //! plane re-adopts the ones that are still running ([`Runtime::adopt`]).
 //!
 //! [`ProcessRuntime`] is the embedded driver: every instance is a host process group in its
-//! own session, logging into a file, so it outlives the control plane. A Docker driver (#5)
-//! implements the same trait.
+//! own session, logging into a file, so it outlives the control plane. [`DockerRuntime`]
+//! runs every instance as a container through the Docker Engine API (`sluice-docker`),
+//! labelled so that a restarted control plane re-adopts it. Both share one supervision loop
+//! (`supervisor.rs`), so health, restart, backoff, crash-loop and stop semantics are
+//! identical; [`Runtime::usage`] reports CPU and memory for autoscaling.
 //!
 //! Architecture invariant: this crate knows nothing of the store, HTTP APIs, the spec
 //! (`sluice.yml`) or deployment strategies. It receives plain [`InstanceSpec`]s and reports
@@ -17,23 +20,26 @@
 //! run and says how it is doing. It never blocks the async runtime: unpacking, state
 //! records and `/proc` scans run on `spawn_blocking`.
 
+mod docker;
 mod health;
 mod process;
 mod procfs;
 mod session;
 mod spec;
 mod state;
+mod supervisor;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use docker::{APP_DIR, DockerRuntime, LABEL_RUNTIME, LABEL_SPEC, LABEL_TOKEN};
 pub use health::http_status;
 pub use process::ProcessRuntime;
 pub use spec::{
-    HealthCheck, HealthPolicy, INSTANCE_TOKEN_VAR, InstanceSpec, MAX_ID_LEN, PORT_VAR,
-    RestartPolicy, validate_id,
+    HealthCheck, HealthPolicy, INSTANCE_TOKEN_VAR, InstanceSpec, MAX_ID_LEN, MIN_MEMORY_BYTES,
+    PORT_VAR, ResourceLimits, RestartPolicy, validate_id,
 };
 
 /// An instance that has stayed ready this long has its consecutive-restart count reset, so
@@ -95,7 +101,8 @@ pub struct InstanceStatus {
     pub version: String,
     /// Port the instance listens on.
     pub port: u16,
-    /// Pid of the main process (also its process group and session id), while one runs.
+    /// Host pid of the main process while one runs: for a process, also its process group
+    /// and session id; for a container, its init process.
     pub pid: Option<i32>,
     /// Life-cycle state.
     pub state: InstanceState,
@@ -112,10 +119,29 @@ pub struct InstanceStatus {
     pub ready_since_ms: Option<i64>,
 }
 
+/// CPU and memory figures of one running instance ([`Runtime::usage`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// CPU cores used, averaged since the previous sample of this instance: 0.5 is half a
+    /// core busy. The first call for an instance (or after a restart) takes two samples a
+    /// quarter of a second apart.
+    pub cpu_cores: f64,
+    /// Memory in use, bytes: resident memory of the process group, or a container's memory
+    /// without its reclaimable page cache (as `docker stats` shows it).
+    pub memory_bytes: u64,
+    /// The instance's CPU limit, if it has one (`ResourceLimits::cpus`).
+    pub cpu_limit: Option<f64>,
+    /// The instance's memory limit, if it has one (`ResourceLimits::memory_bytes`).
+    pub memory_limit: Option<u64>,
+    /// When the sample was taken, epoch milliseconds.
+    pub sampled_ms: i64,
+}
+
 /// What [`Runtime::adopt`] found for one state record or stray process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Adopted {
-    /// Instance id (for a stray process: its token minus the runtime's prefix).
+    /// Instance id (for a stray process: its token minus the runtime's prefix; for a stray
+    /// container: its name).
     pub id: String,
     /// The recorded or found pid.
     pub pid: Option<i32>,
@@ -132,10 +158,12 @@ pub enum AdoptOutcome {
     /// Still running with our token: supervised again, without a restart.
     Running,
     /// The recorded process is gone (or its pid now belongs to another process); the
-    /// record was removed and any leftover processes carrying its token were killed.
+    /// record was removed and any leftover processes carrying its token were killed. For
+    /// Docker: the labelled container was not running; it was removed.
     Dead,
     /// A process carrying this runtime's token but without a state record (the control
-    /// plane died between spawning it and recording it): killed.
+    /// plane died between spawning it and recording it): killed. For Docker: a container
+    /// with this runtime's label but no valid token or spec label: removed.
     StrayKilled,
     /// The record could not be read; it was renamed to `<id>.json.bad` for inspection.
     Unreadable {
@@ -234,6 +262,18 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    /// The Docker daemon refused or could not be reached; the message of `source` says
+    /// which daemon and what to do.
+    #[error("docker could not {action} for instance {id}: {source}")]
+    Docker {
+        /// Instance id (`*` for calls about all instances, such as adoption).
+        id: String,
+        /// What was being done, e.g. `create the container`.
+        action: &'static str,
+        /// The client's error.
+        #[source]
+        source: sluice_docker::DockerError,
+    },
     /// A blocking task failed (it panicked or the runtime is shutting down).
     #[error("internal error in the runtime: {0}")]
     Internal(String),
@@ -270,6 +310,8 @@ pub trait Runtime: Send + Sync {
     /// directory: live ones (pid alive and carrying this instance's token) are supervised
     /// again without a restart; dead ones are reported and their records removed; stray
     /// processes with this runtime's token but no record are killed. Returns what it found.
+    /// (The Docker runtime reads the same from its containers' labels instead of a state
+    /// directory.)
     ///
     /// Meant for start-up, before new instances are started; calling it again is harmless
     /// (instances already supervised are skipped).
@@ -281,6 +323,18 @@ pub trait Runtime: Send + Sync {
     /// A counter bumped on every status change, so callers can wake on readiness changes
     /// instead of polling.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// CPU and memory of a running instance (for autoscaling): from `/proc` for a process
+    /// group, from the stats API for a container. `None` when the instance is unknown, not
+    /// running, or cannot be sampled right now. Each call is a sample; `cpu_cores` is
+    /// averaged since the previous call for the same instance.
+    async fn usage(&self, id: &str) -> Option<Usage>;
+
+    /// Emergency stop without grace: every instance of this runtime (supervised or found
+    /// by its token) is killed, supervisors are aborted, instances are marked stopped.
+    /// Returns the host pids killed. Synchronous (usable from `Drop`); it blocks for the
+    /// scan or the daemon's answers, so call it from `spawn_blocking` on a busy runtime.
+    fn kill_all(&self) -> Vec<i32>;
 }
 
 /// Returns a port that was free on 127.0.0.1 a moment ago (bind to port 0, read, release).

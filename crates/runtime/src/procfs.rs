@@ -22,6 +22,10 @@ pub(crate) struct ProcStat {
     pub pgrp: i32,
     /// Start time in clock ticks after boot; with the pid it identifies a process.
     pub starttime: u64,
+    /// CPU time in user and kernel mode, clock ticks.
+    pub cpu_ticks: u64,
+    /// Resident set size, pages.
+    pub rss_pages: u64,
 }
 
 impl ProcStat {
@@ -41,16 +45,46 @@ pub(crate) fn stat(pid: i32) -> Option<ProcStat> {
 /// itself contain spaces and parentheses, so fields are counted after the last `)`.
 pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    // After the name: state(3) ppid(4) pgrp(5) ... starttime(22).
-    let state = *fields.next()?.as_bytes().first()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    let starttime = fields.nth(22 - 6)?.parse().ok()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // Field n of proc(5) (1-based, counting the pid and the name) is fields[n - 3].
+    let field = |n: usize| fields.get(n - 3).copied();
+    let number = |n: usize| field(n).and_then(|f| f.parse::<u64>().ok());
     Some(ProcStat {
-        state,
-        pgrp,
-        starttime,
+        state: *field(3)?.as_bytes().first()?,
+        pgrp: field(5)?.parse().ok()?,
+        starttime: number(22)?,
+        cpu_ticks: number(14)?.saturating_add(number(15)?),
+        rss_pages: number(24).unwrap_or(0),
+    })
+}
+
+/// CPU time (nanoseconds) and resident memory (bytes) summed over the running members of
+/// process group `pgid`; `None` when none runs. Scans all of `/proc`.
+pub(crate) fn group_usage(pgid: i32) -> Option<(u64, u64)> {
+    use nix::unistd::{SysconfVar, sysconf};
+    if pgid <= 1 {
+        return None;
+    }
+    let positive = |v: Option<i64>, default: u64| {
+        v.and_then(|v| u64::try_from(v).ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(default)
+    };
+    let ticks_per_second = positive(sysconf(SysconfVar::CLK_TCK).ok().flatten(), 100);
+    let page_size = positive(sysconf(SysconfVar::PAGE_SIZE).ok().flatten(), 4096);
+    let (mut ticks, mut pages, mut members) = (0u64, 0u64, 0usize);
+    for pid in all_pids() {
+        if let Some(s) = stat(pid).filter(|s| s.pgrp == pgid && s.running()) {
+            ticks = ticks.saturating_add(s.cpu_ticks);
+            pages = pages.saturating_add(s.rss_pages);
+            members += 1;
+        }
+    }
+    (members > 0).then(|| {
+        (
+            ticks.saturating_mul(1_000_000_000 / ticks_per_second),
+            pages.saturating_mul(page_size),
+        )
     })
 }
 
@@ -74,18 +108,28 @@ pub(crate) fn token_of(pid: i32) -> Option<String> {
 }
 
 /// Running processes whose token starts with `token_prefix`, as `(pid, token)`, sorted by
-/// pid. This process is never included.
+/// pid. This process is never included, and neither are processes in another pid namespace
+/// (inside containers: they belong to the Docker runtime, even with the same token).
 pub(crate) fn processes_with_token_prefix(token_prefix: &str) -> Vec<(i32, String)> {
     let me = std::process::id();
+    let own_ns = pid_namespace("self");
     let mut found: Vec<(i32, String)> = all_pids()
         .filter(|pid| u32::try_from(*pid).is_ok_and(|p| p != me))
         .filter_map(|pid| {
             let token = token_of(pid)?;
-            (token.starts_with(token_prefix) && is_running(pid, None)).then_some((pid, token))
+            let ours = token.starts_with(token_prefix)
+                && is_running(pid, None)
+                && pid_namespace(&pid.to_string()) == own_ns;
+            ours.then_some((pid, token))
         })
         .collect();
     found.sort_unstable();
     found
+}
+
+/// The pid namespace of `/proc/<which>` (`self` or a pid), e.g. `pid:[4026531836]`.
+fn pid_namespace(which: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{which}/ns/pid")).ok()
 }
 
 /// Whether any non-zombie process is left in group `pgid`.
@@ -139,6 +183,8 @@ mod tests {
         assert_eq!(s.state, b'S');
         assert_eq!(s.pgrp, 1234);
         assert_eq!(s.starttime, 98765);
+        assert_eq!(s.cpu_ticks, 3);
+        assert_eq!(s.rss_pages, 10);
         assert!(s.running());
         assert!(parse_stat("garbage").is_none());
     }
@@ -149,5 +195,10 @@ mod tests {
         let s = stat(me).unwrap();
         assert!(is_running(me, Some(s.starttime)));
         assert!(!is_running(me, Some(s.starttime + 1)));
+        let group = getpgrp().as_raw();
+        if group > 1 {
+            let (_, rss) = group_usage(group).unwrap();
+            assert!(rss > 0);
+        }
     }
 }

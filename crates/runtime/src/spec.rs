@@ -139,7 +139,35 @@ pub struct InstanceSpec {
     /// On stop or liveness failure: SIGTERM to the process group, SIGKILL after this long.
     #[serde(rename = "stop_grace_ms", with = "millis")]
     pub stop_grace: Duration,
+    /// Docker runtime only: run this image (`repo:tag` or an image id) instead of the
+    /// runtime's base image with the unpacked artifact mounted. `command` then runs as
+    /// `sh -c COMMAND` in it, or, when `command` is empty, the image's own entrypoint and
+    /// command run. The process runtime refuses a spec with an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// CPU and memory limits: enforced by the Docker runtime, reported (not enforced) by
+    /// the process runtime.
+    #[serde(default)]
+    pub limits: ResourceLimits,
 }
+
+/// Resource limits of an instance.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    /// CPUs the instance may use (e.g. 0.5 or 2); `None` is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory the instance may use, bytes (at least [`MIN_MEMORY_BYTES`]); `None` is
+    /// unlimited. A container that exceeds it is OOM-killed and restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+}
+
+/// [`InstanceSpec::validate`] refuses NaN and infinite CPU limits, so equality is total.
+impl Eq for ResourceLimits {}
+
+/// The smallest memory limit accepted (Docker refuses less than 6 MiB).
+pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
 
 /// Checks an instance id: `[a-z0-9-_.]`, 1 to [`MAX_ID_LEN`] bytes, no leading `.` (which
 /// also rules out `.` and `..`). Ids become file names, so anything else is refused.
@@ -180,8 +208,35 @@ impl InstanceSpec {
             field: field.to_owned(),
             reason,
         };
-        if self.command.trim().is_empty() {
+        if self.command.trim().is_empty() && self.image.is_none() {
             return Err(bad("command", "it is empty".to_owned()));
+        }
+        if let Some(image) = &self.image
+            && (image.trim().is_empty()
+                || image
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()))
+        {
+            return Err(bad(
+                "image",
+                format!("{image:?} is not an image reference; use repo:tag or an image id"),
+            ));
+        }
+        if let Some(cpus) = self.limits.cpus
+            && !(cpus.is_finite() && cpus > 0.0 && cpus <= 1024.0)
+        {
+            return Err(bad(
+                "limits.cpus",
+                format!("{cpus} is not a CPU count; use a positive number such as 0.5 or 2"),
+            ));
+        }
+        if let Some(bytes) = self.limits.memory_bytes
+            && !(MIN_MEMORY_BYTES..=i64::MAX as u64).contains(&bytes)
+        {
+            return Err(bad(
+                "limits.memory_bytes",
+                format!("{bytes} bytes is below the minimum of {MIN_MEMORY_BYTES} (6 MiB)"),
+            ));
         }
         if self.command.contains('\0') {
             return Err(bad("command", "it contains a NUL byte".to_owned()));
@@ -359,6 +414,8 @@ mod tests {
                 backoff_max: Duration::from_secs(2),
             },
             stop_grace: Duration::from_secs(5),
+            image: None,
+            limits: ResourceLimits::default(),
         }
     }
 
@@ -400,6 +457,24 @@ mod tests {
         let mut s = sample();
         s.health.success_threshold = 0;
         assert!(s.validate().is_err());
+        // An empty command is fine only with an image (its own command runs).
+        let mut s = sample();
+        s.command = String::new();
+        assert!(s.validate().is_err());
+        s.image = Some("shop/web:v1".into());
+        assert!(s.validate().is_ok());
+        s.image = Some("has space".into());
+        assert!(s.validate().is_err());
+        for (cpus, ok) in [(0.5, true), (0.0, false), (-1.0, false), (f64::NAN, false)] {
+            let mut s = sample();
+            s.limits.cpus = Some(cpus);
+            assert_eq!(s.validate().is_ok(), ok, "{cpus}");
+        }
+        let mut s = sample();
+        s.limits.memory_bytes = Some(1 << 20);
+        assert!(s.validate().is_err());
+        s.limits.memory_bytes = Some(64 << 20);
+        assert!(s.validate().is_ok());
     }
 
     #[test]
@@ -418,6 +493,20 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains("\"timeout_ms\":500"), "{json}");
         let back: InstanceSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+        assert!(!json.contains("image"), "absent fields stay out: {json}");
+        // Records written before images and limits existed still load.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().remove("limits");
+        let back: InstanceSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(back, s);
+        let mut s = sample();
+        s.image = Some("shop/web:v1".into());
+        s.limits = ResourceLimits {
+            cpus: Some(1.5),
+            memory_bytes: Some(128 << 20),
+        };
+        let back: InstanceSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
     }
 }

@@ -88,9 +88,13 @@ services:
     paths: [services/web]
     steps:
       build:
-        run: make -C services/web
+        run: npm ci && npm run build
+        image: node:22-slim
+        workdir: services/web
         artifacts: ["services/web/dist/**"]
     deploy:
+      runtime: docker
+      image: python:3.12-slim
       start: python3 -m http.server "$PORT" --directory services/web/dist
       health: { command: "curl -fsS http://127.0.0.1:$PORT/ >/dev/null", timeout: 3s }
       environments:
@@ -102,6 +106,52 @@ services:
           preview: 127.0.0.1:9090
           health: { tcp: true }
           strategy: { blue_green: { keep_warm: 10m, preview: true, auto_promote: false } }
+  cart:
+    paths: [services/cart]
+    steps:
+      test:
+        run: cargo test --locked
+        image: rust:1.88-slim
+        workdir: services/cart
+      image:
+        build_image:
+          context: services/cart
+          dockerfile: docker/Dockerfile
+          args: { RUST_VERSION: "1.88", FEATURES: metrics }
+          target: runtime
+          labels: { org.opencontainers.image.source: "https://git.example.com/shop" }
+        needs: [test]
+        timeout: 20m
+      audit:
+        scan:
+          fail_on: high
+          lockfiles: true
+          image: true
+          allow:
+            - id: RUSTSEC-2023-0071
+              reason: no RSA decryption with attacker-observable timing in this service
+              expires: 2026-12-31
+        needs: [image]
+    deploy:
+      runtime: docker
+      resources: { cpus: 0.5, memory: 256Mi }
+      health: { http: /healthz }
+      autoscale:
+        min: 2
+        max: 10
+        cpu: 70%
+        memory: 80%
+        interval: 15s
+        cooldown: 60s
+        stabilization: 5m
+        scale_up_step: 4
+      environments:
+        staging:
+          expose: 127.0.0.1:8083
+          autoscale: false
+        production:
+          expose: 127.0.0.1:8082
+          replicas: 3
 "#;
 
 /// Order of the sections after the top level; any other definition follows alphabetically.
@@ -109,12 +159,23 @@ const SECTION_ORDER: &[&str] = &[
     "Environment",
     "Service",
     "Step",
+    "BuildImageForm",
+    "BuildImage",
+    "Scan",
+    "FailOn",
+    "AllowEntry",
     "RetryForm",
     "Retry",
     "RetryOn",
     "Cache",
     "EnvValue",
     "Deploy",
+    "Runtime",
+    "Resources",
+    "MemoryForm",
+    "AutoscaleForm",
+    "Autoscale",
+    "Percent",
     "DeploySecretForm",
     "DeploySecret",
     "DeployEnvironment",
@@ -203,7 +264,9 @@ const CONVENTIONS: &str = "## Conventions
 - **Paths and globs** are relative to the repository root and use `/`. They must not be absolute or leave the repository with `..`. In globs `*` and `?` stay within one directory, `**` crosses directories, `{a,b}` is either and `[ab]` a character class.
 - **Environment variables** are strings; numbers and booleans are accepted and passed on as written.
 - **Addresses** (`expose`, `preview`) are an IP address and a port, e.g. `127.0.0.1:8080`; host names are not accepted. Quote IPv6 addresses: `\"[::1]:8080\"`. Every address in the file must be different, and `0.0.0.0:P` or `[::]:P` takes port P on every address.
-- **Deploy overrides.** `replicas`, `health` and `strategy` under an environment in `deploy.environments` replace the service-level ones (a `health` or `strategy` as a whole); `env` is merged over the service-level `env`.
+- **Deploy overrides.** `replicas`, `autoscale`, `health` and `strategy` under an environment in `deploy.environments` replace the service-level ones (an `autoscale`, `health` or `strategy` as a whole; `autoscale: false` turns it off there); `env` is merged over the service-level `env`.
+- **Image references** are Docker's: `[registry[:port]/]name[:tag][@sha256:<64 hex digits>]`, e.g. `node:22`, `localhost:5000/acme/api:1.4`; names are lower-case. Images are never pulled by sluice itself: the Docker host must have them or be able to pull them.
+- **Sizes and shares.** Memory is a whole number with `Ki`, `Mi`, `Gi` (powers of 1024) or `K`, `M`, `G` (powers of 1000), e.g. `256Mi`; CPUs are cores, e.g. `0.5`; utilisation targets are percentages, e.g. `70%`.
 ";
 
 /// A table of the fields of an object schema, in `order` (declaration order; the schema's

@@ -7,12 +7,14 @@
 
 mod alerting;
 mod docs;
+mod image;
 mod model;
 mod node;
 mod paths;
 mod schema;
 mod validate;
 
+pub use image::ImageRef;
 pub use paths::{PathFilter, path_matches};
 
 pub use alerting::*;

@@ -50,6 +50,17 @@ pub struct Service {
     pub deploy: Option<Deploy>,
 }
 
+impl Service {
+    /// The service's `build_image` step, if it has one (at most one): its image is the
+    /// service's release image.
+    pub fn build_step(&self) -> Option<(&Step, &BuildImage)> {
+        self.steps.iter().find_map(|s| match &s.kind {
+            StepKind::BuildImage(b) => Some((s, b)),
+            _ => None,
+        })
+    }
+}
+
 impl Config {
     /// The deploy settings of `service` in environment `env`, if the service exists, has a
     /// `deploy` section and is deployed to that environment.
@@ -65,33 +76,204 @@ impl Config {
     }
 }
 
-/// One command in a service's pipeline.
+/// One step in a service's pipeline: a shell command (on the host or in a container), an
+/// image build, or a vulnerability scan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// Name, unique within the service.
     pub name: String,
-    /// Shell command, run with `sh -c`.
-    pub run: String,
+    /// What the step does.
+    pub kind: StepKind,
     /// Steps of the same service that must succeed first.
     pub needs: Vec<String>,
-    /// Extra environment variables (service-level ones merged in, step wins).
+    /// Extra environment variables (service-level ones merged in, step wins). Always empty
+    /// for `build_image` and `scan` steps, which run no command of the user's.
     pub env: BTreeMap<String, String>,
-    /// Working directory relative to the checkout root; None for the root.
+    /// Working directory relative to the checkout root; None for the root (and always None
+    /// for `build_image` and `scan` steps).
     pub workdir: Option<String>,
-    /// Kill the step's process group after this long.
+    /// Kill the step's process group (or stop its container, build or scan) after this long.
     pub timeout: Duration,
     /// What to do when it fails.
     pub retry: Retry,
-    /// A failed gate blocks the release.
+    /// A failed gate blocks the release. `scan` steps are gates unless `gate: false`.
     pub gate: bool,
-    /// JUnit XML report paths (globs, relative to the checkout root).
+    /// JUnit XML report paths (globs, relative to the checkout root); `run` steps only.
     pub junit: Vec<String>,
-    /// Paths (globs, relative to the checkout root) packed into the service's release.
+    /// Paths (globs, relative to the checkout root) packed into the service's release;
+    /// `run` steps only.
     pub artifacts: Vec<String>,
-    /// Directories kept between runs, keyed on the hash of some files.
+    /// Directories kept between runs, keyed on the hash of some files; `run` steps only.
     pub cache: Vec<Cache>,
-    /// Names of server-side secrets to inject as environment variables.
+    /// Names of server-side secrets to inject as environment variables; `run` steps only.
     pub secrets: Vec<String>,
+}
+
+impl Step {
+    /// The shell command of a `run` step; `None` for image builds and scans.
+    pub fn command(&self) -> Option<&str> {
+        match &self.kind {
+            StepKind::Run { run, .. } => Some(run),
+            StepKind::BuildImage(_) | StepKind::Scan(_) => None,
+        }
+    }
+
+    /// The image a `run` step runs in; `None` when it runs on the host (or is no `run` step).
+    pub fn image(&self) -> Option<&str> {
+        match &self.kind {
+            StepKind::Run { image, .. } => image.as_deref(),
+            StepKind::BuildImage(_) | StepKind::Scan(_) => None,
+        }
+    }
+}
+
+/// What a step does; exactly one of `run`, `build_image` and `scan` in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// `sh -c run` in the checkout (in `workdir`). With `image`, inside a container of that
+    /// image, with the checkout mounted as the container's working directory (like GitLab's
+    /// docker executor).
+    Run {
+        /// The shell command, not empty.
+        run: String,
+        /// A Docker image reference, syntax-checked (`[registry[:port]/]name[:tag][@sha256:…]`).
+        image: Option<String>,
+    },
+    /// Build a Docker image through the Docker Engine; it becomes the service's release image
+    /// (a service has at most one such step).
+    BuildImage(BuildImage),
+    /// Scan the checkout's lockfiles and/or the service's built image for known
+    /// vulnerabilities; fails at or above `fail_on`.
+    Scan(ScanSpec),
+}
+
+/// A Docker image build (`build_image:`), named as in Docker Compose's `build:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildImage {
+    /// The build context, a directory relative to the checkout root (normalized); `None`
+    /// for the root.
+    pub context: Option<String>,
+    /// The Dockerfile, relative to the context (normalized, inside it); default `Dockerfile`.
+    pub dockerfile: String,
+    /// Build arguments (`ARG`), values as written.
+    pub args: BTreeMap<String, String>,
+    /// The stage of a multi-stage Dockerfile to build; `None` for the last one.
+    pub target: Option<String>,
+    /// Labels of the image. Keys starting with `sluice.` are reserved for sluice's own.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl BuildImage {
+    /// The Dockerfile's path relative to the checkout root.
+    pub fn dockerfile_path(&self) -> String {
+        match &self.context {
+            Some(c) => format!("{c}/{}", self.dockerfile),
+            None => self.dockerfile.clone(),
+        }
+    }
+}
+
+/// A vulnerability gate (`scan:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanSpec {
+    /// Findings at or above this severity fail the step.
+    pub fail_on: VulnSeverity,
+    /// Scan the lockfiles found in the checkout.
+    pub lockfiles: bool,
+    /// Scan the packages inside the image built by the service's `build_image` step
+    /// ([`Service::build_step`]); resolved: true only when that step exists, and then the
+    /// scan step needs it (directly or transitively).
+    pub image: bool,
+    /// Accepted findings, in file order; ids unique.
+    pub allow: Vec<AllowEntry>,
+}
+
+/// Severity of a vulnerability, ordered `Low < Medium < High < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VulnSeverity {
+    /// Low.
+    Low,
+    /// Medium (CVSS 4.0 to 6.9).
+    Medium,
+    /// High (CVSS 7.0 to 8.9).
+    High,
+    /// Critical (CVSS 9.0 and above).
+    Critical,
+}
+
+impl VulnSeverity {
+    /// The name used in `sluice.yml` (`low`, `medium`, `high`, `critical`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VulnSeverity::Low => "low",
+            VulnSeverity::Medium => "medium",
+            VulnSeverity::High => "high",
+            VulnSeverity::Critical => "critical",
+        }
+    }
+}
+
+/// An accepted advisory: findings with this id do not fail the scan until `expires` has
+/// passed (the entry is valid through that whole day, UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowEntry {
+    /// The advisory id as the database names it, e.g. `RUSTSEC-2023-0071` or `GHSA-…`;
+    /// an alias (e.g. a `CVE-…` id) of the advisory matches too if the scanner knows it.
+    pub id: String,
+    /// Why it is accepted, not empty.
+    pub reason: String,
+    /// The last day the entry applies.
+    pub expires: Date,
+}
+
+/// A calendar date (proleptic Gregorian, no time zone); ordered chronologically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date {
+    /// Year, 1970 to 9999.
+    pub year: u16,
+    /// Month, 1 to 12.
+    pub month: u8,
+    /// Day of the month, 1 to 31 (valid for the month).
+    pub day: u8,
+}
+
+impl Date {
+    /// The date if it exists (years 1970 to 9999).
+    pub fn new(year: u16, month: u8, day: u8) -> Option<Date> {
+        let leap =
+            (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
+        let days = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        ((1970..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Date {
+            year,
+            month,
+            day,
+        })
+    }
+
+    /// Days since 1970-01-01 (that day is 0), for comparing with a clock:
+    /// `now_ms / 86_400_000`.
+    pub fn days_since_unix_epoch(self) -> i64 {
+        // Howard Hinnant's days_from_civil.
+        let (m, d) = (i64::from(self.month), i64::from(self.day));
+        let y = i64::from(self.year) - i64::from(m <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
 }
 
 /// Retry policy of a step.
@@ -132,10 +314,16 @@ pub struct Cache {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deploy {
     /// Shell command, run with `sh -c` inside the unpacked release artifact; the instance's
-    /// port is passed as `PORT`.
-    pub start: String,
-    /// Directory inside the artifact to start in (normalized, relative); None for its root.
+    /// port is passed as `PORT`. `None` only with [`ContainerImage::Built`], where the
+    /// image's own entrypoint and command run.
+    pub start: Option<String>,
+    /// Directory inside the artifact to start in (normalized, relative); None for its root
+    /// (always None with [`ContainerImage::Built`]).
     pub workdir: Option<String>,
+    /// What instances run as: processes or containers.
+    pub runtime: RuntimeSpec,
+    /// CPU and memory of each instance.
+    pub resources: Resources,
     /// Time between SIGTERM and SIGKILL when an instance is stopped.
     pub stop_grace: Duration,
     /// New instances must be ready within this time or the deployment rolls back.
@@ -180,6 +368,71 @@ pub struct DeployTarget {
     pub health: Health,
     /// How a new release replaces the running one.
     pub strategy: StrategySpec,
+    /// Scale the number of instances on CPU and memory utilisation; `None`: always
+    /// `replicas`. With autoscaling, `replicas` is the starting count (within min..=max).
+    pub autoscale: Option<Autoscale>,
+}
+
+/// What a service's instances run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeSpec {
+    /// A process group on the host: the release artifact unpacked, `start` run in it.
+    Process,
+    /// A Docker container per instance, published on a loopback port behind the proxy.
+    Docker {
+        /// The image the containers run.
+        image: ContainerImage,
+    },
+}
+
+/// The image of a service's containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerImage {
+    /// The image built by the service's `build_image` step (the release's image); the
+    /// release artifact is not used.
+    Built {
+        /// Name of that step.
+        step: String,
+    },
+    /// `deploy.image`: the release artifact is mounted into a container of this image as
+    /// its working directory and `start` runs there.
+    Named(String),
+    /// No `deploy.image` and no `build_image` step: as [`ContainerImage::Named`] with the
+    /// server's configured base image.
+    ServerDefault,
+}
+
+/// Resources of one instance. With the Docker runtime they are the container's limits;
+/// the process runtime does not enforce them. Autoscaling measures utilisation against them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Resources {
+    /// CPUs (cores), 0.01 to 64; `None`: no limit.
+    pub cpus: Option<f64>,
+    /// Memory in bytes, 6 MiB to 1 TiB; `None`: no limit.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Autoscaling of one service in one environment (like Kubernetes' HorizontalPodAutoscaler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Autoscale {
+    /// Fewest instances, 1 to 64.
+    pub min: u32,
+    /// Most instances, `min` to 64.
+    pub max: u32,
+    /// Target average CPU utilisation in percent (1 to 100) of `resources.cpus`, or of one
+    /// core when no `cpus` is set.
+    pub cpu_percent: Option<u32>,
+    /// Target average memory utilisation in percent (1 to 100) of `resources.memory`
+    /// (which must be set). At least one of `cpu_percent` and `memory_percent` is set.
+    pub memory_percent: Option<u32>,
+    /// How often utilisation is evaluated.
+    pub interval: Duration,
+    /// Least time between two scale-outs, and between any scale action and a scale-in.
+    pub cooldown: Duration,
+    /// Scale-in goes only down to the highest recommendation of this window.
+    pub stabilization: Duration,
+    /// Most instances added by one scale-out; `None`: up to the recommendation.
+    pub scale_up_step: Option<u32>,
 }
 
 /// Health checking of instances.

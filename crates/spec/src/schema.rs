@@ -24,6 +24,9 @@ pub(crate) const SERVICE_FIELDS: &[&str] = &["paths", "env", "steps", "deploy"];
 /// Fields of a step.
 pub(crate) const STEP_FIELDS: &[&str] = &[
     "run",
+    "image",
+    "build_image",
+    "scan",
     "needs",
     "gate",
     "timeout",
@@ -35,6 +38,17 @@ pub(crate) const STEP_FIELDS: &[&str] = &[
     "cache",
     "secrets",
 ];
+/// What a step does; exactly one is given.
+pub(crate) const STEP_KINDS: &[&str] = &["run", "build_image", "scan"];
+/// Fields of the long form of `build_image`.
+pub(crate) const BUILD_IMAGE_FIELDS: &[&str] =
+    &["context", "dockerfile", "args", "target", "labels"];
+/// Fields of `scan`.
+pub(crate) const SCAN_FIELDS: &[&str] = &["fail_on", "lockfiles", "image", "allow"];
+/// Fields of an entry of `scan.allow`.
+pub(crate) const ALLOW_FIELDS: &[&str] = &["id", "reason", "expires"];
+/// Values of `scan.fail_on`, most severe first.
+pub(crate) const FAIL_ON_VALUES: &[&str] = &["critical", "high", "medium", "low"];
 /// Fields of the long form of `retry`.
 pub(crate) const RETRY_FIELDS: &[&str] = &["max", "on", "delay"];
 /// Fields of a cache entry.
@@ -45,7 +59,11 @@ pub(crate) const RETRY_ON_VALUES: &[&str] = &["failure", "timeout"];
 pub(crate) const DEPLOY_FIELDS: &[&str] = &[
     "start",
     "workdir",
+    "runtime",
+    "image",
+    "resources",
     "replicas",
+    "autoscale",
     "env",
     "secrets",
     "health",
@@ -56,11 +74,33 @@ pub(crate) const DEPLOY_FIELDS: &[&str] = &[
     "strategy",
     "environments",
 ];
+/// Values of `deploy.runtime`.
+pub(crate) const RUNTIME_VALUES: &[&str] = &["process", "docker"];
+/// Fields of `deploy.resources`.
+pub(crate) const RESOURCES_FIELDS: &[&str] = &["cpus", "memory"];
+/// Fields of `autoscale`.
+pub(crate) const AUTOSCALE_FIELDS: &[&str] = &[
+    "min",
+    "max",
+    "cpu",
+    "memory",
+    "interval",
+    "cooldown",
+    "stabilization",
+    "scale_up_step",
+];
 /// Fields of the long form of an entry of `deploy.secrets`.
 pub(crate) const DEPLOY_SECRET_FIELDS: &[&str] = &["name", "file"];
 /// Fields of one environment under `deploy.environments`.
-pub(crate) const DEPLOY_ENVIRONMENT_FIELDS: &[&str] =
-    &["expose", "preview", "replicas", "env", "health", "strategy"];
+pub(crate) const DEPLOY_ENVIRONMENT_FIELDS: &[&str] = &[
+    "expose",
+    "preview",
+    "replicas",
+    "autoscale",
+    "env",
+    "health",
+    "strategy",
+];
 /// Fields of `health`.
 pub(crate) const HEALTH_FIELDS: &[&str] = &[
     "http",
@@ -150,10 +190,15 @@ pub(crate) const DEFINITION_FIELDS: &[(&str, &[&str])] = &[
     ("Environment", ENVIRONMENT_FIELDS),
     ("Service", SERVICE_FIELDS),
     ("Step", STEP_FIELDS),
+    ("BuildImage", BUILD_IMAGE_FIELDS),
+    ("Scan", SCAN_FIELDS),
+    ("AllowEntry", ALLOW_FIELDS),
     ("Retry", RETRY_FIELDS),
     ("Cache", CACHE_FIELDS),
     ("Deploy", DEPLOY_FIELDS),
     ("DeploySecret", DEPLOY_SECRET_FIELDS),
+    ("Resources", RESOURCES_FIELDS),
+    ("Autoscale", AUTOSCALE_FIELDS),
     ("DeployEnvironment", DEPLOY_ENVIRONMENT_FIELDS),
     ("Health", HEALTH_FIELDS),
     ("Rolling", ROLLING_FIELDS),
@@ -196,6 +241,18 @@ pub(crate) const METRICS_PATH_PATTERN: &str = "^/[!-\"$-~]*$";
 pub(crate) const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
 /// Socket addresses: an IPv4 address or a bracketed IPv6 address, then `:port`.
 pub(crate) const ADDRESS_PATTERN: &str = "^([0-9.]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$";
+/// Docker image references: `[registry[:port]/]name[:tag][@sha256:digest]` (the full
+/// grammar is checked by the parser).
+pub(crate) const IMAGE_PATTERN: &str =
+    "^[a-zA-Z0-9\\[][a-zA-Z0-9._/:\\[\\]-]*(@sha256:[a-f0-9]{64})?$";
+/// Utilisation targets such as `70%` (or a bare number of percent).
+pub(crate) const PERCENT_PATTERN: &str = "^[0-9]{1,3}%$";
+/// Memory sizes such as `256Mi`, `1Gi` or `512M`.
+pub(crate) const MEMORY_PATTERN: &str = "^[0-9]+(Ki|Mi|Gi|K|M|G)?$";
+/// Dates such as `2026-12-31`.
+pub(crate) const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+/// Build argument names.
+pub(crate) const ARG_NAME_PATTERN: &str = ENV_NAME_PATTERN;
 /// HTTP header and cookie names (RFC 9110 tokens).
 pub(crate) const TOKEN_PATTERN: &str = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 
@@ -299,20 +356,51 @@ pub(crate) enum EnvValue {
     Bool(bool),
 }
 
-/// One command of a service's pipeline.
+/// One step of a service's pipeline. A step does exactly one of three things: runs a shell
+/// command (`run`, optionally inside a container of `image`), builds the service's Docker
+/// image (`build_image`), or scans for known vulnerabilities (`scan`). A `build_image` or
+/// `scan` step takes only `needs`, `gate`, `timeout` and `retry` besides.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["run"]}, {"required": ["build_image"]}, {"required": ["scan"]}]))]
 pub(crate) struct Step {
     /// The shell command, run with `sh -c` in the checkout. Must not be empty. A non-zero
     /// exit status fails the step.
+    #[serde(default, skip_serializing_if = "no_default")]
     #[schemars(length(min = 1))]
     pub run: String,
+    /// Run `run` inside a container of this Docker image instead of on the host, like
+    /// GitLab's docker executor: the checkout is mounted into the container as its working
+    /// directory (in `workdir`), the step's `env` and `secrets` are its environment, and
+    /// its output and exit status are the step's. A reference
+    /// `[registry[:port]/]name[:tag][@sha256:<64 hex>]`, e.g. `node:22`,
+    /// `ghcr.io/acme/tools:1.4` or `rust:1.88@sha256:…`. The image must already be on the
+    /// Docker host or be pullable from it. Absent: the command runs on the host.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(pattern(IMAGE_PATTERN))]
+    pub image: String,
+    /// Build a Docker image through the Docker Engine, instead of `run`: the service's release
+    /// image (a service has at most one such step), labelled with the commit and the
+    /// release, and recorded (id and digest) on the release. The build output is the step's
+    /// log. Give the build context directory, or the long form.
+    #[serde(default)]
+    #[schemars(with = "BuildImageForm")]
+    pub build_image: Option<BuildImageForm>,
+    /// Scan for known vulnerabilities, instead of `run`: the checkout's lockfiles and the
+    /// packages in the image the service builds, against the server's advisory database.
+    /// Findings at or above `fail_on` fail the step; it is a gate unless `gate: false`, so
+    /// no release is made. The report (package, installed version, advisory, severity,
+    /// fixed version) is shown with the run and stored on the release.
+    #[serde(default)]
+    #[schemars(with = "Scan")]
+    pub scan: Option<Scan>,
     /// Names of steps of the same service that must succeed before this one starts. No
     /// cycles, and a step cannot need itself.
     #[serde(default)]
     #[schemars(extend("default" = []))]
     pub needs: Vec<String>,
-    /// A gate: when this step fails, no release is created from the pipeline.
+    /// A gate: when this step fails, no release is created from the pipeline. Default
+    /// `true` for `scan` steps, `false` for the others.
     #[serde(default)]
     #[schemars(extend("default" = false))]
     pub gate: bool,
@@ -328,24 +416,25 @@ pub(crate) struct Step {
     #[schemars(extend("default" = 0))]
     pub retry: RetryForm,
     /// Environment variables for the step, merged over the service's `env`. Names are
-    /// letters, digits and `_`, not starting with a digit.
+    /// letters, digits and `_`, not starting with a digit. `run` steps only (the service's
+    /// `env` does not apply to `build_image` and `scan` steps).
     #[serde(default)]
     #[schemars(extend("default" = {}, "propertyNames" = {"pattern": ENV_NAME_PATTERN}))]
     pub env: BTreeMap<String, EnvValue>,
     /// Working directory, relative to the repository root; must not be absolute or leave
-    /// the checkout with `..`. Absent means the repository root.
+    /// the checkout with `..`. Absent means the repository root. `run` steps only.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub workdir: String,
     /// Glob patterns of JUnit XML reports the step writes; their test results are shown
-    /// with the step.
+    /// with the step. `run` steps only.
     #[serde(default)]
     #[schemars(extend("default" = []))]
     pub junit: Vec<String>,
-    /// Glob patterns of files packed into the service's immutable release.
+    /// Glob patterns of files packed into the service's immutable release. `run` steps only.
     #[serde(default)]
     #[schemars(extend("default" = []))]
     pub artifacts: Vec<String>,
-    /// Directories kept between runs of the step.
+    /// Directories kept between runs of the step. `run` steps only.
     #[serde(default)]
     #[schemars(extend("default" = []))]
     pub cache: Vec<Cache>,
@@ -354,7 +443,7 @@ pub(crate) struct Step {
     /// the run's environment (`sluice secrets set PROJECT NAME --env ENV`, only for
     /// pipelines of that environment's branch), else the project-wide value, else the
     /// server configuration's `secrets`; a missing one fails the step. Their values never
-    /// appear in logs.
+    /// appear in logs. `run` steps only.
     #[serde(default)]
     #[schemars(extend("default" = []), inner(pattern(SECRET_NAME_PATTERN)))]
     pub secrets: Vec<String>,
@@ -404,6 +493,108 @@ pub(crate) enum RetryOn {
     Timeout,
 }
 
+/// The build context directory, or the full build settings.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum BuildImageForm {
+    /// Short form: the build context, a directory relative to the repository root (`.` for
+    /// the root), with its `Dockerfile`.
+    Context(String),
+    /// Long form.
+    Long(BuildImage),
+}
+
+/// A Docker image build, named as in Docker Compose's `build`. Layers are cached by the
+/// Docker Engine between runs. The image is not pushed to a registry.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BuildImage {
+    /// The build context: a directory relative to the repository root, sent to the Docker
+    /// Engine; must not be absolute or leave the repository with `..`.
+    #[serde(default)]
+    #[schemars(extend("default" = "."))]
+    pub context: String,
+    /// The Dockerfile, relative to `context` and inside it.
+    #[serde(default)]
+    #[schemars(extend("default" = "Dockerfile"))]
+    pub dockerfile: String,
+    /// Build arguments (`ARG` in the Dockerfile) by name: letters, digits and `_`, not
+    /// starting with a digit. Values are passed as written. They are stored in the image's
+    /// history, so never pass secrets here.
+    #[serde(default)]
+    #[schemars(extend("default" = {}, "propertyNames" = {"pattern": ARG_NAME_PATTERN}))]
+    pub args: BTreeMap<String, EnvValue>,
+    /// The stage of a multi-stage Dockerfile to build (`FROM … AS <target>`). Absent: the
+    /// last stage.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(pattern("^[A-Za-z][A-Za-z0-9_.-]*$"))]
+    pub target: String,
+    /// Labels of the image, e.g. `org.opencontainers.image.source`. Keys have no spaces or
+    /// `=`; keys starting with `sluice.` are reserved for the labels sluice sets itself (the
+    /// commit and the release).
+    #[serde(default)]
+    #[schemars(extend("default" = {}))]
+    pub labels: BTreeMap<String, EnvValue>,
+}
+
+/// A vulnerability scan. Lockfiles are found anywhere in the checkout (`Cargo.lock`,
+/// `package-lock.json`, `requirements.txt`, `poetry.lock`, `go.sum`); in an image, the
+/// installed Debian and Alpine packages and the lockfiles found in it are scanned.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Scan {
+    /// The least severity that fails the step: `critical`, `high`, `medium` or `low`.
+    #[serde(default)]
+    #[schemars(extend("default" = "high"))]
+    pub fail_on: FailOn,
+    /// Scan the lockfiles of the checkout.
+    #[serde(default)]
+    #[schemars(extend("default" = true))]
+    pub lockfiles: bool,
+    /// Scan the packages inside the image built by the service's `build_image` step. The
+    /// default is `true` when the service has such a step, and then this step must need it
+    /// (directly or through other steps) so the image exists when it runs; `true` without
+    /// such a step is an error. A scan with `lockfiles: false` needs an image to scan.
+    #[serde(default, skip_serializing_if = "no_default")]
+    pub image: bool,
+    /// Accepted findings: each names an advisory, says why, and expires.
+    #[serde(default)]
+    #[schemars(extend("default" = []))]
+    pub allow: Vec<AllowEntry>,
+}
+
+/// A severity of vulnerability findings.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FailOn {
+    /// Only critical findings fail.
+    Critical,
+    /// High and critical findings fail.
+    #[default]
+    High,
+    /// Medium, high and critical findings fail.
+    Medium,
+    /// Every finding with a severity fails.
+    Low,
+}
+
+/// An accepted advisory: its findings do not fail the scan (they are still reported) until
+/// the end of `expires` (UTC); after that they count again.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AllowEntry {
+    /// The advisory id as the database names it, e.g. `RUSTSEC-2023-0071`,
+    /// `GHSA-xxxx-xxxx-xxxx` or a `CVE-` alias. No spaces; each id once.
+    #[schemars(length(min = 1))]
+    pub id: String,
+    /// Why the finding is accepted (not empty); shown in the report.
+    #[schemars(length(min = 1))]
+    pub reason: String,
+    /// The last day the entry applies, `YYYY-MM-DD`.
+    #[schemars(pattern(DATE_PATTERN))]
+    pub expires: String,
+}
+
 /// A set of directories restored before the step and saved after it succeeds.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -419,26 +610,60 @@ pub(crate) struct Cache {
 }
 
 /// How a service's releases run. Each instance is the release artifact unpacked into its
-/// own directory and started with `start`; sluice assigns it a port (passed as `PORT`) and
-/// its traffic proxy listens on each environment's `expose` address, forwarding to the
-/// ready instances. `replicas`, `env`, `health` and `strategy` set here apply to every
+/// own directory and started with `start` (as a process, or in a container with
+/// `runtime: docker`); sluice assigns it a port (passed as `PORT`) and its traffic proxy
+/// listens on each environment's `expose` address, forwarding to the ready instances.
+/// `replicas`, `autoscale`, `env`, `health` and `strategy` set here apply to every
 /// environment unless the environment overrides them.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Deploy {
     /// The start command, run with `sh -c` inside the unpacked release artifact (in
     /// `workdir`). It must listen on the port given in the `PORT` environment variable and
-    /// stop cleanly on SIGTERM. Must not be empty.
+    /// stop cleanly on SIGTERM. Must not be empty. Required, except with `runtime: docker`
+    /// running the service's built image: there, absent runs the image's own entrypoint and
+    /// command, and given it replaces them (`sh -c` inside the container, which then needs
+    /// a shell).
+    #[serde(default, skip_serializing_if = "no_default")]
     #[schemars(length(min = 1))]
     pub start: String,
     /// Directory inside the artifact to start in, relative; must not be absolute or leave
-    /// the artifact with `..`. Absent means the artifact's root.
+    /// the artifact with `..`. Absent means the artifact's root. Not with the service's
+    /// built image (its own `WORKDIR` applies).
     #[serde(default, skip_serializing_if = "no_default")]
     pub workdir: String,
-    /// Number of instances, 1 to 64.
+    /// What an instance is. `process`: a process group on the server's host, running the
+    /// unpacked release. `docker`: a Docker container, published on a loopback port behind
+    /// the proxy, with `resources` as its limits and labels that let a restarted server
+    /// adopt it. Its image is the one built by the service's `build_image` step (the release
+    /// artifact is then not used); otherwise `image`, or without it the server's configured
+    /// base image, with the release artifact mounted as the container's working directory
+    /// and `start` run there.
+    #[serde(default)]
+    #[schemars(extend("default" = "process"))]
+    pub runtime: Runtime,
+    /// With `runtime: docker` and no `build_image` step: the image the release runs in, a
+    /// reference such as `python:3.12-slim` (see the step's `image`). Absent: the server's
+    /// base image. Not allowed with `runtime: process`, nor when the service builds its own
+    /// image.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(pattern(IMAGE_PATTERN))]
+    pub image: String,
+    /// CPU and memory of each instance: the container's limits with `runtime: docker` (the
+    /// process runtime does not enforce them); autoscaling measures utilisation against them.
+    #[serde(default)]
+    #[schemars(with = "Resources")]
+    pub resources: Option<Resources>,
+    /// Number of instances, 1 to 64. With `autoscale`, the number to start with, within
+    /// its `min` to `max` (absent: `min`).
     #[serde(default)]
     #[schemars(range(min = 1, max = 64), extend("default" = 1))]
     pub replicas: u32,
+    /// Scale the number of instances on CPU and memory utilisation, in every environment
+    /// that does not override it. `false` is the same as leaving it out.
+    #[serde(default)]
+    #[schemars(with = "AutoscaleForm")]
+    pub autoscale: Option<AutoscaleForm>,
     /// Environment variables of every instance. Names are letters, digits and `_`, not
     /// starting with a digit; `PORT` is set by sluice and cannot be given.
     #[serde(default)]
@@ -491,6 +716,123 @@ pub(crate) struct Deploy {
     pub environments: BTreeMap<String, DeployEnvironment>,
 }
 
+/// What a service's instances run as.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Runtime {
+    /// A process group on the server's host.
+    #[default]
+    Process,
+    /// A Docker container.
+    Docker,
+}
+
+/// CPU and memory of one instance.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Resources {
+    /// CPUs (cores) an instance may use, 0.01 to 64, e.g. `0.5` (Docker's `--cpus`). Absent:
+    /// no limit, and CPU utilisation is measured against one core.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(range(min = 0.01, max = 64))]
+    pub cpus: f64,
+    /// Memory an instance may use, 6Mi to 1024Gi: a whole number with a unit, `Ki`, `Mi`,
+    /// `Gi` (powers of 1024) or `K`, `M`, `G` (powers of 1000), e.g. `256Mi`; a number without
+    /// a unit is bytes. A container above it is killed (and restarted). Absent: no limit.
+    #[serde(default)]
+    #[schemars(with = "MemoryForm")]
+    pub memory: Option<MemoryForm>,
+}
+
+/// A memory size.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum MemoryForm {
+    /// With a unit, e.g. `256Mi`.
+    #[schemars(extend("pattern" = MEMORY_PATTERN))]
+    Text(String),
+    /// Bytes.
+    Bytes(u64),
+}
+
+/// Autoscaling settings, or `false` to turn off the service-level autoscaling in an
+/// environment.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum AutoscaleForm {
+    /// No autoscaling: `replicas` instances.
+    #[schemars(extend("const" = false))]
+    Off(bool),
+    /// The settings.
+    Settings(Autoscale),
+}
+
+/// Autoscaling, like Kubernetes' HorizontalPodAutoscaler: every `interval`, the average
+/// utilisation of the ready instances gives the instances needed,
+/// `ceil(instances × utilisation ÷ target)` (for CPU and memory each; the larger wins).
+/// Within 10% of the target nothing changes. More instances start at once (at most
+/// `scale_up_step`, then not again for `cooldown`); fewer only down to the highest number
+/// needed over the last `stabilization`, and not within `cooldown` of any scale action, so a
+/// short dip never shrinks the fleet. Always within `min` to `max`. Starting instances do
+/// not count as idle, and instances without a measurement count against the change (as
+/// busy when scaling in, as idle when scaling out). New instances get traffic once ready;
+/// removed ones are drained first. Each decision is recorded as an event with its figures.
+/// Nothing is scaled while a deployment runs.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Autoscale {
+    /// Fewest instances, 1 to 64.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 64), extend("default" = 1))]
+    pub min: u32,
+    /// Most instances, `min` to 64.
+    #[schemars(range(min = 1, max = 64))]
+    pub max: u32,
+    /// Target average CPU utilisation of the ready instances, `1%` to `100%` of
+    /// `resources.cpus` (or of one core when `cpus` is not set). Give `cpu`, `memory` or
+    /// both.
+    #[serde(default)]
+    #[schemars(with = "Percent")]
+    pub cpu: Option<Percent>,
+    /// Target average memory utilisation of the ready instances, `1%` to `100%` of
+    /// `resources.memory`, which must be set.
+    #[serde(default)]
+    #[schemars(with = "Percent")]
+    pub memory: Option<Percent>,
+    /// How often utilisation is measured and judged; more than zero, at most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "15s"))]
+    pub interval: String,
+    /// Least time between two scale-outs (new instances need time to start and take load
+    /// before they show in the figures), and between any scale action and a scale-in. A
+    /// scale-out may follow a scale-in at once. At most `24h`.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "60s"))]
+    pub cooldown: String,
+    /// Scale-in goes only down to the highest number of instances needed over this window
+    /// (Kubernetes' `scaleDown.stabilizationWindowSeconds`). At most `24h`; `0s` scales in as
+    /// soon as fewer are needed.
+    #[serde(default)]
+    #[schemars(pattern(DURATION_PATTERN), extend("default" = "5m"))]
+    pub stabilization: String,
+    /// Most instances one scale-out adds, 1 to 64. Absent: as many as needed.
+    #[serde(default, skip_serializing_if = "no_default")]
+    #[schemars(range(min = 1, max = 64))]
+    pub scale_up_step: u32,
+}
+
+/// A percentage, e.g. `70%`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum Percent {
+    /// With the `%` sign, e.g. `70%`.
+    #[schemars(extend("pattern" = PERCENT_PATTERN))]
+    Text(String),
+    /// A number of percent, 1 to 100.
+    #[schemars(extend("minimum" = 1, "maximum" = 100))]
+    Number(u32),
+}
+
 /// A secret of a deployed service: its name, or the long form.
 #[derive(Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -518,9 +860,10 @@ pub(crate) struct DeploySecret {
     pub file: bool,
 }
 
-/// The deployment of a service in one environment. `replicas`, `health` and `strategy`
-/// given here replace the service-level ones (a `health` or `strategy` here replaces the
-/// service's as a whole); `env` is merged over the service-level `env`.
+/// The deployment of a service in one environment. `replicas`, `autoscale`, `health` and
+/// `strategy` given here replace the service-level ones (an `autoscale`, `health` or
+/// `strategy` here replaces the service's as a whole); `env` is merged over the
+/// service-level `env`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeployEnvironment {
@@ -537,10 +880,15 @@ pub(crate) struct DeployEnvironment {
     #[schemars(pattern(ADDRESS_PATTERN))]
     pub preview: String,
     /// Number of instances in this environment, 1 to 64. Absent means the service's
-    /// `replicas`.
+    /// `replicas`. With autoscaling, the number to start with, within `min` to `max`.
     #[serde(default, skip_serializing_if = "no_default")]
     #[schemars(range(min = 1, max = 64))]
     pub replicas: u32,
+    /// Autoscaling in this environment, replacing the service's `autoscale` as a whole;
+    /// `false` turns the service's autoscaling off here.
+    #[serde(default)]
+    #[schemars(with = "AutoscaleForm")]
+    pub autoscale: Option<AutoscaleForm>,
     /// Environment variables of the instances in this environment, merged over the
     /// service-level `env` (these win).
     #[serde(default)]
@@ -827,6 +1175,15 @@ mod tests {
                 .unwrap_or_default()
         };
         assert_eq!(consts(&defs["RetryOn"]), RETRY_ON_VALUES);
+        assert_eq!(consts(&defs["FailOn"]), FAIL_ON_VALUES);
+        assert_eq!(consts(&defs["Runtime"]), RUNTIME_VALUES);
+        let kinds: Vec<String> = defs["Step"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|alt| alt["required"][0].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(kinds, STEP_KINDS);
         assert_eq!(
             consts(&defs["InsufficientTraffic"]),
             INSUFFICIENT_TRAFFIC_VALUES

@@ -3,9 +3,13 @@
 //! Each check reports a [`Diagnostic`] with the position of the offending token and keeps
 //! going, so one run shows all mistakes. The model is only built when nothing is wrong.
 //! Architecture invariant: no IO and no knowledge of what the engine does with the model.
-//! A service's `deploy` section is checked in the [`deploy`] submodule.
+//! A service's `deploy` section is checked in the [`deploy`] submodule, its `autoscale` in
+//! [`autoscale`], and the container parts (`image`, `build_image`, `scan`, `runtime`,
+//! `resources`) in [`containers`].
 
 mod alerts;
+mod autoscale;
+mod containers;
 mod deploy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,7 +20,7 @@ use crate::schema::{
     CACHE_FIELDS, CONFIG_FIELDS, ENVIRONMENT_FIELDS, RETRY_FIELDS, RETRY_ON_VALUES, SERVICE_FIELDS,
     STEP_FIELDS,
 };
-use crate::{Cache, Config, Diagnostic, Environment, Retry, Service, Step};
+use crate::{Cache, Config, Diagnostic, Environment, Retry, Service, Step, StepKind};
 
 /// Default step timeout.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -312,9 +316,16 @@ impl<'a> Validator<'a> {
         let steps = fields
             .get("steps")
             .and_then(|n| self.steps(n, &path, env.as_ref()));
+        // Read from the tree, so a broken step does not also break the deploy section.
+        let build_step = fields.get("steps").and_then(containers::build_step_name);
         let deploy = match fields.entry("deploy") {
             Some((key, value)) => self
-                .deploy(value, key.pos, &format!("{path}.deploy"))
+                .deploy(
+                    value,
+                    key.pos,
+                    &format!("{path}.deploy"),
+                    build_step.as_deref(),
+                )
                 .map(Some),
             None => Some(None),
         };
@@ -349,6 +360,9 @@ impl<'a> Validator<'a> {
         if !self.check_cycles(&names, &graph) {
             ok = false;
         }
+        if !self.check_step_kinds(&entries, &steps_path, &mut steps) {
+            ok = false;
+        }
         ok.then_some(steps)
     }
 
@@ -361,7 +375,12 @@ impl<'a> Validator<'a> {
         needs_out: &mut Vec<Need>,
     ) -> Option<Step> {
         let path = format!("{steps_path}.{}", entry.name);
-        let fields = self.fields(entry.value, entry.key.pos, &path, STEP_FIELDS, &["run"])?;
+        // `run` is required unless the step is an image build or a scan.
+        let other_kind = ["build_image", "scan"]
+            .iter()
+            .any(|k| containers::has_key(entry.value, k));
+        let required: &[&'static str] = if other_kind { &[] } else { &["run"] };
+        let fields = self.fields(entry.value, entry.key.pos, &path, STEP_FIELDS, required)?;
         let sub = |f: &str| format!("{path}.{f}");
         let mut ok = true;
 
@@ -423,12 +442,15 @@ impl<'a> Validator<'a> {
             }
         }
 
+        let kind = self.step_kind(&fields, &path, run);
+        let is_run = matches!(kind, Some(StepKind::Run { .. }));
         let gate = match fields.get("gate") {
             Some(n) => self.boolean(n, &sub("gate")).unwrap_or_else(|| {
                 ok = false;
                 false
             }),
-            None => false,
+            // A vulnerability scan exists to stop a release.
+            None => matches!(kind, Some(StepKind::Scan(_))),
         };
 
         let timeout = match fields.get("timeout") {
@@ -447,7 +469,12 @@ impl<'a> Validator<'a> {
             None => Retry::default(),
         };
 
-        let mut env = service_env.cloned().unwrap_or_default();
+        // Build and scan steps run no command of the user's: the service's env does not apply.
+        let mut env = if other_kind {
+            BTreeMap::new()
+        } else {
+            service_env.cloned().unwrap_or_default()
+        };
         if let Some(n) = fields.get("env") {
             match self.env(n, &sub("env")) {
                 Some(own) => env.extend(own),
@@ -491,10 +518,13 @@ impl<'a> Validator<'a> {
             None => Vec::new(),
         };
 
-        let run = run?;
+        let kind = kind?;
+        if !is_run && !self.check_command_fields(&fields, &path, &kind) {
+            ok = false;
+        }
         ok.then(|| Step {
             name: entry.name.clone(),
-            run,
+            kind,
             needs,
             env,
             workdir,
@@ -1098,8 +1128,14 @@ fn missing_hint(path: &str, field: &str) -> String {
         "services" => "add `services:` with at least one service and its steps".into(),
         "branch" => "add `branch: <branch name>`".into(),
         "steps" => "add `steps:` with at least one step".into(),
-        "run" => "add `run: <shell command>`".into(),
+        "run" => "add `run: <shell command>`, or `build_image` or `scan` for an image build or a vulnerability scan".into(),
+        "max" if path.ends_with(".autoscale") => {
+            "add `max: <most instances, up to 64>`".into()
+        }
         "max" => "add `max: <extra attempts>`".into(),
+        "id" => "add `id: <advisory id>`, e.g. `id: RUSTSEC-2023-0071`".into(),
+        "reason" => "add `reason: <why the finding is accepted>`".into(),
+        "expires" => "add `expires: <YYYY-MM-DD>`, the last day the entry applies".into(),
         "paths" => "add `paths: [<directory>]`".into(),
         other => format!("add `{other}`"),
     }
@@ -1336,7 +1372,11 @@ mod tests {
             suggest("tiemout", STEP_FIELDS.iter().copied()),
             Some("timeout")
         );
-        assert_eq!(suggest("image", STEP_FIELDS.iter().copied()), None);
+        assert_eq!(suggest("tags", STEP_FIELDS.iter().copied()), None);
+        assert_eq!(
+            suggest("build-image", STEP_FIELDS.iter().copied()),
+            Some("build_image")
+        );
         assert_eq!(edit_distance("ab", "ba"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);

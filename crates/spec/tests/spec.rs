@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use sluice_spec::{
-    AnalysisSpec, Cache, CanaryStepSpec, Config, Deploy, DeployTarget, Environment, Health,
-    HealthCheckSpec, InsufficientTraffic, Retry, Service, Step, StickySpec, StrategySpec,
-    check_paths, parse, path_matches,
+    AllowEntry, AnalysisSpec, Autoscale, BuildImage, Cache, CanaryStepSpec, Config, ContainerImage,
+    Date, Deploy, DeployTarget, Environment, Health, HealthCheckSpec, InsufficientTraffic,
+    Resources, Retry, RuntimeSpec, ScanSpec, Service, Step, StepKind, StickySpec, StrategySpec,
+    VulnSeverity, check_paths, parse, path_matches,
 };
 
 /// Parses a file that must be invalid and returns all messages, one a line.
@@ -55,6 +56,118 @@ fn with_rules(rules: &str) -> String {
     )
 }
 
+/// A valid file with environments `staging` and `production` and one service `api` whose
+/// body (indented by four spaces) is `service`.
+fn with_service(service: &str) -> String {
+    format!(
+        "project: shop\nenvironments:\n  staging:\n    branch: main\n  production:\n    branch: release\nservices:\n  api:\n{service}"
+    )
+}
+
+/// Every invalid container and autoscaling case: (snapshot name, file).
+fn invalid_container_cases() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "step_kind_conflicts",
+            with_steps(
+                "      a:\n        run: make\n        build_image: .\n      b:\n        scan: {}\n        build_image: {context: x}\n      c:\n        gate: true\n",
+            ),
+        ),
+        (
+            "step_image_errors",
+            with_steps(
+                "      a:\n        run: x\n        image: Node:22\n      b:\n        run: x\n        image: \"node: 22\"\n      c:\n        run: x\n        image: node@sha256:abc\n      d:\n        run: x\n        image: 22\n      e:\n        run: x\n        image: ghcr.io//tools:1\n",
+            ),
+        ),
+        (
+            "build_image_errors",
+            with_steps(
+                "      img:\n        build_image:\n          context: ../outside\n          dockerfile: ../Dockerfile\n          args: {1X: a, OK: [1], GOOD: 2}\n          target: 1st\n          labels: {sluice.commit: x, \"a b\": y}\n          file: Dockerfile\n",
+            ),
+        ),
+        (
+            "build_image_bad_paths",
+            with_steps("      a:\n        build_image: /srv/app\n"),
+        ),
+        (
+            "build_step_command_fields",
+            with_steps(
+                "      img:\n        build_image: .\n        image: node:22\n        workdir: app\n        env: {A: b}\n        secrets: [NPM_TOKEN]\n        junit: [a.xml]\n        artifacts: [dist]\n        cache: [{paths: [x]}]\n      audit:\n        scan: {}\n        needs: [img]\n        artifacts: [report.json]\n",
+            ),
+        ),
+        (
+            "two_build_steps",
+            with_steps(
+                "      a:\n        build_image: services/a\n      b:\n        build_image: services/b\n",
+            ),
+        ),
+        (
+            "scan_errors",
+            with_steps(
+                "      audit:\n        scan:\n          fail_on: severe\n          lockfiles: \"yes\"\n          allow:\n            - {reason: x, expires: 2026-01-01}\n            - {id: RUSTSEC-2020-0001, reason: \" \", expires: 2026-02-30}\n            - {id: RUSTSEC-2020-0001, reason: ok, expires: 2026}\n            - {id: RUSTSEC-2020-0001, reason: ok, expires: 2026-03-01}\n            - {id: \"GHSA x\", reason: ok, expires: 2026-03-01, until: x}\n            - RUSTSEC-2020-0002\n",
+            ),
+        ),
+        (
+            "scan_image_without_build",
+            with_steps("      audit:\n        scan: {image: true}\n"),
+        ),
+        (
+            "scan_without_need",
+            with_steps(
+                "      test:\n        run: x\n      img:\n        build_image: .\n        needs: [test]\n      audit:\n        scan: {fail_on: critical}\n        needs: [test]\n      lockfiles:\n        scan: {image: false}\n",
+            ),
+        ),
+        (
+            "scan_nothing",
+            with_service(
+                "    steps:\n      audit:\n        scan: {lockfiles: false}\n  web:\n    steps:\n      img:\n        build_image: .\n      audit:\n        scan: {lockfiles: false, image: false}\n        image: node:22\n",
+            ),
+        ),
+        (
+            "deploy_runtime_errors",
+            with_service(
+                "    steps: {lint: {run: x}}\n    deploy:\n      start: ./server\n      runtime: dockr\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n  web:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./server\n      image: python:3.12\n      environments:\n        staging: {expose: 127.0.0.1:8081}\n",
+            ),
+        ),
+        (
+            "deploy_image_with_build_step",
+            with_service(
+                "    steps:\n      img: {build_image: .}\n    deploy:\n      runtime: docker\n      image: python:3.12\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n",
+            ),
+        ),
+        (
+            "deploy_built_image_workdir",
+            with_service(
+                "    steps:\n      img: {build_image: .}\n    deploy:\n      runtime: docker\n      workdir: app\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n",
+            ),
+        ),
+        (
+            "deploy_docker_needs_start",
+            with_service(
+                "    steps: {lint: {run: x}}\n    deploy:\n      runtime: docker\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n",
+            ),
+        ),
+        (
+            "resources_errors",
+            with_service(
+                "    steps: {lint: {run: x}}\n    deploy:\n      start: ./s\n      resources: {cpus: 0, memory: 256mb}\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n  web:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./s\n      resources: {cpus: half, memory: 1Mi, disk: 1Gi}\n      environments:\n        staging: {expose: 127.0.0.1:8081}\n  db:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./s\n      resources: {cpus: 65, memory: 2048Gi}\n      environments:\n        staging: {expose: 127.0.0.1:8082}\n",
+            ),
+        ),
+        (
+            "autoscale_errors",
+            with_service(
+                "    steps: {lint: {run: x}}\n    deploy:\n      start: ./s\n      autoscale: {min: 2, cpu: 0%, memory: 80%, interval: 0s, scale_up_step: 0}\n      environments:\n        staging:\n          expose: 127.0.0.1:8080\n          autoscale: {min: 5, max: 3, cpu: 0.7}\n        production:\n          expose: 127.0.0.1:8081\n          autoscale: true\n  web:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./s\n      autoscale: {max: 4, cooldown: soon}\n      environments:\n        staging: {expose: 127.0.0.1:8082, autoscale: {max: 65, cpu: 101%, memory: 50}}\n",
+            ),
+        ),
+        (
+            "autoscale_replicas_outside",
+            with_service(
+                "    steps: {lint: {run: x}}\n    deploy:\n      start: ./s\n      replicas: 1\n      autoscale: {min: 2, max: 4, cpu: 70%}\n      environments:\n        staging: {expose: 127.0.0.1:8080, replicas: 20}\n  web:\n    steps: {lint: {run: x}}\n    deploy:\n      start: ./s\n      replicas: 2\n      environments:\n        staging: {expose: 127.0.0.1:8081}\n        production:\n          expose: 127.0.0.1:8082\n          autoscale: {min: 3, max: 6, cpu: 60%}\n",
+            ),
+        ),
+    ]
+}
+
 /// Every invalid `deploy` case: (snapshot name, file).
 fn invalid_deploy_cases() -> Vec<(&'static str, String)> {
     vec![
@@ -94,6 +207,7 @@ fn invalid_deploy_cases() -> Vec<(&'static str, String)> {
 fn invalid_cases() -> Vec<(&'static str, String)> {
     let mut cases = invalid_pipeline_cases();
     cases.extend(invalid_deploy_cases());
+    cases.extend(invalid_container_cases());
     cases
 }
 
@@ -104,7 +218,7 @@ fn invalid_pipeline_cases() -> Vec<(&'static str, String)> {
         ("malformed_yaml_indentation", "project: shop\nenvironments:\n  staging:\n    branch: main\n   oops: 1\n".into()),
         ("tab_indentation", "project: shop\nenvironments:\n\tstaging: {}\n".into()),
         ("unknown_field_did_you_mean", with_steps("      lint:\n        run: ./lint.sh\n      test:\n        run: make test\n        nedds: [lint]\n")),
-        ("unknown_field_no_suggestion", with_steps("      lint:\n        run: ./lint.sh\n        image: node:22\n")),
+        ("unknown_field_no_suggestion", with_steps("      lint:\n        run: ./lint.sh\n        tags: [docker]\n")),
         ("unknown_top_level_field", "projekt: shop\nenvironments:\n  staging: {branch: main}\nservices:\n  api:\n    steps: {lint: {run: x}}\nnotify: ops\n".into()),
         ("cycle_two_steps", with_steps("      a:\n        run: x\n        needs: [b]\n      b:\n        run: y\n        needs: [a]\n")),
         ("cycle_three_steps", with_steps("      lint:\n        run: x\n      a:\n        run: x\n        needs: [lint, c]\n      b:\n        run: y\n        needs: [a]\n      c:\n        run: z\n        needs: [b]\n")),
@@ -217,7 +331,10 @@ fn positions_point_at_the_token() {
 fn step(name: &str, run: &str) -> Step {
     Step {
         name: name.into(),
-        run: run.into(),
+        kind: StepKind::Run {
+            run: run.into(),
+            image: None,
+        },
         needs: vec![],
         env: BTreeMap::new(),
         workdir: None,
@@ -278,7 +395,7 @@ fn full_example_parses_to_the_model() {
         .collect();
     assert_eq!(envs, [("staging", "main"), ("production", "release")]);
     let services: Vec<_> = config.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(services, ["api", "web"]);
+    assert_eq!(services, ["api", "web", "cart"]);
     let api = &config.services[0];
     assert_eq!(api.paths, ["services/api/**", "libs/common/**"]);
     let names: Vec<_> = api.steps.iter().map(|s| s.name.as_str()).collect();
@@ -388,8 +505,10 @@ fn minimal_deploy_gets_defaults() {
     assert_eq!(
         config.services[0].deploy,
         Some(Deploy {
-            start: "./server".into(),
+            start: Some("./server".into()),
             workdir: None,
+            runtime: RuntimeSpec::Process,
+            resources: Resources::default(),
             stop_grace: SECS(10),
             progress_deadline: SECS(60),
             max_restarts: 3,
@@ -412,6 +531,7 @@ fn minimal_deploy_gets_defaults() {
                     max_surge: 1,
                     max_unavailable: 0,
                 },
+                autoscale: None,
             }],
         })
     );
@@ -486,7 +606,7 @@ services:
 ";
     let config = parse(src, "sluice.yml").unwrap();
     let deploy = config.services[0].deploy.clone().unwrap();
-    assert_eq!(deploy.start, "python3 app.py");
+    assert_eq!(deploy.start.as_deref(), Some("python3 app.py"));
     assert_eq!(deploy.workdir.as_deref(), Some("services/api"));
     assert_eq!(deploy.stop_grace, Duration::ZERO);
     assert_eq!(deploy.progress_deadline, SECS(120));
@@ -523,6 +643,7 @@ services:
                     preview: false,
                     auto_promote: true,
                 },
+                autoscale: None,
             },
             DeployTarget {
                 env: "production".into(),
@@ -571,6 +692,7 @@ services:
                         value: "1".into(),
                     }),
                 },
+                autoscale: None,
             },
             DeployTarget {
                 env: "perf".into(),
@@ -593,6 +715,7 @@ services:
                     max_surge: 1,
                     max_unavailable: 0,
                 },
+                autoscale: None,
             },
         ]
     );
@@ -602,7 +725,7 @@ services:
 fn example_deploy_sections_parse_to_the_model() {
     let config = parse(sluice_spec::example(), "sluice.yml").unwrap();
     let api = config.services[0].deploy.as_ref().unwrap();
-    assert_eq!(api.start, "python3 app.py");
+    assert_eq!(api.start.as_deref(), Some("python3 app.py"));
     assert_eq!(api.workdir.as_deref(), Some("services/api"));
     let envs: Vec<_> = api.targets.iter().map(|t| t.env.as_str()).collect();
     assert_eq!(envs, ["staging", "production"]);
@@ -660,7 +783,7 @@ fn deploy_target_looks_up_service_and_environment() {
     let config = parse(src, "f").unwrap();
     let (service, deploy, target) = config.deploy_target("api", "production").unwrap();
     assert_eq!(service.name, "api");
-    assert_eq!(deploy.start, "./api");
+    assert_eq!(deploy.start.as_deref(), Some("./api"));
     assert_eq!(target.expose, addr("127.0.0.1:8080"));
     assert!(
         config.deploy_target("api", "staging").is_none(),
@@ -712,6 +835,233 @@ fn deploy_positions_point_at_the_token() {
     );
     let (at, _) = first(&with_strategy("            {rolling: {}, canary: {}}\n"));
     assert!(at.starts_with("canary"), "{at}");
+}
+
+/// The containerised `cart` service of the example: a step in a container, the image build,
+/// the scan, the Docker runtime with resources and autoscaling; and `web`'s named image.
+#[test]
+fn example_container_sections_parse_to_the_model() {
+    let config = parse(sluice_spec::example(), "sluice.yml").unwrap();
+    let cart = &config.services[2];
+    let names: Vec<_> = cart.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["test", "image", "audit"]);
+    assert_eq!(
+        cart.steps[0].kind,
+        StepKind::Run {
+            run: "cargo test --locked".into(),
+            image: Some("rust:1.88-slim".into())
+        }
+    );
+    assert_eq!(cart.steps[0].image(), Some("rust:1.88-slim"));
+    assert_eq!(cart.steps[0].command(), Some("cargo test --locked"));
+
+    let (step, build) = cart.build_step().unwrap();
+    assert_eq!(step.name, "image");
+    assert_eq!((step.command(), step.image()), (None, None));
+    assert_eq!(step.timeout, SECS(20 * 60));
+    assert!(!step.gate);
+    assert_eq!(
+        build,
+        &BuildImage {
+            context: Some("services/cart".into()),
+            dockerfile: "docker/Dockerfile".into(),
+            args: BTreeMap::from([
+                ("FEATURES".into(), "metrics".into()),
+                ("RUST_VERSION".into(), "1.88".into())
+            ]),
+            target: Some("runtime".into()),
+            labels: BTreeMap::from([(
+                "org.opencontainers.image.source".into(),
+                "https://git.example.com/shop".into()
+            )]),
+        }
+    );
+    assert_eq!(build.dockerfile_path(), "services/cart/docker/Dockerfile");
+
+    let audit = &cart.steps[2];
+    assert!(audit.gate, "a scan is a gate by default");
+    assert_eq!(
+        audit.kind,
+        StepKind::Scan(ScanSpec {
+            fail_on: VulnSeverity::High,
+            lockfiles: true,
+            image: true,
+            allow: vec![AllowEntry {
+                id: "RUSTSEC-2023-0071".into(),
+                reason: "no RSA decryption with attacker-observable timing in this service".into(),
+                expires: Date::new(2026, 12, 31).unwrap(),
+            }],
+        })
+    );
+
+    let deploy = cart.deploy.as_ref().unwrap();
+    assert_eq!(deploy.start, None, "the built image's own command runs");
+    assert_eq!(
+        deploy.runtime,
+        RuntimeSpec::Docker {
+            image: ContainerImage::Built {
+                step: "image".into()
+            }
+        }
+    );
+    assert_eq!(
+        deploy.resources,
+        Resources {
+            cpus: Some(0.5),
+            memory_bytes: Some(256 << 20)
+        }
+    );
+    let autoscale = Autoscale {
+        min: 2,
+        max: 10,
+        cpu_percent: Some(70),
+        memory_percent: Some(80),
+        interval: SECS(15),
+        cooldown: SECS(60),
+        stabilization: SECS(300),
+        scale_up_step: Some(4),
+    };
+    let (staging, production) = (&deploy.targets[0], &deploy.targets[1]);
+    assert_eq!((staging.autoscale.as_ref(), staging.replicas), (None, 1));
+    assert_eq!(
+        (production.autoscale.as_ref(), production.replicas),
+        (Some(&autoscale), 3)
+    );
+
+    let web = &config.services[1];
+    assert_eq!(web.steps[0].image(), Some("node:22-slim"));
+    let web = web.deploy.as_ref().unwrap();
+    assert_eq!(
+        web.runtime,
+        RuntimeSpec::Docker {
+            image: ContainerImage::Named("python:3.12-slim".into())
+        }
+    );
+    assert!(web.start.is_some());
+    // Services without the new fields keep today's meaning.
+    let api = config.services[0].deploy.as_ref().unwrap();
+    assert_eq!(api.runtime, RuntimeSpec::Process);
+    assert_eq!(api.resources, Resources::default());
+    assert!(api.targets.iter().all(|t| t.autoscale.is_none()));
+}
+
+/// Defaults of the container fields and of autoscaling, and the short forms.
+#[test]
+fn container_defaults_and_short_forms() {
+    let src = with_service(concat!(
+        "    env: {SERVICE: x}\n",
+        "    steps:\n",
+        "      img: {build_image: ./services/api/}\n",
+        "      audit: {scan: , needs: [img]}\n",
+        "      deps: {scan: {image: false, fail_on: critical}}\n",
+        "    deploy:\n",
+        "      runtime: docker\n",
+        "      start: /app/server\n",
+        "      resources: {memory: 512M}\n",
+        "      replicas: 3\n",
+        "      autoscale: {max: 5, memory: 75}\n",
+        "      environments:\n",
+        "        staging: {expose: 127.0.0.1:8080}\n",
+        "        production:\n",
+        "          expose: 127.0.0.1:8081\n",
+        "          replicas: 5\n",
+        "          autoscale: {min: 4, max: 8, cpu: 50%, cooldown: 0s, stabilization: 0s}\n",
+    ));
+    let config = parse(&src, "sluice.yml").unwrap();
+    let api = &config.services[0];
+    let (img, build) = api.build_step().unwrap();
+    assert_eq!(build.context.as_deref(), Some("services/api"));
+    assert_eq!(build.dockerfile, "Dockerfile");
+    assert!(
+        img.env.is_empty(),
+        "the service env does not apply to a build"
+    );
+    let scan = |i: usize| match &api.steps[i].kind {
+        StepKind::Scan(s) => s.clone(),
+        other => panic!("not a scan: {other:?}"),
+    };
+    assert_eq!(
+        scan(1),
+        ScanSpec {
+            fail_on: VulnSeverity::High,
+            lockfiles: true,
+            image: true,
+            allow: vec![]
+        }
+    );
+    assert_eq!(
+        (scan(2).image, scan(2).fail_on),
+        (false, VulnSeverity::Critical)
+    );
+    assert!(api.steps[1].gate && api.steps[2].gate);
+    let deploy = api.deploy.as_ref().unwrap();
+    assert_eq!(deploy.start.as_deref(), Some("/app/server"));
+    assert_eq!(deploy.resources.memory_bytes, Some(512_000_000));
+    let staging = deploy.targets[0].autoscale.clone().unwrap();
+    assert_eq!(
+        staging,
+        Autoscale {
+            min: 1,
+            max: 5,
+            cpu_percent: None,
+            memory_percent: Some(75),
+            interval: SECS(15),
+            cooldown: SECS(60),
+            stabilization: SECS(300),
+            scale_up_step: None,
+        }
+    );
+    assert_eq!(deploy.targets[0].replicas, 3);
+    let production = &deploy.targets[1];
+    assert_eq!(production.replicas, 5);
+    let a = production.autoscale.as_ref().unwrap();
+    assert_eq!(
+        (a.min, a.max, a.cpu_percent, a.memory_percent),
+        (4, 8, Some(50), None)
+    );
+    assert_eq!(
+        (a.cooldown, a.stabilization),
+        (Duration::ZERO, Duration::ZERO)
+    );
+
+    // Docker without an image or a build: the server's base image, and `start` is needed.
+    let src = with_deploy(
+        "      runtime: docker\n      start: ./server\n      environments:\n        staging: {expose: 127.0.0.1:8080}\n",
+    );
+    let config = parse(&src, "f").unwrap();
+    assert_eq!(
+        config.services[0].deploy.as_ref().unwrap().runtime,
+        RuntimeSpec::Docker {
+            image: ContainerImage::ServerDefault
+        }
+    );
+    // Lockfile scans need no build; a scan that is not a gate is allowed.
+    let src = with_steps("      audit:\n        scan: {allow: []}\n        gate: false\n");
+    let config = parse(&src, "f").unwrap();
+    assert!(!config.services[0].steps[0].gate);
+    assert!(
+        matches!(&config.services[0].steps[0].kind, StepKind::Scan(s) if !s.image && s.lockfiles)
+    );
+}
+
+/// A service-level `replicas` outside an environment's own autoscale range is an error only
+/// for that environment; without a written `replicas` the count starts at `min`.
+#[test]
+fn autoscale_start_count_per_environment() {
+    let src = with_deploy(concat!(
+        "      start: ./s\n",
+        "      autoscale: {min: 2, max: 4, cpu: 80%}\n",
+        "      environments:\n",
+        "        staging: {expose: 127.0.0.1:8080}\n",
+        "        production: {expose: 127.0.0.1:8081, replicas: 4, autoscale: false}\n",
+    ));
+    let config = parse(&src, "f").unwrap();
+    let t = &config.services[0].deploy.as_ref().unwrap().targets;
+    assert_eq!(
+        (t[0].replicas, t[0].autoscale.as_ref().map(|a| a.min)),
+        (2, Some(2))
+    );
+    assert_eq!((t[1].replicas, t[1].autoscale.as_ref()), (4, None));
 }
 
 #[test]
@@ -870,6 +1220,30 @@ fn reference_documents_every_field() {
         "header",
         "cookie",
         "value",
+        "image",
+        "build_image",
+        "scan",
+        "context",
+        "dockerfile",
+        "args",
+        "target",
+        "labels",
+        "fail_on",
+        "lockfiles",
+        "allow",
+        "id",
+        "reason",
+        "expires",
+        "runtime",
+        "resources",
+        "cpus",
+        "memory",
+        "autoscale",
+        "min",
+        "cpu",
+        "cooldown",
+        "stabilization",
+        "scale_up_step",
     ] {
         assert!(
             md.contains(&format!("| `{field}` |")),
@@ -886,6 +1260,10 @@ fn reference_documents_every_field() {
         "default `wait`",
         "default `5m`",
         "default `200`",
+        "default `process`",
+        "default `high`",
+        "default `15s`",
+        "default `Dockerfile`",
     ] {
         assert!(md.contains(default), "{default} is not documented");
     }
@@ -1017,6 +1395,43 @@ proptest! {
             for d in &diags.0 {
                 prop_assert!(d.line >= 1 && d.column >= 1, "{}", d);
                 prop_assert!(!d.message.ends_with('.'), "{}", d);
+            }
+        }
+    }
+
+    /// Random values, good and bad, in every slot of the container and autoscaling fields.
+    #[test]
+    fn parse_never_panics_on_container_values(
+        values in prop::collection::vec(
+            prop::sample::select(vec![
+                "0", "1", "2", "65", "0.5", "70%", "101%", "0%", "true", "false", "''", "~", "x",
+                "0s", "15s", "25h", "[]", "{}", ".", "..", "/abs", "a/../..", "node:22",
+                "Node:22", "'a b'", "docker", "process", "256Mi", "1Mi", "2048Gi", "5Gi", "-1",
+                "2026-12-31", "2026-02-30", "high", "severe", "[img]", "[test]", "{image: true}",
+                "{lockfiles: false}", "[{id: A, reason: r, expires: 2026-01-01}]", "[{id: A}]",
+            ]),
+            20,
+        )
+    ) {
+        let v = |i: usize| values[i];
+        let source = format!(
+            "project: p\nenvironments: {{staging: {{branch: main}}}}\nservices:\n  api:\n    steps:\n      test: {{run: x, image: {}}}\n      img: {{build_image: {{context: {}, dockerfile: {}, target: {}}}, needs: {}}}\n      audit: {{scan: {{fail_on: {}, lockfiles: {}, image: {}, allow: {}}}, needs: {}}}\n    deploy:\n      runtime: {}\n      image: {}\n      start: {}\n      resources: {{cpus: {}, memory: {}}}\n      replicas: {}\n      autoscale: {{min: {}, max: {}, cpu: {}, cooldown: {}}}\n      environments:\n        staging: {{expose: 127.0.0.1:8080}}\n",
+            v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7), v(8), v(9), v(10), v(11), v(12),
+            v(13), v(14), v(15), v(16), v(17), v(18), v(19),
+        );
+        match parse(&source, "f") {
+            Ok(config) => {
+                for target in config.services[0].deploy.iter().flat_map(|d| &d.targets) {
+                    if let Some(a) = &target.autoscale {
+                        prop_assert!(a.min <= a.max && (a.min..=a.max).contains(&target.replicas));
+                    }
+                }
+            }
+            Err(diags) => {
+                for d in &diags.0 {
+                    prop_assert!(d.line >= 1 && d.column >= 1, "{}", d);
+                    prop_assert!(!d.message.ends_with('.'), "{}", d);
+                }
             }
         }
     }

@@ -510,7 +510,12 @@ impl Engine {
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 // Secret values reach the instance through its private files, never the spec.
                 let launch = self
-                    .instance_secret_env(&id, &secrets, &ctx.deploy.start, &ctx.target.env_vars)
+                    .instance_secret_env(
+                        &id,
+                        &secrets,
+                        ctx.deploy.start.as_deref().unwrap_or_default(),
+                        &ctx.target.env_vars,
+                    )
                     .await
                     .map_err(|reason| bad(reason, None))?;
                 let spec = InstanceSpec {
@@ -533,6 +538,8 @@ impl Engine {
                         backoff_max: Duration::from_secs(10),
                     },
                     stop_grace: ctx.deploy.stop_grace,
+                    image: None,
+                    limits: Default::default(),
                 };
                 match self.fleet.runtime.start(spec).await {
                     Ok(()) => {

@@ -319,6 +319,19 @@ impl Engine {
                 self.sys_log(run, name, &seq, &msg).await;
             }
         }
+        let command = match &st.kind {
+            sluice_spec::StepKind::Run {
+                run: command,
+                image: None,
+            } => command.clone(),
+            _ => {
+                let msg = "container steps (image, build_image, scan) are not supported by this server yet";
+                self.sys_log(run, name, &seq, msg).await;
+                self.finish_step(run, st, name, StepStatus::Failed, None, step_started, None)
+                    .await?;
+                return Ok(StepStatus::Failed);
+            }
+        };
         let mut attempt: u32 = 0;
         let (status, exit_code) = loop {
             attempt += 1;
@@ -326,7 +339,7 @@ impl Engine {
                 break (StepStatus::Cancelled, None);
             }
             let cmd = StepCommand {
-                command: st.run.clone(),
+                command: command.clone(),
                 workdir: workdir.clone(),
                 env: env.clone(),
                 timeout: st.timeout,

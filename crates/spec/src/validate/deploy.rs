@@ -11,6 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use super::autoscale::WrittenReplicas;
+use super::containers::field_node;
 use super::{Entry, Validator, list, normalize_relative, suggest};
 use crate::node::{Node, Pos, Value};
 use crate::schema::{
@@ -19,8 +21,8 @@ use crate::schema::{
     INSUFFICIENT_TRAFFIC_VALUES, ROLLING_FIELDS, STICKY_FIELDS, STRATEGY_NAMES,
 };
 use crate::{
-    AnalysisSpec, CanaryStepSpec, Deploy, DeploySecret, DeployTarget, Health, HealthCheckSpec,
-    InsufficientTraffic, StickySpec, StrategySpec,
+    AnalysisSpec, Autoscale, CanaryStepSpec, ContainerImage, Deploy, DeploySecret, DeployTarget,
+    Health, HealthCheckSpec, InsufficientTraffic, Resources, RuntimeSpec, StickySpec, StrategySpec,
 };
 
 /// Most instances of a service in one environment.
@@ -49,29 +51,72 @@ pub(crate) struct UsedAddress {
 /// The service-level values every environment starts from.
 struct Inherited {
     replicas: u32,
+    /// `replicas` as written at the service level, if it was.
+    written_replicas: Option<WrittenReplicas>,
     env: BTreeMap<String, String>,
     health: Health,
     strategy: StrategySpec,
+    autoscale: Option<Autoscale>,
 }
 
 impl Validator<'_> {
-    /// A service's `deploy:`; `anchor` is the position of the `deploy` key.
-    pub(super) fn deploy(&mut self, node: &Node, anchor: Pos, path: &str) -> Option<Deploy> {
-        let fields = self.fields(
-            node,
-            anchor,
-            path,
-            DEPLOY_FIELDS,
-            &["start", "environments"],
-        )?;
+    /// A service's `deploy:`; `anchor` is the position of the `deploy` key. `build_step`
+    /// names the service's `build_image` step, if it has one.
+    pub(super) fn deploy(
+        &mut self,
+        node: &Node,
+        anchor: Pos,
+        path: &str,
+        build_step: Option<&str>,
+    ) -> Option<Deploy> {
+        // Only a container of the service's own built image may do without `start` (the
+        // image's command runs); everything else unpacks the release and runs `start`. (An
+        // `image` next to a built one is reported by itself.)
+        let runs_built_image = build_step.is_some()
+            && field_node(node, "runtime")
+                .is_some_and(|(_, v)| matches!(&v.value, Value::Str(r) if r == "docker"));
+        let required: &[&'static str] = if runs_built_image {
+            &["environments"]
+        } else {
+            &["start", "environments"]
+        };
+        let fields = self.fields(node, anchor, path, DEPLOY_FIELDS, required)?;
         let sub = |f: &str| format!("{path}.{f}");
-        let start = fields.get("start").and_then(|n| {
-            self.command(
-                n,
-                &sub("start"),
-                "give the command that starts an instance, e.g. `start: ./server`",
-            )
-        });
+        let start = match fields.get("start") {
+            Some(n) => self
+                .command(
+                    n,
+                    &sub("start"),
+                    "give the command that starts an instance, e.g. `start: ./server`",
+                )
+                .map(Some),
+            None if runs_built_image => Some(None),
+            None => None,
+        };
+        let runtime = self.runtime(
+            fields.get("runtime"),
+            fields.entry("image"),
+            path,
+            build_step,
+        );
+        let resources = match fields.entry("resources") {
+            Some((key, value)) => self.resources(value, key.pos, &sub("resources")),
+            None => Some(Resources::default()),
+        };
+        if let (
+            Some(RuntimeSpec::Docker {
+                image: ContainerImage::Built { step },
+            }),
+            Some((key, _)),
+        ) = (&runtime, fields.entry("workdir"))
+        {
+            self.error(
+                key.pos,
+                &sub("workdir"),
+                format!("`workdir` is a directory of the release artifact, which the image built by step `{step}` does not use"),
+                Some("remove it; the image's own `WORKDIR` applies".into()),
+            );
+        }
         let workdir = match fields.get("workdir") {
             Some(n) => self.workdir(
                 n,
@@ -84,6 +129,30 @@ impl Validator<'_> {
         let replicas = fields
             .get("replicas")
             .map_or(Some(1), |n| self.replicas(n, &sub("replicas")));
+        let written_replicas =
+            fields
+                .get("replicas")
+                .zip(replicas)
+                .map(|(n, value)| WrittenReplicas {
+                    value,
+                    pos: n.pos,
+                    service_level: true,
+                });
+        // Broken `resources` were reported; do not also report a memory target over them.
+        let memory_limit = resources.is_none_or(|r| r.memory_bytes.is_some());
+        let autoscale = match fields.entry("autoscale") {
+            Some((key, value)) => {
+                self.autoscale(value, key.pos, &sub("autoscale"), memory_limit, true)
+            }
+            None => Some(None),
+        };
+        // A bad starting count is reported here; the environments are still checked.
+        let start_count_ok = match (&autoscale, written_replicas) {
+            (Some(Some(a)), Some(written)) => {
+                self.check_start_replicas(written, a, written.pos, &sub("replicas"))
+            }
+            _ => true,
+        };
         let env = fields
             .get("env")
             .map_or(Some(BTreeMap::new()), |n| self.instance_env(n, &sub("env")));
@@ -124,21 +193,41 @@ impl Validator<'_> {
             .map_or(Some(StrategySpec::default()), |n| {
                 self.strategy(n, &sub("strategy"))
             });
-        let inherited = match (replicas, env, health, strategy) {
-            (Some(replicas), Some(env), Some(health), Some(strategy)) => Some(Inherited {
-                replicas,
-                env,
-                health,
-                strategy,
-            }),
+        let inherited = match (replicas, env, health, strategy, &autoscale) {
+            (Some(replicas), Some(env), Some(health), Some(strategy), Some(autoscale)) => {
+                Some(Inherited {
+                    replicas,
+                    written_replicas,
+                    env,
+                    health,
+                    strategy,
+                    autoscale: autoscale.clone(),
+                })
+            }
             _ => None,
         };
         let targets = fields
             .get("environments")
-            .and_then(|n| self.targets(n, &sub("environments"), inherited.as_ref()));
+            .and_then(|n| self.targets(n, &sub("environments"), inherited.as_ref(), memory_limit));
+        let runtime = runtime?;
+        let workdir = workdir?;
+        if !start_count_ok {
+            return None;
+        }
+        if matches!(
+            runtime,
+            RuntimeSpec::Docker {
+                image: ContainerImage::Built { .. }
+            }
+        ) && workdir.is_some()
+        {
+            return None;
+        }
         Some(Deploy {
             start: start?,
-            workdir: workdir?,
+            workdir,
+            runtime,
+            resources: resources?,
             stop_grace: stop_grace?,
             progress_deadline: progress_deadline?,
             max_restarts: max_restarts?,
@@ -215,6 +304,7 @@ impl Validator<'_> {
         node: &Node,
         path: &str,
         inherited: Option<&Inherited>,
+        memory_limit: bool,
     ) -> Option<Vec<DeployTarget>> {
         let entries = self.entries(node, path)?;
         if entries.is_empty() {
@@ -232,7 +322,7 @@ impl Validator<'_> {
         let mut ok = true;
         let mut targets = Vec::new();
         for entry in &entries {
-            match self.target(entry, path, inherited) {
+            match self.target(entry, path, inherited, memory_limit) {
                 Some(t) => targets.push(t),
                 None => ok = false,
             }
@@ -245,6 +335,7 @@ impl Validator<'_> {
         entry: &Entry<'_>,
         environments_path: &str,
         inherited: Option<&Inherited>,
+        memory_limit: bool,
     ) -> Option<DeployTarget> {
         let path = format!("{environments_path}.{}", entry.name);
         let sub = |f: &str| format!("{path}.{f}");
@@ -278,13 +369,41 @@ impl Validator<'_> {
             Some(n) => self.strategy(n, &sub("strategy")).map(Some),
             None => Some(None),
         };
-        let (inherited, expose, preview, replicas, env, health, strategy) =
-            match (inherited, expose, preview, replicas, env, health, strategy) {
-                (Some(i), Some(x), Some(p), Some(r), Some(e), Some(h), Some(s)) => {
-                    (i, x, p, r, e, h, s)
-                }
-                _ => return None,
-            };
+        // `None`: not given here (inherited); `Some(None)`: `autoscale: false`.
+        let autoscale = match fields.entry("autoscale") {
+            Some((key, value)) => self
+                .autoscale(value, key.pos, &sub("autoscale"), memory_limit, true)
+                .map(Some),
+            None => Some(None),
+        };
+        let (inherited, expose, preview, replicas, env, health, strategy, autoscale) = match (
+            inherited, expose, preview, replicas, env, health, strategy, autoscale,
+        ) {
+            (Some(i), Some(x), Some(p), Some(r), Some(e), Some(h), Some(s), Some(a)) => {
+                (i, x, p, r, e, h, s, a)
+            }
+            _ => return None,
+        };
+        let own_autoscale = autoscale.is_some();
+        let autoscale = autoscale.unwrap_or_else(|| inherited.autoscale.clone());
+        let written = match (fields.get("replicas"), replicas) {
+            (Some(n), Some(value)) => Some(WrittenReplicas {
+                value,
+                pos: n.pos,
+                service_level: false,
+            }),
+            _ => inherited.written_replicas,
+        };
+        if let (Some(a), Some(w)) = (&autoscale, written) {
+            // A service-level value against the service-level range was reported there.
+            let checked_at_service = w.service_level && !own_autoscale;
+            let anchor = fields
+                .entry("autoscale")
+                .map_or(entry.key.pos, |(k, _)| k.pos);
+            if !checked_at_service && !self.check_start_replicas(w, a, anchor, &sub("replicas")) {
+                return None;
+            }
+        }
         let strategy = strategy.unwrap_or_else(|| inherited.strategy.clone());
         if matches!(strategy, StrategySpec::BlueGreen { preview: true, .. }) && preview.is_none() {
             self.error(
@@ -300,14 +419,20 @@ impl Validator<'_> {
         }
         let mut env_vars = inherited.env.clone();
         env_vars.extend(env);
+        // With autoscaling and no written `replicas`, the service starts at `min`.
+        let replicas = match (&autoscale, written) {
+            (Some(a), None) => a.min,
+            _ => replicas.unwrap_or(inherited.replicas),
+        };
         known.then(|| DeployTarget {
             env: entry.name.clone(),
             expose,
             preview,
-            replicas: replicas.unwrap_or(inherited.replicas),
+            replicas,
             env_vars,
             health: health.unwrap_or_else(|| inherited.health.clone()),
             strategy,
+            autoscale,
         })
     }
 
@@ -545,7 +670,7 @@ impl Validator<'_> {
     }
 
     /// A shell command that must not be empty.
-    fn command(&mut self, node: &Node, path: &str, hint: &str) -> Option<String> {
+    pub(super) fn command(&mut self, node: &Node, path: &str, hint: &str) -> Option<String> {
         let text = self.string(node, path)?;
         if text.trim().is_empty() {
             let what = path.rsplit('.').next().unwrap_or(path);

@@ -5,7 +5,8 @@
 //! `spec.image` it runs the runtime's base image with the unpacked artifact (a fresh copy per
 //! instance, under `root/instances/<id>` as in the process runtime) bind-mounted read-write
 //! at [`APP_DIR`] and `sh -c COMMAND` in it, so the same `sluice.yml` runs on both runtimes;
-//! with `spec.image` it runs that image. Either way: published on `127.0.0.1:PORT` to the
+//! with `spec.image` and an artifact, the artifact is mounted the same way into that image;
+//! with `spec.image` and no artifact (an empty path) it runs that image as it is. Either way: published on `127.0.0.1:PORT` to the
 //! same port inside (services must listen on all of the container's addresses, e.g.
 //! `0.0.0.0:$PORT`, not on its loopback), `PORT` and the token in its environment, Docker's
 //! init as PID 1 (so SIGTERM reaches the command), the spec's CPU and memory limits (no swap
@@ -499,9 +500,10 @@ impl Driver for DockerDriver {
         };
         let name = self.container_name(&spec.id);
         let mut binds = Vec::new();
-        let image = match &spec.image {
-            Some(image) => image.clone(),
-            None => {
+        let mounted = spec.mounts_artifact();
+        let image = match (&spec.image, mounted) {
+            (Some(image), false) => image.clone(),
+            (image, _) => {
                 let dir = self.layout.instance_dir(&spec.id);
                 let host_workdir = match &spec.workdir {
                     Some(sub) => dir.join(sub),
@@ -515,7 +517,7 @@ impl Driver for DockerDriver {
                     container: APP_DIR.to_owned(),
                     read_only: false,
                 });
-                self.base_image.clone()
+                image.clone().unwrap_or_else(|| self.base_image.clone())
             }
         };
         let log = self.layout.log_path(&spec.id);
@@ -528,9 +530,9 @@ impl Driver for DockerDriver {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(docker_err("remove a leftover container")(e)),
         }
-        let env = match &spec.image {
-            None => base_env(spec, &self.layout.token_prefix, APP_DIR),
-            Some(_) => {
+        let env = match mounted {
+            true => base_env(spec, &self.layout.token_prefix, APP_DIR),
+            false => {
                 let mut env = spec.env_vars.clone();
                 env.insert(PORT_VAR.to_owned(), spec.port.to_string());
                 env.insert(
@@ -732,11 +734,11 @@ async fn wait_exited(events: &mut mpsc::UnboundedReceiver<Observed>, limit: Dura
 
 /// The working directory inside the container.
 fn container_workdir(spec: &InstanceSpec) -> Option<String> {
-    match (&spec.image, &spec.workdir) {
-        (None, Some(sub)) => Some(format!("{APP_DIR}/{sub}")),
-        (None, None) => Some(APP_DIR.to_owned()),
-        (Some(_), Some(sub)) => Some(format!("/{sub}")),
-        (Some(_), None) => None,
+    match (spec.mounts_artifact(), &spec.workdir) {
+        (true, Some(sub)) => Some(format!("{APP_DIR}/{sub}")),
+        (true, None) => Some(APP_DIR.to_owned()),
+        (false, Some(sub)) => Some(format!("/{sub}")),
+        (false, None) => None,
     }
 }
 

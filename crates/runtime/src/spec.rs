@@ -199,6 +199,14 @@ pub(crate) fn is_id_byte(b: u8) -> bool {
 }
 
 impl InstanceSpec {
+    /// Whether the release artifact is unpacked and mounted into the instance: always without
+    /// an image; with an image only when an artifact is named (a named image as the
+    /// environment the artifact runs in), not for an image that is the release itself (an
+    /// empty `artifact` path).
+    pub fn mounts_artifact(&self) -> bool {
+        self.image.is_none() || !self.artifact.as_os_str().is_empty()
+    }
+
     /// Validates everything that can be checked without touching the disk: the id, the
     /// command, the working directory, the environment, the health and restart policies.
     pub fn validate(&self) -> Result<(), RuntimeError> {

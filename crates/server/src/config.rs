@@ -69,6 +69,13 @@ pub struct ServerConfig {
     pub smtp: Option<sluice_notify::SmtpConfig>,
     /// How often alert rules, scrapes and instance health are evaluated (tests shorten it).
     pub rule_interval: Duration,
+    /// The Docker Engine's unix socket (image builds, container steps, the Docker runtime);
+    /// `None`: `DOCKER_HOST` (`unix://PATH`) if set, else `/var/run/docker.sock`.
+    pub docker_socket: Option<PathBuf>,
+    /// The image containers of the Docker runtime run in when a service deploys its release
+    /// artifact rather than an image of its own (`deploy.runtime: docker` without a
+    /// `build_image` step or `deploy.image`); it needs `/bin/sh` and what the start command uses.
+    pub base_image: Option<String>,
 }
 
 impl ServerConfig {
@@ -91,6 +98,8 @@ impl ServerConfig {
             kek_file: None,
             smtp: None,
             rule_interval: Duration::from_secs(10),
+            docker_socket: None,
+            base_image: None,
         }
     }
 

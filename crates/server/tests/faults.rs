@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{APP, KillOnDrop, Repo, eventually, free_port, served};
+use common::{APP, KillOnDrop, Repo, Rt, eventually, free_port, served};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,10 +116,12 @@ impl Fault {
     }
 }
 
-/// `sluice.yml`: `web` is deployed to `staging` (exposed on `port`) with `strategy`; pipelines
-/// run on branch `build` (environment `build`, where nothing is deployed), so releases are made
-/// by commits and deployed only when the test asks. `extra` is appended under `services`.
-fn yml(port: u16, strategy: &str, extra: &str) -> String {
+/// `sluice.yml`: `web` is deployed to `staging` (exposed on `port`) with `strategy` in runtime
+/// `rt`; pipelines run on branch `build` (environment `build`, where nothing is deployed), so
+/// releases are made by commits and deployed only when the test asks. `extra` is appended
+/// under `services`.
+fn yml(rt: &Rt, port: u16, strategy: &str, extra: &str) -> String {
+    let runtime = rt.deploy_yaml(6);
     format!(
         r#"
 project: faults
@@ -134,7 +136,7 @@ services:
         artifacts: ["out/**"]
     deploy:
       start: python3 out/app.py
-      replicas: 2
+{runtime}      replicas: 2
       health: {{ http: /healthz, interval: 100ms, timeout: 1s }}
       stop_grace: 1s
       progress_deadline: 5s
@@ -170,24 +172,25 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// A server whose `web` (exposed on `port`) has one release per entry of `versions`.
-    async fn new(port: u16, strategy: &str, extra: &str, versions: &[&str]) -> Fixture {
-        let config = yml(port, strategy, extra);
+    /// A server whose `web` (exposed on `port`, run by `rt`) has one release per entry of
+    /// `versions`.
+    async fn new(rt: &Rt, port: u16, strategy: &str, extra: &str, versions: &[&str]) -> Fixture {
+        let config = yml(rt, port, strategy, extra);
         let commits: Vec<(&str, &str)> = versions.iter().map(|v| (*v, config.as_str())).collect();
-        Fixture::with_commits(port, &commits).await
+        Fixture::with_commits(rt, port, &commits).await
     }
 
     /// A server with one release per commit of (`version.txt`, `sluice.yml`); `web` is served
     /// on `port`.
-    async fn with_commits(port: u16, commits: &[(&str, &str)]) -> Fixture {
+    async fn with_commits(rt: &Rt, port: u16, commits: &[(&str, &str)]) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repo::init(tmp.path().join("repo"), "build");
         repo.write("app.py", APP);
         repo.write("sluice.yml", commits[0].1);
         repo.commit_version(commits[0].0);
-        let s = Server::start(common::config(tmp.path().join("data")))
-            .await
-            .unwrap();
+        let mut config = common::config(tmp.path().join("data"));
+        rt.configure(&mut config);
+        let s = Server::start(config).await.unwrap();
         let guard = KillOnDrop::new(&s);
         let p = s
             .engine
@@ -445,12 +448,26 @@ impl Load {
 
 /// Deploys `fault` with `strategy` over a serving release 1 under load; asserts the rollback
 /// and the bound on failed requests, and prints the figures.
-async fn fault_case(strategy: Strategy, fault: Fault) {
-    let f = Fixture::new(free_port(), strategy.yaml, "", &["1", fault.version_txt()]).await;
+async fn fault_case(rt: Rt, strategy: Strategy, fault: Fault) {
+    let f = Fixture::new(
+        &rt,
+        free_port(),
+        strategy.yaml,
+        "",
+        &["1", fault.version_txt()],
+    )
+    .await;
     f.deploy_web(1).await;
     let d1 = f.finished("web", 1).await;
     assert_eq!(d1.status, DeployStatus::Succeeded, "{:?}", d1.reason);
     assert_eq!(f.body().await.as_deref(), Some("version=1\n"));
+    // The instances run where the case says: containers or host processes, not both.
+    let runtimes = &f.s.engine.fleet.runtime;
+    let (containers, processes) = (runtimes.docker.list().len(), runtimes.process.list().len());
+    match rt {
+        Rt::Process => assert_eq!((containers, processes), (0, 2)),
+        Rt::Docker(_) => assert_eq!((containers, processes), (2, 0)),
+    }
 
     let load = Load::start(f.url());
     load.until_done(50).await;
@@ -461,7 +478,10 @@ async fn fault_case(strategy: Strategy, fault: Fault) {
     sleep_ms(300).await;
     let report = load.finish().await;
 
-    let case = format!("fault.{}.{}", strategy.label, fault.name());
+    let case = match rt {
+        Rt::Process => format!("fault.{}.{}", strategy.label, fault.name()),
+        Rt::Docker(_) => format!("fault.docker.{}.{}", strategy.label, fault.name()),
+    };
     assert_eq!(
         d.status,
         DeployStatus::RolledBack,
@@ -524,56 +544,41 @@ async fn fault_case(strategy: Strategy, fault: Fault) {
     f.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rolling_exit_on_start() {
-    fault_case(S_ROLLING, Fault::ExitOnStart).await;
+/// Generates `$case::process` and `$case::docker`, each running `fault_case` with that
+/// runtime (the Docker one skips with a note when no daemon answers and `CI` is not set).
+macro_rules! fault_cases {
+    ($($case:ident: $strategy:expr, $fault:expr;)*) => {$(
+        mod $case {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn process() {
+                fault_case(Rt::Process, $strategy, $fault).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn docker() {
+                if let Some(rt) = Rt::docker().await {
+                    fault_case(rt, $strategy, $fault).await;
+                }
+            }
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rolling_never_healthy() {
-    fault_case(S_ROLLING, Fault::NeverHealthy).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blue_green_exit_on_start() {
-    fault_case(S_BLUE_GREEN, Fault::ExitOnStart).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blue_green_never_healthy() {
-    fault_case(S_BLUE_GREEN, Fault::NeverHealthy).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_exit_on_start() {
-    fault_case(S_CANARY, Fault::ExitOnStart).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_never_healthy() {
-    fault_case(S_CANARY, Fault::NeverHealthy).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_error_rate() {
-    fault_case(S_CANARY, Fault::ErrorRate).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_latency() {
-    fault_case(S_CANARY, Fault::Latency).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_no_answer() {
-    fault_case(S_CANARY, Fault::NoAnswer).await;
-}
-
-/// Without a latency threshold, requests that are never answered must still fail the canary:
-/// the proxy answers 504 after the service's `request_timeout` and counts a 5xx.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_errors_only_no_answer() {
-    fault_case(S_CANARY_ERRORS_ONLY, Fault::NoAnswer).await;
+fault_cases! {
+    rolling_exit_on_start: S_ROLLING, Fault::ExitOnStart;
+    rolling_never_healthy: S_ROLLING, Fault::NeverHealthy;
+    blue_green_exit_on_start: S_BLUE_GREEN, Fault::ExitOnStart;
+    blue_green_never_healthy: S_BLUE_GREEN, Fault::NeverHealthy;
+    canary_exit_on_start: S_CANARY, Fault::ExitOnStart;
+    canary_never_healthy: S_CANARY, Fault::NeverHealthy;
+    canary_error_rate: S_CANARY, Fault::ErrorRate;
+    canary_latency: S_CANARY, Fault::Latency;
+    canary_no_answer: S_CANARY, Fault::NoAnswer;
+    // Without a latency threshold, requests that are never answered must still fail the
+    // canary: the proxy answers 504 after the service's `request_timeout` and counts a 5xx.
+    canary_errors_only_no_answer: S_CANARY_ERRORS_ONLY, Fault::NoAnswer;
 }
 
 /// Waits until a deployment of `version` of `web` is running.
@@ -592,7 +597,14 @@ async fn running(f: &Fixture, version: i64) -> Deployment {
 /// coalesced: the newest wins), and no request of the client load fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploys_requested_during_a_deployment_are_queued() {
-    let f = Fixture::new(free_port(), BLUE_GREEN, "", &["1", "2", "3", "4"]).await;
+    let f = Fixture::new(
+        &Rt::Process,
+        free_port(),
+        BLUE_GREEN,
+        "",
+        &["1", "2", "3", "4"],
+    )
+    .await;
     f.deploy_web(1).await;
     assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
     let load = Load::start(f.url());
@@ -655,7 +667,14 @@ async fn deploys_requested_during_a_deployment_are_queued() {
 /// the rollback returns to the old release, then the controller deploys the newer request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_queued_behind_a_rolled_back_deployment_is_not_lost() {
-    let f = Fixture::new(free_port(), BLUE_GREEN, "", &["1", "unhealthy", "3"]).await;
+    let f = Fixture::new(
+        &Rt::Process,
+        free_port(),
+        BLUE_GREEN,
+        "",
+        &["1", "unhealthy", "3"],
+    )
+    .await;
     f.deploy_web(1).await;
     assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
     f.deploy_web(2).await;
@@ -699,7 +718,7 @@ async fn bad_deploy_requests_fail_clearly_while_the_service_keeps_serving() {
         staging: {{ expose: "127.0.0.1:{taken_port}" }}
 "#
     );
-    let f = Fixture::new(free_port(), ROLLING, &extra, &["1", "2"]).await;
+    let f = Fixture::new(&Rt::Process, free_port(), ROLLING, &extra, &["1", "2"]).await;
     f.wait_release("api", 1).await;
     f.deploy_web(1).await;
     assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
@@ -816,7 +835,7 @@ async fn bad_deploy_requests_fail_clearly_while_the_service_keeps_serving() {
 async fn failed_first_deploy_is_not_retried_in_a_loop() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
-    let f = Fixture::new(taken_port, ROLLING, "", &["1"]).await;
+    let f = Fixture::new(&Rt::Process, taken_port, ROLLING, "", &["1"]).await;
     f.deploy_web(1).await;
     let d = f.finished("web", 1).await;
     assert_eq!(d.status, DeployStatus::Failed, "{:?}", d.reason);
@@ -838,9 +857,9 @@ async fn release_moving_expose_to_a_taken_port_is_rolled_back() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
     let port = free_port();
-    let v1 = yml(port, ROLLING, "");
-    let v2 = yml(taken_port, ROLLING, "");
-    let f = Fixture::with_commits(port, &[("1", &v1), ("2", &v2)]).await;
+    let v1 = yml(&Rt::Process, port, ROLLING, "");
+    let v2 = yml(&Rt::Process, taken_port, ROLLING, "");
+    let f = Fixture::with_commits(&Rt::Process, port, &[("1", &v1), ("2", &v2)]).await;
     f.deploy_web(1).await;
     assert_eq!(f.finished("web", 1).await.status, DeployStatus::Succeeded);
     f.deploy_web(2).await;

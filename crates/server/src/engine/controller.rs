@@ -24,22 +24,26 @@ use sluice_deploy::{
 };
 use sluice_proxy::{Group, Proxy, RouteTable, Stats, StickyRule};
 use sluice_runtime::{
-    HealthCheck, HealthPolicy, InstanceSpec, InstanceState, InstanceStatus, ProcessRuntime,
+    HealthCheck, HealthPolicy, InstanceSpec, InstanceState, InstanceStatus, ResourceLimits,
     RestartPolicy, Runtime,
 };
-use sluice_spec::{Deploy, DeployTarget, HealthCheckSpec, InsufficientTraffic, StrategySpec};
+use sluice_spec::{
+    ContainerImage, Deploy, DeployTarget, HealthCheckSpec, InsufficientTraffic, RuntimeSpec,
+    StrategySpec,
+};
 use sluice_store::{
     Deployment, DeploymentFilter, DeploymentUpdate, NewDeployment, Release, Target,
 };
 use tokio::sync::Mutex;
 
 use super::listener::{Daemon, Listener};
+use super::runtimes::{Driver, Runtimes};
 use super::{Engine, EngineError, bad, now_ms};
 
 /// The runtime and data plane the controller drives, and its small in-memory bookkeeping.
 pub struct Fleet {
-    /// Service instances.
-    pub runtime: Arc<ProcessRuntime>,
+    /// Service instances: host processes and containers.
+    pub runtime: Arc<Runtimes>,
     proxies: Mutex<HashMap<String, Listener>>,
     /// The route table last set on each listener (compared before setting again).
     tables: std::sync::Mutex<HashMap<String, RouteTable>>,
@@ -57,13 +61,16 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// A fleet whose instances live under `root`.
+    /// A fleet whose instances live under `root`; containers through `docker`, artifacts
+    /// of container services without an image of their own in `base_image`.
     pub fn new(
         root: PathBuf,
         token_prefix: String,
         daemon: Option<Daemon>,
+        docker: sluice_docker::Docker,
+        base_image: String,
     ) -> Result<Fleet, EngineError> {
-        let runtime = ProcessRuntime::new(root, token_prefix)
+        let runtime = Runtimes::new(root, token_prefix, docker, base_image)
             .map_err(|e| EngineError::Internal(format!("cannot prepare the runtime: {e}")))?;
         Ok(Fleet {
             runtime: Arc::new(runtime),
@@ -475,6 +482,35 @@ impl Engine {
         p
     }
 
+    /// Where and from what a release's instances run: the runtime, the image (containers)
+    /// and the artifact to unpack (empty for a release that is its image).
+    fn workload(&self, ctx: &Ctx) -> Result<(Driver, Option<String>, PathBuf), String> {
+        let artifact = self
+            .paths
+            .artifacts
+            .join(format!("{}.tar", ctx.release.artifact_sha256));
+        match &ctx.deploy.runtime {
+            RuntimeSpec::Process => Ok((Driver::Process, None, artifact)),
+            RuntimeSpec::Docker { image } => match image {
+                ContainerImage::Named(name) => Ok((Driver::Docker, Some(name.clone()), artifact)),
+                ContainerImage::ServerDefault => match &self.config.base_image {
+                    Some(_) => Ok((Driver::Docker, None, artifact)),
+                    None => Err(format!(
+                        "service {} runs its release artifact in containers but the server has no base image; start the server with --base-image IMAGE or set deploy.image",
+                        ctx.release.service
+                    )),
+                },
+                ContainerImage::Built { step } => match release_image(&ctx.release) {
+                    Some(id) => Ok((Driver::Docker, Some(id), PathBuf::new())),
+                    None => Err(format!(
+                        "release v{} of {} has no image: its build_image step `{step}` recorded none",
+                        ctx.release.version, ctx.release.service
+                    )),
+                },
+            },
+        }
+    }
+
     /// Starts or stops instances of one version until `want` are running.
     async fn scale(
         &self,
@@ -518,15 +554,14 @@ impl Engine {
                     )
                     .await
                     .map_err(|reason| bad(reason, None))?;
+                let (driver, image, artifact) =
+                    self.workload(ctx).map_err(|reason| bad(reason, None))?;
                 let spec = InstanceSpec {
                     id: id.clone(),
                     service: t.service.clone(),
                     env: t.env.clone(),
                     version: format!("v{version}"),
-                    artifact: self
-                        .paths
-                        .artifacts
-                        .join(format!("{}.tar", ctx.release.artifact_sha256)),
+                    artifact,
                     command: launch.command,
                     workdir: ctx.deploy.workdir.clone(),
                     port,
@@ -538,10 +573,13 @@ impl Engine {
                         backoff_max: Duration::from_secs(10),
                     },
                     stop_grace: ctx.deploy.stop_grace,
-                    image: None,
-                    limits: Default::default(),
+                    image,
+                    limits: ResourceLimits {
+                        cpus: ctx.deploy.resources.cpus,
+                        memory_bytes: ctx.deploy.resources.memory_bytes,
+                    },
                 };
-                match self.fleet.runtime.start(spec).await {
+                match self.fleet.runtime.start_in(driver, spec).await {
                     Ok(()) => {
                         self.record(vec![NewEvent::new(EventKind::InstanceStarted, actor, format!("instance/{id}"))
                             .project(&t.project)
@@ -1258,4 +1296,9 @@ impl Engine {
         lock(&self.fleet.tables).clear();
         let _ = self.fleet.runtime.kill_all();
     }
+}
+
+/// The image a release was built as (its `build_image` step's image id).
+fn release_image(_release: &Release) -> Option<String> {
+    None
 }

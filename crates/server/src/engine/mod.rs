@@ -17,6 +17,7 @@ pub mod incidents;
 pub mod listener;
 pub mod localref;
 mod recover;
+pub mod runtimes;
 pub mod vault;
 
 use std::collections::HashMap;
@@ -171,6 +172,8 @@ pub struct Engine {
     pub vault: vault::SecretStore,
     /// Alerts, incidents and notifications.
     pub incidents: incidents::Incidents,
+    /// The Docker Engine client (connects on use; builds, container steps, Docker runtime).
+    pub docker: sluice_docker::Docker,
 }
 
 impl Engine {
@@ -200,9 +203,19 @@ impl Engine {
             .proxy_bin
             .clone()
             .map(|bin| listener::Daemon::new(bin, d.join("proxy")));
-        let fleet =
-            controller::Fleet::new(d.join("runtime"), format!("sluice-{instance}:"), daemon)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let docker = match &config.docker_socket {
+            Some(socket) => sluice_docker::Docker::new(socket),
+            None => sluice_docker::Docker::from_env()
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        };
+        let fleet = controller::Fleet::new(
+            d.join("runtime"),
+            format!("sluice-{instance}:"),
+            daemon,
+            docker.clone(),
+            config.base_image.clone().unwrap_or_default(),
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Arc::new(Engine {
             store,
             step_slots: Arc::new(Semaphore::new(config.max_parallel_steps)),
@@ -223,6 +236,7 @@ impl Engine {
             access,
             vault,
             incidents: incidents::Incidents::new(),
+            docker,
         }))
     }
 

@@ -176,7 +176,7 @@ impl KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         self.0.shutdown();
-        let _ = self.0.fleet.runtime.kill_all();
+        let _ = sluice_runtime::Runtime::kill_all(&*self.0.fleet.runtime);
     }
 }
 
@@ -271,7 +271,7 @@ class H(BaseHTTPRequestHandler):
 class S(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
-srv = S(("127.0.0.1", int(os.environ["PORT"])), H)
+srv = S((os.environ.get("BIND", "127.0.0.1"), int(os.environ["PORT"])), H)
 signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown, daemon=True).start())
 srv.serve_forever(poll_interval=0.05)
 srv.server_close()
@@ -280,6 +280,60 @@ while state["busy"] and time.time() < deadline:
     time.sleep(0.01)
 os._exit(0)
 "#;
+
+/// The runtime a deploy test runs its instances in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rt {
+    /// Host processes (the default runtime).
+    Process,
+    /// Docker containers of this base image (the python test image: [`APP`] runs in it).
+    Docker(String),
+}
+
+impl Rt {
+    /// The Docker runtime with the python test image, or `None` (after a note) when no
+    /// daemon answers and `CI` is not set; with `CI` set a missing daemon fails the test.
+    pub async fn docker() -> Option<Rt> {
+        let docker = sluice_docker::Docker::from_env().unwrap();
+        if let Err(e) = docker.ping().await {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set but the docker daemon is unreachable: {e}");
+            }
+            eprintln!(
+                "skipped: no docker daemon ({e}); run .ci/docker.sh to test the docker runtime"
+            );
+            return None;
+        }
+        let image = sluice_docker::testimage::python(&docker).await.unwrap();
+        Some(Rt::Docker(image))
+    }
+
+    /// Lines for a service's `deploy:` section (indented by `indent` spaces): the runtime, and
+    /// for containers `BIND=0.0.0.0` so [`APP`] listens on the container's address that the
+    /// published loopback port reaches (on the host it keeps to 127.0.0.1).
+    pub fn deploy_yaml(&self, indent: usize) -> String {
+        let pad = " ".repeat(indent);
+        match self {
+            Rt::Process => String::new(),
+            Rt::Docker(_) => format!("{pad}runtime: docker\n{pad}env: {{ BIND: 0.0.0.0 }}\n"),
+        }
+    }
+
+    /// Sets the server's base image for containers.
+    pub fn configure(&self, c: &mut sluice_server::ServerConfig) {
+        if let Rt::Docker(image) = self {
+            c.base_image = Some(image.clone());
+        }
+    }
+
+    /// `process` or `docker`, for figures and messages.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rt::Process => "process",
+            Rt::Docker(_) => "docker",
+        }
+    }
+}
 
 /// A server whose project `shop` comes from `yml`, with an alert integration: where the
 /// incident tests start. `configure` adjusts the server configuration (e.g. SMTP).

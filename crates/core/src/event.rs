@@ -79,6 +79,12 @@ string_enum! {
         ProxyRestarted => "proxy.restarted",
         /// The runtime drifted from the desired state and was healed (payload: service, env, what).
         DriftHealed => "drift.healed",
+        /// The autoscaler started instances (payload: service, env, version, and the decision: current, desired, recommended, cpu, memory, limited_by, reason).
+        AutoscaleScaledOut => "autoscale.scaled_out",
+        /// The autoscaler stopped instances, drained first (payload as for scaled_out).
+        AutoscaleScaledIn => "autoscale.scaled_in",
+        /// The autoscaler wanted a change but a rule held it back (payload as for scaled_out; limited_by names the rule).
+        AutoscaleHeld => "autoscale.held",
         /// A user signed in with a password (payload: user, session).
         AuthLogin => "auth.login",
         /// A sign-in was refused: unknown user, wrong password, disabled, rate limited (payload: user, reason).

@@ -13,6 +13,7 @@ mod login;
 mod proxy_cmd;
 mod secrets_cmd;
 mod table;
+mod vuln_cmd;
 
 use std::path::PathBuf;
 
@@ -154,6 +155,12 @@ enum Command {
     /// The proxy daemon `sluice server` starts for its listeners.
     #[command(hide = true)]
     ProxyDaemon(proxy_cmd::DaemonArgs),
+    /// Manage the offline vulnerability advisory database.
+    #[command(subcommand)]
+    Advisories(vuln_cmd::AdvisoriesCmd),
+    /// Scan a checkout, a lockfile or a root-filesystem tar for known vulnerabilities; exit 1
+    /// when the gate fails.
+    Scan(vuln_cmd::ScanArgs),
     /// Print the CLI reference in Markdown (docs/cli.md is generated from it).
     #[command(hide = true)]
     CliDocs,
@@ -269,6 +276,8 @@ async fn dispatch(cmd: Command) -> Result<i32, CliError> {
             Exit::Server,
             "the proxy cannot run inside another runtime",
         )),
+        Command::Advisories(c) => vuln_cmd::advisories(c),
+        Command::Scan(a) => vuln_cmd::scan(a),
         Command::CliDocs => {
             print!("{}", cli_markdown());
             Ok(0)

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_core::{DeployStatus, EventKind, NewEvent};
+use sluice_deploy::autoscale::{AutoscalePolicy, Autoscaler, InstanceUsage, ScaleAction};
 use sluice_deploy::{
     Analysis, BlueGreenParams, CanaryParams, CanaryStep, Command, DeploySpec,
     Deployment as Machine, InsufficientPolicy, Observation, Outcome, PoolObs, RollingParams,
@@ -58,6 +59,20 @@ pub struct Fleet {
     /// Instances chosen to stop: out of the next route table at once, signalled only after
     /// that table is in place, so no request is sent to an instance that is shutting down.
     leaving: std::sync::Mutex<HashSet<String>>,
+    /// Per autoscaled target: its autoscaler and the instance count it keeps.
+    autoscalers: std::sync::Mutex<HashMap<String, Scaled>>,
+}
+
+/// An autoscaled target's state, kept in the store (setting `autoscale/<target>`) so a
+/// restarted server resumes it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Scaled {
+    scaler: Autoscaler,
+    /// Instances the serving release runs now.
+    replicas: u32,
+    /// When usage is sampled next (epoch ms; not kept across restarts).
+    #[serde(skip)]
+    next_sample_ms: i64,
 }
 
 impl Fleet {
@@ -81,6 +96,7 @@ impl Fleet {
             commands: Default::default(),
             seen_ready: Default::default(),
             leaving: Default::default(),
+            autoscalers: Default::default(),
         })
     }
 
@@ -673,7 +689,7 @@ impl Engine {
                 return Ok(());
             }
         };
-        let spec = deploy_spec(&ctx.deploy, &ctx.target);
+        let spec = self.deploy_spec_now(t, &ctx);
         let first = t.stable_version.is_none();
         let now = now_ms();
         let machine = Machine::new(spec, now as u64, first)
@@ -778,7 +794,7 @@ impl Engine {
             return Ok(());
         }
         let ctx = self.ctx(&t.project, &t.service, &t.env, d.version).await?;
-        let spec = deploy_spec(&ctx.deploy, &ctx.target);
+        let spec = self.deploy_spec_now(t, &ctx);
         let machine = Machine::new(spec, now_ms() as u64, t.stable_version.is_none())
             .map_err(|e| bad(format!("invalid deploy settings: {e}"), None))?;
         let state =
@@ -1100,6 +1116,112 @@ impl Engine {
         Ok(())
     }
 
+    /// The deployment settings of a target now: an autoscaled target deploys a new release
+    /// with as many instances as the serving one runs.
+    fn deploy_spec_now(&self, t: &Target, ctx: &Ctx) -> DeploySpec {
+        let mut spec = deploy_spec(&ctx.deploy, &ctx.target);
+        if ctx.target.autoscale.is_some()
+            && let Some(s) = lock(&self.fleet.autoscalers).get(&key(&t.project, &t.service, &t.env))
+        {
+            spec.replicas = s.replicas;
+        }
+        spec
+    }
+
+    /// The instance count an autoscaled target should run: samples the serving release's
+    /// instances every `interval`, lets the autoscaler decide, records each decision with its
+    /// figures as an event, and keeps the state in the store.
+    async fn autoscale(
+        &self,
+        t: &Target,
+        ctx: &Ctx,
+        version: i64,
+        list: &[InstanceStatus],
+        a: &sluice_spec::Autoscale,
+    ) -> Result<u32, EngineError> {
+        let k = key(&t.project, &t.service, &t.env);
+        let setting = format!("autoscale/{k}");
+        let policy = autoscale_policy(a, &ctx.deploy);
+        let known = lock(&self.fleet.autoscalers).get(&k).cloned();
+        let mut state = match known {
+            Some(s) => s,
+            None => {
+                let stored = self
+                    .store
+                    .setting(&setting)
+                    .await?
+                    .and_then(|json| serde_json::from_str::<Scaled>(&json).ok());
+                match stored {
+                    Some(s) => s,
+                    None => Scaled {
+                        scaler: Autoscaler::new(policy.clone())
+                            .map_err(|e| bad(format!("invalid autoscale settings: {e}"), None))?,
+                        replicas: ctx.target.replicas.clamp(a.min, a.max),
+                        next_sample_ms: 0,
+                    },
+                }
+            }
+        };
+        if state.scaler.policy() != &policy {
+            state
+                .scaler
+                .set_policy(policy)
+                .map_err(|e| bad(format!("invalid autoscale settings: {e}"), None))?;
+        }
+        let now = now_ms();
+        if now >= state.next_sample_ms {
+            state.next_sample_ms = now + i64::try_from(a.interval.as_millis()).unwrap_or(i64::MAX);
+            let measured = list
+                .iter()
+                .filter(|i| i.state.is_active() && i.state != InstanceState::Stopping)
+                .map(|i| async move {
+                    let u = self.fleet.runtime.usage(&i.id).await?;
+                    Some(InstanceUsage {
+                        id: i.id.clone(),
+                        cpu_cores: u.cpu_cores,
+                        memory_bytes: u.memory_bytes,
+                        ready: i.ready,
+                    })
+                });
+            let samples: Vec<InstanceUsage> = futures_util::future::join_all(measured)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            let decided =
+                state
+                    .scaler
+                    .observe(u64::try_from(now).unwrap_or(0), &samples, state.replicas);
+            if let Some(d) = decided {
+                let kind = match d.action {
+                    ScaleAction::Out => EventKind::AutoscaleScaledOut,
+                    ScaleAction::In => EventKind::AutoscaleScaledIn,
+                    ScaleAction::Hold | ScaleAction::Steady => EventKind::AutoscaleHeld,
+                };
+                state.replicas = d.desired;
+                let mut payload =
+                    serde_json::to_value(&d).map_err(|e| EngineError::Internal(e.to_string()))?;
+                if let Some(p) = payload.as_object_mut() {
+                    p.insert("service".into(), json!(t.service));
+                    p.insert("env".into(), json!(t.env));
+                    p.insert("version".into(), json!(version));
+                }
+                let json = serde_json::to_string(&state)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                self.store.set_setting(&setting, &json).await?;
+                self.record(vec![
+                    NewEvent::new(kind, "autoscaler", format!("target/{k}"))
+                        .project(&t.project)
+                        .payload(payload),
+                ])
+                .await?;
+            }
+        }
+        let replicas = state.replicas;
+        lock(&self.fleet.autoscalers).insert(k, state);
+        Ok(replicas)
+    }
+
     /// Keeps a converged target converged: the serving release runs its replica count,
     /// strays of other releases are stopped, and the proxy routes to the ready instances.
     async fn heal(self: &Arc<Self>, t: &Target, version: i64) -> Result<(), EngineError> {
@@ -1127,16 +1249,18 @@ impl Engine {
             .iter()
             .filter(|i| i.state.is_active() && i.state != InstanceState::Stopping)
             .count() as u32;
-        if active < ctx.target.replicas {
-            self.scale(t, &ctx, version, ctx.target.replicas, "system")
-                .await?;
+        let want = match &ctx.target.autoscale {
+            Some(a) => self.autoscale(t, &ctx, version, &list, a).await?,
+            None => ctx.target.replicas,
+        };
+        if active < want {
+            self.scale(t, &ctx, version, want, "system").await?;
             self.record(vec![NewEvent::new(EventKind::DriftHealed, "system", format!("target/{}/{}/{}", t.project, t.service, t.env))
                 .project(&t.project)
-                .payload(json!({ "service": t.service, "env": t.env, "what": format!("{} of {} instances of v{version} were running; started the rest", active, ctx.target.replicas) }))])
+                .payload(json!({ "service": t.service, "env": t.env, "what": format!("{} of {} instances of v{version} were running; started the rest", active, want) }))])
                 .await?;
-        } else if active > ctx.target.replicas {
-            self.scale(t, &ctx, version, ctx.target.replicas, "system")
-                .await?;
+        } else if active > want {
+            self.scale(t, &ctx, version, want, "system").await?;
         }
         // Instances of any other release of this target are leftovers.
         let prefix = format!("{}.{}.{}.v", t.project, t.service, t.env);
@@ -1301,4 +1425,23 @@ impl Engine {
 /// The image a release was built as (its `build_image` step's image id).
 fn release_image(_release: &Release) -> Option<String> {
     None
+}
+
+/// The autoscaler's policy from `sluice.yml`: utilisation is measured against the instance's
+/// CPU limit (one core without one) and memory limit.
+fn autoscale_policy(a: &sluice_spec::Autoscale, deploy: &Deploy) -> AutoscalePolicy {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    AutoscalePolicy {
+        min: a.min,
+        max: a.max,
+        cpu_target_percent: a.cpu_percent.map(f64::from),
+        memory_target_percent: a.memory_percent.map(f64::from),
+        cpu_reference_cores: deploy.resources.cpus.unwrap_or(1.0),
+        memory_reference_bytes: deploy.resources.memory_bytes,
+        interval_ms: ms(a.interval),
+        cooldown_ms: ms(a.cooldown),
+        stabilization_ms: ms(a.stabilization),
+        scale_up_step: a.scale_up_step,
+        tolerance: sluice_deploy::autoscale::DEFAULT_TOLERANCE,
+    }
 }

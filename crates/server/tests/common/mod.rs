@@ -223,7 +223,8 @@ pub async fn deployed(s: &Server, version: i64) -> Deployment {
 /// plain version answers 200 with `version=<v>` (and `ok` on `/healthz`); `exit` or `crash`
 /// exits at once; `unhealthy` answers 503 on `/healthz`; `errors` answers 500 to every 5th
 /// request (health checks not counted); `slow` sleeps 500 ms per request; `hang` never answers
-/// a request (health stays OK). When a `gate.txt` beside it names a file, it only starts
+/// a request (health stays OK). `/burn` spends 20 ms of CPU and answers 200 (the autoscaling
+/// test's load). When a `gate.txt` beside it names a file, it only starts
 /// listening once that file exists (so a test decides when the release becomes ready).
 /// SIGTERM stops accepting and lets requests in flight finish before exiting (a hung one is
 /// killed after `stop_grace`).
@@ -245,6 +246,12 @@ class H(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/healthz":
             self.reply(503 if version == "unhealthy" else 200, b"ok\n")
+            return
+        if self.path == "/burn":
+            spent = time.process_time()
+            while time.process_time() - spent < 0.02:
+                pass
+            self.reply(200, b"burnt\n")
             return
         with lock:
             state["count"] += 1

@@ -1,0 +1,17 @@
+//! Fuzzes Debian's dpkg status file.
+//! Nothing may panic on any input.
+//!
+//! Run with `cargo fuzz run dpkg_status --sanitizer none` from `crates/vuln`.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+mod common;
+
+use common::lockfile;
+use sluice_vuln::inventory::FileKind;
+
+fuzz_target!(|data: &[u8]| {
+    lockfile(FileKind::DpkgStatus, data);
+});

@@ -34,6 +34,14 @@ pub struct ServerArgs {
     /// Most steps running at once.
     #[arg(long)]
     max_parallel_steps: Option<usize>,
+    /// The image containers of `deploy.runtime: docker` services run their release artifact
+    /// in when they have no image of their own (needs /bin/sh and what `start` uses).
+    #[arg(long, env = "SLUICE_BASE_IMAGE")]
+    base_image: Option<String>,
+    /// The Docker Engine's unix socket; default DOCKER_HOST (unix://PATH) or
+    /// /var/run/docker.sock.
+    #[arg(long, env = "SLUICE_DOCKER_SOCKET")]
+    docker_socket: Option<PathBuf>,
     /// On the very first start only: an API token for the first admin, for automation
     /// (make one with `sluice tokens generate`). Read from the environment only, so it does
     /// not show in the process list.
@@ -68,6 +76,12 @@ fn server_config(a: &ServerArgs) -> Result<ServerConfig, CliError> {
     }
     if let Some(n) = a.max_parallel_steps {
         c.max_parallel_steps = n;
+    }
+    if let Some(i) = a.base_image.as_ref().filter(|i| !i.trim().is_empty()) {
+        c.base_image = Some(i.trim().to_owned());
+    }
+    if let Some(s) = &a.docker_socket {
+        c.docker_socket = Some(s.clone());
     }
     c.admin_token = a.admin_token.clone().filter(|t| !t.is_empty());
     // Exposed services are served by a proxy daemon of this same binary, so they keep

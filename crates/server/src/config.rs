@@ -76,6 +76,9 @@ pub struct ServerConfig {
     /// artifact rather than an image of its own (`deploy.runtime: docker` without a
     /// `build_image` step or `deploy.image`); it needs `/bin/sh` and what the start command uses.
     pub base_image: Option<String>,
+    /// The advisory database (`sluice advisories import --db DIR`) that `scan` steps read;
+    /// `None`: `DATA_DIR/advisories`.
+    pub advisory_db: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -100,6 +103,7 @@ impl ServerConfig {
             rule_interval: Duration::from_secs(10),
             docker_socket: None,
             base_image: None,
+            advisory_db: None,
         }
     }
 

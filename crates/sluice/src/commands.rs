@@ -42,6 +42,10 @@ pub struct ServerArgs {
     /// /var/run/docker.sock.
     #[arg(long, env = "SLUICE_DOCKER_SOCKET")]
     docker_socket: Option<PathBuf>,
+    /// The advisory database `scan` steps read (fill it with `sluice advisories import`);
+    /// default DATA_DIR/advisories.
+    #[arg(long, env = "SLUICE_ADVISORY_DB")]
+    advisory_db: Option<PathBuf>,
     /// On the very first start only: an API token for the first admin, for automation
     /// (make one with `sluice tokens generate`). Read from the environment only, so it does
     /// not show in the process list.
@@ -82,6 +86,9 @@ fn server_config(a: &ServerArgs) -> Result<ServerConfig, CliError> {
     }
     if let Some(s) = &a.docker_socket {
         c.docker_socket = Some(s.clone());
+    }
+    if let Some(d) = &a.advisory_db {
+        c.advisory_db = Some(d.clone());
     }
     c.admin_token = a.admin_token.clone().filter(|t| !t.is_empty());
     // Exposed services are served by a proxy daemon of this same binary, so they keep

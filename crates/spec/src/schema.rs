@@ -375,13 +375,14 @@ pub(crate) struct Step {
     /// its output and exit status are the step's. A reference
     /// `[registry[:port]/]name[:tag][@sha256:<64 hex>]`, e.g. `node:22`,
     /// `ghcr.io/acme/tools:1.4` or `rust:1.88@sha256:…`. The image must already be on the
-    /// Docker host or be pullable from it. Absent: the command runs on the host.
+    /// Docker host (sluice does not pull images). Absent: the command runs on the host.
     #[serde(default, skip_serializing_if = "no_default")]
     #[schemars(pattern(IMAGE_PATTERN))]
     pub image: String,
     /// Build a Docker image through the Docker Engine, instead of `run`: the service's release
-    /// image (a service has at most one such step), labelled with the commit and the
-    /// release, and recorded (id and digest) on the release. The build output is the step's
+    /// image (a service has at most one such step), labelled with the commit and the run,
+    /// tagged `sluice/<project>-<service>:<commit>`, and recorded (image id and tag) on the
+    /// release; it is not pushed to a registry. The build output is the step's
     /// log. Give the build context directory, or the long form.
     #[serde(default)]
     #[schemars(with = "BuildImageForm")]

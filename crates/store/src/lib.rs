@@ -776,14 +776,26 @@ impl Store {
         if let Some(t) = update.tests {
             step.tests = Some(t);
         }
+        if let Some(i) = update.image_id {
+            step.image_id = Some(i);
+        }
+        if let Some(r) = update.vuln_report {
+            step.vuln_report = Some(r);
+        }
         let tests = step
             .tests
             .as_ref()
             .map(|t| to_json(t, "test summary"))
             .transpose()?;
+        let vuln_report = step
+            .vuln_report
+            .as_ref()
+            .map(|r| to_json(r, "vulnerability report"))
+            .transpose()?;
         sqlx::query(
             "UPDATE steps SET status = $3, attempt = $4, exit_code = $5, pgid = $6, \
-             started_ms = $7, finished_ms = $8, tests = $9 WHERE run_id = $1 AND name = $2",
+             started_ms = $7, finished_ms = $8, tests = $9, image_id = $10, vuln_report = $11 \
+             WHERE run_id = $1 AND name = $2",
         )
         .bind(step.run_id)
         .bind(step.name.as_str())
@@ -794,6 +806,8 @@ impl Store {
         .bind(step.started_ms)
         .bind(step.finished_ms)
         .bind(tests)
+        .bind(step.image_id.as_deref())
+        .bind(vuln_report)
         .execute(w.conn())
         .await?;
         insert_events(w.conn(), events).await?;
@@ -855,6 +869,11 @@ impl Store {
         mut event: NewEvent,
     ) -> Result<Option<Release>> {
         let gates = to_json(&r.gates, "release gates")?;
+        let vuln_report = r
+            .vuln_report
+            .as_ref()
+            .map(|v| to_json(v, "release vulnerability report"))
+            .transpose()?;
         let mut w = self.write(true).await?;
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM releases WHERE project = $1 AND service = $2 AND commit_sha = $3",
@@ -878,8 +897,9 @@ impl Store {
         .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO releases (project, service, version, commit_sha, branch, env, run_id, \
-             artifact_sha256, artifact_bytes, artifact_pruned, gates, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11) RETURNING id",
+             artifact_sha256, artifact_bytes, artifact_pruned, gates, created_ms, image_id, \
+             image_tag, vuln_report) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(r.project.as_str())
         .bind(r.service.as_str())
@@ -892,6 +912,9 @@ impl Store {
         .bind(r.artifact_bytes)
         .bind(gates)
         .bind(r.created_ms)
+        .bind(r.image_id.as_deref())
+        .bind(r.image_tag.as_deref())
+        .bind(vuln_report)
         .fetch_one(w.conn())
         .await?;
         fill_subjects(std::slice::from_mut(&mut event), id, Some(version));
@@ -914,6 +937,9 @@ impl Store {
             artifact_pruned: false,
             gates: r.gates,
             created_ms: r.created_ms,
+            image_id: r.image_id,
+            image_tag: r.image_tag,
+            vuln_report: r.vuln_report,
         }))
     }
 

@@ -65,6 +65,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_oncall_overrides.sql"),
         postgres: include_str!("../migrations/postgres/0007_oncall_overrides.sql"),
     },
+    Migration {
+        version: 8,
+        name: "images",
+        sqlite: include_str!("../migrations/sqlite/0008_images.sql"),
+        postgres: include_str!("../migrations/postgres/0008_images.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

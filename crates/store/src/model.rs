@@ -231,6 +231,12 @@ pub struct Step {
     pub finished_ms: Option<i64>,
     /// JUnit results, if the step declared reports.
     pub tests: Option<TestSummary>,
+    /// The id (`sha256:…`) of the image a `build_image` step built.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// The report of a `scan` step (sluice-vuln's `Report` as JSON), passed or failed.
+    #[serde(default)]
+    pub vuln_report: Option<serde_json::Value>,
 }
 
 /// A change to one step; `None` fields are left as they are.
@@ -254,6 +260,10 @@ pub struct StepUpdate {
     pub finished_ms: Option<i64>,
     /// Test results.
     pub tests: Option<TestSummary>,
+    /// The image a `build_image` step built.
+    pub image_id: Option<String>,
+    /// A `scan` step's report.
+    pub vuln_report: Option<serde_json::Value>,
 }
 
 /// One line of step output (already masked).
@@ -313,6 +323,12 @@ pub struct NewRelease {
     pub gates: serde_json::Value,
     /// When it was created.
     pub created_ms: i64,
+    /// The id (`sha256:…`) of the image the service's `build_image` step built, if any.
+    pub image_id: Option<String>,
+    /// The tag sluice gave that image (`sluice/<project>-<service>:<commit12>`).
+    pub image_tag: Option<String>,
+    /// The reports of the service's `scan` steps: a JSON object, step name -> report.
+    pub vuln_report: Option<serde_json::Value>,
 }
 
 /// An immutable release.
@@ -344,6 +360,15 @@ pub struct Release {
     pub gates: serde_json::Value,
     /// Created.
     pub created_ms: i64,
+    /// The id (`sha256:…`) of the service's built image; None without a `build_image` step.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// The tag sluice gave that image (`sluice/<project>-<service>:<commit12>`).
+    #[serde(default)]
+    pub image_tag: Option<String>,
+    /// The reports of the service's `scan` steps (step name -> sluice-vuln's `Report`).
+    #[serde(default)]
+    pub vuln_report: Option<serde_json::Value>,
 }
 
 /// Which releases to list.

@@ -25,12 +25,13 @@ pub(crate) const RUN_COLS: &str = "id, project, env, branch, commit_sha, run_tri
      rerun_of, status, services, config, created_ms, started_ms, finished_ms";
 /// Columns read by [`step`].
 pub(crate) const STEP_COLS: &str = "run_id, position, name, service, needs, gate, status, \
-     attempt, exit_code, pgid, started_ms, finished_ms, tests";
+     attempt, exit_code, pgid, started_ms, finished_ms, tests, image_id, vuln_report";
 /// Columns read by [`log_line`].
 pub(crate) const LOG_COLS: &str = "id, run_id, step, seq, time_ms, stream, line";
 /// Columns read by [`release`].
 pub(crate) const RELEASE_COLS: &str = "id, project, service, version, commit_sha, branch, env, \
-     run_id, artifact_sha256, artifact_bytes, artifact_pruned, gates, created_ms";
+     run_id, artifact_sha256, artifact_bytes, artifact_pruned, gates, created_ms, image_id, \
+     image_tag, vuln_report";
 
 fn json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
@@ -145,6 +146,7 @@ pub(crate) fn step(row: &AnyRow) -> Result<Step> {
     let needs: String = row.try_get("needs")?;
     let gate: i64 = row.try_get("gate")?;
     let tests: Option<String> = row.try_get("tests")?;
+    let vuln_report: Option<String> = row.try_get("vuln_report")?;
     Ok(Step {
         run_id,
         position: row.try_get("position")?,
@@ -162,6 +164,8 @@ pub(crate) fn step(row: &AnyRow) -> Result<Step> {
         started_ms: row.try_get("started_ms")?,
         finished_ms: row.try_get("finished_ms")?,
         tests: tests.map(|t| json(&t, &what)).transpose()?,
+        image_id: row.try_get("image_id")?,
+        vuln_report: vuln_report.map(|r| json(&r, &what)).transpose()?,
         name,
     })
 }
@@ -182,6 +186,7 @@ pub(crate) fn release(row: &AnyRow) -> Result<Release> {
     let id: i64 = row.try_get("id")?;
     let gates: String = row.try_get("gates")?;
     let pruned: i64 = row.try_get("artifact_pruned")?;
+    let vuln_report: Option<String> = row.try_get("vuln_report")?;
     Ok(Release {
         id,
         project: row.try_get("project")?,
@@ -196,6 +201,11 @@ pub(crate) fn release(row: &AnyRow) -> Result<Release> {
         artifact_pruned: pruned != 0,
         gates: json(&gates, &format!("gates of release {id}"))?,
         created_ms: row.try_get("created_ms")?,
+        image_id: row.try_get("image_id")?,
+        image_tag: row.try_get("image_tag")?,
+        vuln_report: vuln_report
+            .map(|r| json(&r, &format!("vulnerability report of release {id}")))
+            .transpose()?,
     })
 }
 

@@ -254,6 +254,7 @@ conformance!(
     release_dedup_per_commit,
     last_release_in_env,
     mark_artifact_pruned,
+    images_and_vulnerability_reports,
     state_change_and_events_are_atomic,
     reopening_keeps_data,
     deploy_targets_and_deployments,
@@ -343,6 +344,9 @@ fn new_release(service: &str, commit: &str, env: &str) -> NewRelease {
         artifact_bytes: 1234,
         gates: json!({"api/test": {"status": "succeeded"}}),
         created_ms: 5_000,
+        image_id: None,
+        image_tag: None,
+        vuln_report: None,
     }
 }
 
@@ -387,14 +391,14 @@ async fn placeholders_bind_by_number(cx: &Ctx) {
 }
 
 async fn migrations_are_idempotent(cx: &Ctx) {
-    assert_eq!(cx.store.schema_version().await.unwrap(), 7);
+    assert_eq!(cx.store.schema_version().await.unwrap(), 8);
     cx.store
         .add_project(project("shop"), ev(EventKind::ProjectAdded, "project/shop"))
         .await
         .unwrap();
     for _ in 0..2 {
         let again = cx.reopen().await;
-        assert_eq!(again.schema_version().await.unwrap(), 7);
+        assert_eq!(again.schema_version().await.unwrap(), 8);
         assert_eq!(again.projects().await.unwrap().len(), 1);
         again.close().await;
     }
@@ -813,6 +817,8 @@ async fn run_lifecycle(cx: &Ctx) {
             started_ms: Some(9_999),
             finished_ms: Some(3_000),
             tests: Some(tests.clone()),
+            image_id: None,
+            vuln_report: None,
         },
         vec![ev(EventKind::StepFinished, "run")],
     )
@@ -1227,6 +1233,93 @@ async fn mark_artifact_pruned(cx: &Ctx) {
     assert_eq!(s.last_event_seq().await.unwrap(), before);
     let kinds: Vec<EventKind> = all_events(s).await.iter().map(|e| e.kind).collect();
     assert_eq!(kinds.last(), Some(&EventKind::ArtifactsPruned));
+}
+
+async fn images_and_vulnerability_reports(cx: &Ctx) {
+    let s = &cx.store;
+    // Steps: a build step records its image, a scan step its report (failed ones too).
+    let run = s
+        .create_run(new_run("shop", "staging", "c1"), vec![])
+        .await
+        .unwrap();
+    let report = json!({"passed": false, "findings": [{"package": "regex", "advisory_id": "RUSTSEC-2022-0013"}]});
+    s.update_step(
+        StepUpdate {
+            run_id: run.id,
+            name: "api/build".into(),
+            image_id: Some("sha256:abc".into()),
+            ..Default::default()
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    s.update_step(
+        StepUpdate {
+            run_id: run.id,
+            name: "api/test".into(),
+            vuln_report: Some(report.clone()),
+            ..Default::default()
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    // A later update that does not name them keeps them.
+    s.update_step(
+        StepUpdate {
+            run_id: run.id,
+            name: "api/build".into(),
+            status: Some(StepStatus::Succeeded),
+            ..Default::default()
+        },
+        vec![],
+    )
+    .await
+    .unwrap();
+    let steps = s.steps(run.id).await.unwrap();
+    let by = |n: &str| steps.iter().find(|st| st.name == n).unwrap().clone();
+    assert_eq!(by("api/build").image_id.as_deref(), Some("sha256:abc"));
+    assert_eq!(by("api/build").vuln_report, None);
+    assert_eq!(by("api/test").vuln_report, Some(report.clone()));
+    assert_eq!(by("web/build").image_id, None);
+
+    // Releases carry the image and the reports; a release without them reads back as None.
+    let reports = json!({"audit": report});
+    let with = s
+        .create_release(
+            NewRelease {
+                image_id: Some("sha256:abc".into()),
+                image_tag: Some("sluice/shop-api:c1".into()),
+                vuln_report: Some(reports.clone()),
+                ..new_release("api", "c1", "staging")
+            },
+            release_event(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(with.image_id.as_deref(), Some("sha256:abc"));
+    assert_eq!(s.release(with.id).await.unwrap(), with);
+    let read = s
+        .release_for_commit("shop", "api", "c1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.image_tag.as_deref(), Some("sluice/shop-api:c1"));
+    assert_eq!(read.vuln_report, Some(reports));
+    let without = released(s, "web", "c1", "staging").await;
+    assert_eq!(
+        (without.image_id, without.image_tag, without.vuln_report),
+        (None, None, None)
+    );
+    let listed = s.releases(&ReleaseFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1], with);
+    // Survives a reopen (the columns exist after migrating, on both backends).
+    let again = cx.reopen().await;
+    assert_eq!(again.release(with.id).await.unwrap(), with);
+    again.close().await;
 }
 
 async fn state_change_and_events_are_atomic(cx: &Ctx) {
@@ -1754,7 +1847,7 @@ async fn backfill_chains_events_of_an_old_database(cx: &Ctx) {
     }
 
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 7);
+    assert_eq!(store.schema_version().await.unwrap(), 8);
     let chained = entries(&store).await;
     assert_eq!(chained.len(), old.len());
     for (e, (seq, kind, project, payload)) in chained.iter().zip(&old) {

@@ -1423,8 +1423,8 @@ impl Engine {
 }
 
 /// The image a release was built as (its `build_image` step's image id).
-fn release_image(_release: &Release) -> Option<String> {
-    None
+fn release_image(release: &Release) -> Option<String> {
+    release.image_id.clone()
 }
 
 /// The autoscaler's policy from `sluice.yml`: utilisation is measured against the instance's

@@ -16,6 +16,7 @@ use sluice_spec::{Config, Service, Step as SpecStep};
 use sluice_store::{LogLine, NewRelease, ReleaseFilter, Run, StepUpdate, TestSummary};
 use tokio::sync::{mpsc, watch};
 
+use super::containers::{Attempt, Ended, image_tag};
 use super::{Engine, EngineError, now_ms};
 
 /// What a finished step reports back to the run loop.
@@ -319,18 +320,14 @@ impl Engine {
                 self.sys_log(run, name, &seq, &msg).await;
             }
         }
-        let command = match &st.kind {
+        // Host steps run as process groups here; the others go through the Docker Engine
+        // (engine/containers.rs), with the same retries, timeouts, cancel and log.
+        let host_command = match &st.kind {
             sluice_spec::StepKind::Run {
                 run: command,
                 image: None,
-            } => command.clone(),
-            _ => {
-                let msg = "container steps (image, build_image, scan) are not supported by this server yet";
-                self.sys_log(run, name, &seq, msg).await;
-                self.finish_step(run, st, name, StepStatus::Failed, None, step_started, None)
-                    .await?;
-                return Ok(StepStatus::Failed);
-            }
+            } => Some(command.clone()),
+            _ => None,
         };
         let mut attempt: u32 = 0;
         let (status, exit_code) = loop {
@@ -338,6 +335,29 @@ impl Engine {
             if *cancel.borrow() {
                 break (StepStatus::Cancelled, None);
             }
+            let Some(command) = &host_command else {
+                let ended = self
+                    .container_attempt(Attempt {
+                        run,
+                        svc,
+                        st,
+                        name,
+                        attempt,
+                        ws,
+                        workdir: &workdir,
+                        env: &env,
+                        seq: &seq,
+                        cancel: cancel.clone(),
+                    })
+                    .await?;
+                if self
+                    .retry_or_end(run, st, name, &seq, attempt, &ended, &mut cancel)
+                    .await?
+                {
+                    continue;
+                }
+                break (ended.status, ended.exit_code);
+            };
             let cmd = StepCommand {
                 command: command.clone(),
                 workdir: workdir.clone(),
@@ -471,6 +491,65 @@ impl Engine {
         Ok(status)
     }
 
+    /// After a failed or timed-out attempt of a container step: logs and records a retry
+    /// (true: run the next attempt) as host steps do, or logs the timeout (false: the end).
+    #[allow(clippy::too_many_arguments)]
+    async fn retry_or_end(
+        &self,
+        run: &Run,
+        st: &SpecStep,
+        name: &str,
+        seq: &AtomicI64,
+        attempt: u32,
+        ended: &Ended,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<bool, EngineError> {
+        let retryable = (ended.status == StepStatus::Failed && st.retry.on_failure)
+            || (ended.status == StepStatus::TimedOut && st.retry.on_timeout);
+        if retryable && attempt <= st.retry.max {
+            self.sys_log(
+                run,
+                name,
+                seq,
+                &format!(
+                    "attempt {attempt} {}; retrying ({} of {}){}",
+                    ended.why,
+                    attempt,
+                    st.retry.max,
+                    if st.retry.delay.is_zero() {
+                        String::new()
+                    } else {
+                        format!(" in {:?}", st.retry.delay)
+                    }
+                ),
+            )
+            .await;
+            self.record(vec![ev(
+                EventKind::StepRetrying,
+                run,
+                json!({ "step": name, "attempt": attempt, "reason": ended.why }),
+            )])
+            .await?;
+            if !st.retry.delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(st.retry.delay) => {}
+                    _ = cancel.changed() => {}
+                }
+            }
+            return Ok(true);
+        }
+        if ended.status == StepStatus::TimedOut {
+            self.sys_log(
+                run,
+                name,
+                seq,
+                &format!("killed after its timeout of {:?}", st.timeout),
+            )
+            .await;
+        }
+        Ok(false)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn finish_step(
         &self,
@@ -554,7 +633,7 @@ impl Engine {
     }
 
     /// Writes a step's output to the store in batches as it arrives.
-    async fn log_writer(
+    pub(super) async fn log_writer(
         self: Arc<Self>,
         run_id: i64,
         step: String,
@@ -595,7 +674,7 @@ impl Engine {
     }
 
     /// A line of sluice's own in a step's log (masked like the rest).
-    async fn sys_log(&self, run: &Run, step: &str, seq: &AtomicI64, text: &str) {
+    pub(super) async fn sys_log(&self, run: &Run, step: &str, seq: &AtomicI64, text: &str) {
         let line = LogLine {
             id: 0,
             run_id: run.id,
@@ -678,13 +757,35 @@ impl Engine {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
         let mut gates = serde_json::Map::new();
+        let mut image_id = None;
+        let mut reports = serde_json::Map::new();
         for s in self.store.steps(run.id).await.map_err(|e| e.to_string())? {
-            if s.gate && s.service == svc.name {
+            if s.service != svc.name {
+                continue;
+            }
+            if s.gate {
                 gates.insert(
                     s.name.clone(),
                     json!({ "status": s.status, "tests": s.tests }),
                 );
             }
+            if s.image_id.is_some() {
+                image_id = s.image_id.clone();
+            }
+            if let Some(r) = s.vuln_report {
+                reports.insert(s.name.clone(), r);
+            }
+        }
+        let image_tag = image_id
+            .as_ref()
+            .map(|_| image_tag(&run.project, &svc.name, &run.commit));
+        let mut payload = json!({
+            "service": svc.name, "commit": run.commit, "branch": run.branch,
+            "artifact": artifact.sha256, "artifact_bytes": artifact.bytes, "files": artifact.files,
+        });
+        if let (Some(o), Some(id)) = (payload.as_object_mut(), &image_id) {
+            o.insert("image".into(), json!(id));
+            o.insert("image_tag".into(), json!(image_tag));
         }
         let rel = self
             .store
@@ -700,15 +801,12 @@ impl Engine {
                     artifact_bytes: artifact.bytes as i64,
                     gates: serde_json::Value::Object(gates),
                     created_ms: now_ms(),
+                    image_id: image_id.clone(),
+                    image_tag: image_tag.clone(),
+                    vuln_report: (!reports.is_empty())
+                        .then_some(serde_json::Value::Object(reports)),
                 },
-                ev(
-                    EventKind::ReleaseCreated,
-                    run,
-                    json!({
-                        "service": svc.name, "commit": run.commit, "branch": run.branch,
-                        "artifact": artifact.sha256, "artifact_bytes": artifact.bytes, "files": artifact.files,
-                    }),
-                ),
+                ev(EventKind::ReleaseCreated, run, payload),
             )
             .await
             .map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@
 //! service already have a release for this commit" is always asked of the store.
 
 pub mod access;
+mod containers;
 pub mod controller;
 mod deploy;
 mod dora;

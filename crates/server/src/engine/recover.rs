@@ -31,6 +31,13 @@ impl Engine {
             ])
             .await?;
         }
+        // Containers of steps a crashed server was running (a daemon that is not there has
+        // none to remove).
+        if self.docker.ping().await.is_ok()
+            && let Err(e) = self.remove_step_containers(true).await
+        {
+            tracing::warn!(error = %e, "removing leftover step containers failed");
+        }
         for run in self.store.unfinished_runs().await? {
             for step in self.store.steps(run.id).await? {
                 if !step.status.is_terminal() {

@@ -191,12 +191,73 @@ fn releases_table(rels: &[Release]) -> Markup {
                         td.mono title=(r.artifact_sha256) {
                             "sha256:" (&r.artifact_sha256[..12.min(r.artifact_sha256.len())]) " · " (r.artifact_bytes) " B"
                             @if r.artifact_pruned { " (pruned)" }
+                            @if let Some(id) = &r.image_id {
+                                br; span title=(id) { "image " (short_image(id)) }
+                                @if let Some(t) = &r.image_tag { " " span.meta { (t) } }
+                            }
                         }
                         td.meta { (when(r.created_ms)) }
                     }
                 }
                 @if rels.is_empty() { tr { td colspan="7" .meta { "No releases yet." } } }
             }
+        }
+    }
+}
+
+/// `sha256:0123456789ab` from a full image id.
+fn short_image(id: &str) -> &str {
+    let end = id.find(':').map_or(0, |i| i + 1) + 12;
+    id.get(..end.min(id.len())).unwrap_or(id)
+}
+
+/// A scan step's report: its verdict, every finding (allowed and expired allowlist entries
+/// marked), and why the gate failed.
+fn vuln_report(step: &str, value: &serde_json::Value) -> Markup {
+    let report: sluice_vuln::Report = match serde_json::from_value(value.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            return html! { div.card { b { (step) } " " span.meta { "report unreadable: " (e) } } };
+        }
+    };
+    let expired = |f: &sluice_vuln::Finding| {
+        report
+            .expired_allows
+            .iter()
+            .find(|e| e.id == f.advisory_id || f.aliases.contains(&e.id))
+    };
+    html! {
+        div.card.vuln data-scan=(step) {
+            b { (step) } " "
+            (badge(if report.passed { "succeeded" } else { "failed" }))
+            " " span.meta { (report.headline()) }
+            @if !report.findings.is_empty() {
+                table {
+                    thead { tr { th { "Status" } th { "Package" } th { "Installed" } th { "Advisory" } th { "Severity" } th { "Fixed in" } th { "File" } } }
+                    tbody {
+                        @for f in &report.findings {
+                            tr {
+                                td {
+                                    @if f.failing { span.fail { "fails the gate" } }
+                                    @else if let Some(a) = &f.allowed_by { span title=(a.reason) { "allowed until " (a.expires) } }
+                                    @else if let Some(k) = &f.informational { "warning (" (k) ")" }
+                                    @else { span.meta { "below threshold" } }
+                                    @if let Some(e) = expired(f) { br; span.fail title=(e.reason) { "allowlist entry expired " (e.expires) } }
+                                }
+                                td { (f.package) }
+                                td.mono { (f.installed_version) }
+                                td.mono title=(f.summary) { (f.advisory_id) }
+                                td { (f.severity) @if let Some(sc) = f.cvss_score { " " span.meta { (format!("{sc:.1}")) } } }
+                                td.mono { @if f.fixed_versions.is_empty() { span.meta { "no fix" } } @else { (f.fixed_versions.join(", ")) } }
+                                td.mono.meta { (f.source_file) }
+                            }
+                        }
+                    }
+                }
+            }
+            @for r in &report.reasons { div.fail { (r) } }
+            @for e in &report.expired_allows { div.meta { "expired allowlist entry " (e.id) " (" (e.expires) "): " (e.reason) } }
+            @for id in &report.unused_allows { div.meta { "unused allowlist entry " (id) } }
         }
     }
 }
@@ -573,6 +634,12 @@ pub(super) async fn run_page(State(e): State<Arc<Engine>>, Path(id): Path<String
                     }
                 }
             }
+            @if steps.iter().any(|s| s.vuln_report.is_some()) {
+                h2 { "Vulnerability reports" }
+                @for s in &steps {
+                    @if let Some(r) = &s.vuln_report { (vuln_report(&s.name, r)) }
+                }
+            }
             @if !rels.is_empty() {
                 h2 { "Releases" }
                 (releases_table(&rels))
@@ -587,6 +654,7 @@ pub(super) async fn run_page(State(e): State<Arc<Engine>>, Path(id): Path<String
                         @if s.gate { " " span.meta { "gate" } }
                         @if s.attempt > 1 { " " span.meta { "attempt " (s.attempt) } }
                         @if let Some(c) = s.exit_code { " " span.meta { "exit " (c) } }
+                        @if let Some(id) = &s.image_id { " " span.meta.mono title=(id) { "image " (short_image(id)) } }
                     }
                     pre.log data-step=(name) {
                         @if let Some(ls) = by_step.get(name.as_str()) {

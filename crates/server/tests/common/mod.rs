@@ -5,6 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod containers;
 pub mod noise;
 pub mod rules;
 pub mod slack;

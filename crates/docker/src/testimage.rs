@@ -5,7 +5,8 @@
 //! - [`python`]: the same plus Debian's `python3` interpreter (`/usr/bin/python3`), the shared
 //!   libraries `ldd` lists for it and for its extension modules, and its standard library
 //!   (`/usr/lib/python3.X` without `test/`, `__pycache__/` and the GUI and IDE packages), so
-//!   `python3 app.py` services using the standard library run in it.
+//!   `python3 app.py` services using the standard library run in it; and the host's GNU
+//!   `sed` (as in Debian-based images), first on `PATH`.
 //!
 //! Both are imported as a root filesystem (`import_rootfs`) under a tag derived from a
 //! fingerprint of their contents (every file's path, size and modification time, plus the
@@ -33,7 +34,7 @@ pub const PYTHON_REPO: &str = "sluice-test-python";
 pub const LABEL: &str = "sluice.test-image";
 
 /// Bumped when the layout below changes, so old images are not reused.
-const LAYOUT_VERSION: &str = "sluice-testimage-1";
+const LAYOUT_VERSION: &str = "sluice-testimage-2";
 
 /// Directories of the standard library left out of the python image.
 const SKIPPED_STDLIB: &[&str] = &[
@@ -223,6 +224,12 @@ impl Plan {
         self.file(&exe, &format!("usr/bin/{name}"))?;
         self.link("usr/bin/python3", &name);
         self.link("usr/bin/python", &name);
+        // GNU sed, as Debian-based images have it (BusyBox's lacks `-u`, which sluice's log
+        // masking uses when it is there); first on PATH.
+        let sed = Path::new("/bin/sed");
+        if sed.is_file() {
+            self.file(sed, "usr/local/bin/sed")?;
+        }
 
         let mut modules = Vec::new();
         let mut files = Vec::new();
@@ -244,7 +251,8 @@ impl Plan {
         // The shared libraries of the interpreter and of its extension modules, at the
         // paths the loader looks for them.
         let mut libs = BTreeSet::new();
-        for object in std::iter::once(exe.clone()).chain(modules) {
+        let sed = std::iter::once(sed.to_path_buf()).filter(|s| s.is_file());
+        for object in std::iter::once(exe.clone()).chain(sed).chain(modules) {
             let out = std::process::Command::new("ldd")
                 .arg(&object)
                 .output()

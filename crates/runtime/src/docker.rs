@@ -520,6 +520,11 @@ impl Driver for DockerDriver {
                 image.clone().unwrap_or_else(|| self.base_image.clone())
             }
         };
+        binds.extend(spec.mounts.iter().map(|m| Bind {
+            host: m.clone(),
+            container: m.display().to_string(),
+            read_only: false,
+        }));
         let log = self.layout.log_path(&spec.id);
         let (s, note) = (Arc::clone(spec), restart.map(str::to_owned));
         blocking(move || open_log(&s, &log, note.as_deref()).map(drop)).await??;

@@ -149,6 +149,11 @@ pub struct InstanceSpec {
     /// the process runtime.
     #[serde(default)]
     pub limits: ResourceLimits,
+    /// Host directories a container sees at the same path (e.g. the instance's private
+    /// secret files, which its start command reads); absolute. The process runtime runs on
+    /// the host's filesystem and ignores them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<PathBuf>,
 }
 
 /// Resource limits of an instance.
@@ -228,6 +233,12 @@ impl InstanceSpec {
             return Err(bad(
                 "image",
                 format!("{image:?} is not an image reference; use repo:tag or an image id"),
+            ));
+        }
+        if let Some(m) = self.mounts.iter().find(|m| !m.is_absolute()) {
+            return Err(bad(
+                "mounts",
+                format!("{} is not an absolute path", m.display()),
             ));
         }
         if let Some(cpus) = self.limits.cpus
@@ -424,6 +435,7 @@ mod tests {
             stop_grace: Duration::from_secs(5),
             image: None,
             limits: ResourceLimits::default(),
+            mounts: Vec::new(),
         }
     }
 

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{KillOnDrop, Repo, deployed, eventually, free_port};
+use common::{KillOnDrop, Repo, Rt, deployed, eventually, free_port};
 
 use std::path::{Path, PathBuf};
 
@@ -63,10 +63,11 @@ else:
             self.wfile.write(b"ok\n")
         def log_message(self, *a):
             pass
-    HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+    HTTPServer((os.environ.get("BIND", "127.0.0.1"), int(os.environ["PORT"])), H).serve_forever()
 "#;
 
-fn yml(port: u16) -> String {
+fn yml(rt: &Rt, port: u16) -> String {
+    let runtime = rt.deploy_yaml(6);
     format!(
         r#"project: vault
 environments:
@@ -86,7 +87,7 @@ services:
         artifacts: ["out/**"]
     deploy:
       start: python3 out/app.py serve
-      secrets: [API_TOKEN, {{ name: TLS_KEY, file: true }}]
+{runtime}      secrets: [API_TOKEN, {{ name: TLS_KEY, file: true }}]
       health: {{ tcp: true, interval: 100ms, timeout: 1s }}
       stop_grace: 1s
       progress_deadline: 30s
@@ -101,17 +102,28 @@ struct World {
     tmp: tempfile::TempDir,
     repo: Repo,
     port: u16,
+    rt: Rt,
 }
 
 impl World {
     fn new() -> World {
+        World::on(Rt::Process)
+    }
+
+    /// A world whose service runs in runtime `rt`.
+    fn on(rt: Rt) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repo::new(tmp.path());
         let port = free_port();
         repo.write("app.py", APP);
-        repo.write("sluice.yml", &yml(port));
+        repo.write("sluice.yml", &yml(&rt, port));
         repo.commit_version("1");
-        World { tmp, repo, port }
+        World {
+            tmp,
+            repo,
+            port,
+            rt,
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -119,7 +131,9 @@ impl World {
     }
 
     fn config(&self) -> ServerConfig {
-        common::config(self.data())
+        let mut c = common::config(self.data());
+        self.rt.configure(&mut c);
+        c
     }
 
     /// Starts a server and, the first time, registers the project (whose first run fails:
@@ -731,7 +745,19 @@ fn hits(texts: &[(String, Vec<u8>)], forms: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_printed_in_every_encoding_leaks_nowhere() {
-    let w = World::new();
+    secret_in_every_encoding_leaks_nowhere(World::new()).await;
+}
+
+/// The same with the service in a container: its secret files are mounted where the host
+/// wrote them, and its output is masked on the way to the log just the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_printed_in_every_encoding_leaks_nowhere_from_a_container() {
+    if let Some(rt) = Rt::docker().await {
+        secret_in_every_encoding_leaks_nowhere(World::on(rt)).await;
+    }
+}
+
+async fn secret_in_every_encoding_leaks_nowhere(w: World) {
     let data = w.data();
     let s = w.start(w.config()).await;
     let _kill = KillOnDrop::new(&s);
@@ -758,7 +784,13 @@ async fn a_secret_printed_in_every_encoding_leaks_nowhere() {
 
     // The release is deployed with its secrets; the service prints them too.
     let d = deployed(&s, 1).await;
-    assert_eq!(d.status, DeployStatus::Succeeded, "{:?}", d.reason);
+    assert_eq!(
+        d.status,
+        DeployStatus::Succeeded,
+        "{:?}; instance logs: {:?}",
+        d.reason,
+        instance_logs(&data)
+    );
     let instance = s
         .engine
         .fleet
@@ -1002,4 +1034,16 @@ fn arbitrary_requests_to_secret_endpoints_never_fail_the_server() {
     });
     assert_eq!(ok, StatusCode::OK);
     rt.block_on(s.stop_all());
+}
+
+/// The instances' log files (process and container runtimes), for failure messages.
+fn instance_logs(data: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for dir in [data.join("runtime/logs"), data.join("runtime/docker/logs")] {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            out.push((e.path(), text));
+        }
+    }
+    out
 }

@@ -590,6 +590,18 @@ impl Engine {
                     },
                     stop_grace: ctx.deploy.stop_grace,
                     image,
+                    // A container reads its secret files (and the masking FIFO) where the
+                    // host wrote them.
+                    mounts: if secrets.is_empty() || driver == Driver::Process {
+                        Vec::new()
+                    } else {
+                        vec![
+                            self.config
+                                .data_dir
+                                .join(super::vault::INSTANCE_SECRETS_DIR)
+                                .join(&id),
+                        ]
+                    },
                     limits: ResourceLimits {
                         cpus: ctx.deploy.resources.cpus,
                         memory_bytes: ctx.deploy.resources.memory_bytes,

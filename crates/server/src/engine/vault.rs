@@ -1106,10 +1106,15 @@ impl Engine {
         // group prints straight to the file, and the file is read by people and backups.
         // The FIFO and the script live in the private directory; `sed` ignores the
         // stop signals so it drains the last lines, and ends when the service has exited.
+        // A sed that knows `-u` (GNU sed) writes each line at once; one without it
+        // (BusyBox's, in a container image) still masks, but writes in blocks. Candidates
+        // are run by path: BusyBox's shell would run its own applet for a bare `sed`.
         let (fifo, script) = (dir.join(MASK_FIFO), dir.join(MASK_SCRIPT));
         out.command = format!(
             "{source}rm -f {f} && mkfifo -m 600 {f} || exit 1\n\
-             (trap '' TERM INT HUP; LC_ALL=C exec sed -u -f {s}) < {f} &\n\
+             sed=sed; for c in /bin/sed /usr/bin/sed /usr/local/bin/sed; do \
+             \"$c\" -u q </dev/null >/dev/null 2>&1 && {{ sed=\"$c -u\"; break; }}; done\n\
+             (trap '' TERM INT HUP; LC_ALL=C exec $sed -f {s}) < {f} &\n\
              exec > {f} 2>&1\n{start}",
             f = q(&fifo),
             s = q(&script),

@@ -50,6 +50,26 @@ const SKIPPED_STDLIB: &[&str] = &[
 static BUSYBOX: OnceCell<String> = OnceCell::const_new();
 static PYTHON: OnceCell<String> = OnceCell::const_new();
 
+/// The daemon of `DOCKER_HOST` for a test that needs one, or `None` after a note saying
+/// how to get one (the test then skips). With env `CI` set a missing daemon is a failure:
+/// it panics, so CI never silently skips the Docker tests.
+pub async fn daemon_or_skip() -> Option<Docker> {
+    let docker = match Docker::from_env() {
+        Ok(d) => d,
+        Err(e) => panic!("DOCKER_HOST is not usable: {e}"),
+    };
+    match docker.ping().await {
+        Ok(()) => Some(docker),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but the docker daemon is unreachable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no docker daemon ({e}); start one with .ci/docker.sh");
+            None
+        }
+    }
+}
+
 /// The busybox test image's reference (`sluice-test-busybox:<fingerprint>`), imported first
 /// if it is not there yet.
 pub async fn busybox(docker: &Docker) -> Result<String, DockerError> {

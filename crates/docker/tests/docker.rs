@@ -20,17 +20,7 @@ use sluice_docker::{
 
 /// The daemon, or `None` (after a note) when there is none and CI is not set.
 async fn docker() -> Option<Docker> {
-    let docker = Docker::from_env().unwrap();
-    match docker.ping().await {
-        Ok(()) => Some(docker),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but the docker daemon is unreachable: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no docker daemon ({e})");
-            None
-        }
-    }
+    testimage::daemon_or_skip().await
 }
 
 /// Removes the containers carrying `sluice.test=<name>` and the images named `images` when

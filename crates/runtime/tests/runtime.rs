@@ -107,19 +107,7 @@ both!(
 
 /// The Docker daemon, or `None` (after a note) when there is none and CI is not set.
 async fn docker_or_skip() -> Option<Docker> {
-    let docker = Docker::from_env().unwrap();
-    match docker.ping().await {
-        Ok(()) => Some(docker),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but the docker daemon is unreachable: {e}")
-        }
-        Err(e) => {
-            eprintln!(
-                "skipped: no docker daemon ({e}); run .ci/docker.sh to test the docker runtime"
-            );
-            None
-        }
-    }
+    sluice_docker::testimage::daemon_or_skip().await
 }
 
 struct Fixture {

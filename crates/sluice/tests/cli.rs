@@ -94,11 +94,17 @@ struct ServerProc {
 impl ServerProc {
     /// `sluice server` on `port` with the data directory `data`; its first admin has [`TOKEN`].
     fn start(data: &Path, port: u16) -> ServerProc {
+        ServerProc::start_with(data, port, &[])
+    }
+
+    /// [`ServerProc::start`] with `extra` arguments for `sluice server` (e.g. `--base-image`).
+    fn start_with(data: &Path, port: u16, extra: &[String]) -> ServerProc {
         let mut cmd = Command::new(BIN);
         cmd.env("SLUICE_ADMIN_TOKEN", TOKEN)
             .arg("server")
             .arg("--data-dir")
-            .arg(data);
+            .arg(data)
+            .args(extra);
         ServerProc::spawn(cmd, port)
     }
 
@@ -599,7 +605,7 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
-srv = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+srv = ThreadingHTTPServer((os.environ.get("BIND", "127.0.0.1"), int(os.environ["PORT"])), H)
 signal.signal(signal.SIGTERM, lambda *a: (srv.server_close(), sys.exit(0)))
 srv.serve_forever()
 "#;
@@ -644,58 +650,106 @@ fn http_get(url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-/// One `GET /` over a fresh connection; true on a 200.
-fn raw_get(port: u16) -> bool {
+/// One `GET /` over a fresh connection: `Ok` on a 200, else what went wrong.
+fn raw_get(port: u16) -> Result<(), String> {
     use std::io::Write;
-    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
+    let mut c =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-    if c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
     // The status line is enough: read until it is complete.
     let mut buf = Vec::new();
     let mut chunk = [0u8; 512];
+    let mut error = None;
     while !buf.windows(2).any(|w| w == b"\r\n") {
         match c.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let line = String::from_utf8_lossy(&buf);
-    line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200")
+    let line = String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    if line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200") {
+        return Ok(());
+    }
+    if let Some(e) = error {
+        return Err(format!("read: {e} after {line:?}"));
+    }
+    // Another answer: keep its body's first line too (the proxy says why it answered 502).
+    let mut rest = Vec::new();
+    let _ = c.take(4096).read_to_end(&mut rest);
+    buf.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.lines().next().unwrap_or_default();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    Err(format!(
+        "answer {status:?}: {:?}",
+        body.lines().next().unwrap_or_default()
+    ))
 }
 
-/// A client sending requests to `port` until stopped (bounded to 5 minutes): (ok, failed).
+/// What a [`RawLoad`] saw: counts, and when (ms after its start) and how the first 20
+/// requests failed.
+struct LoadResult {
+    ok: u64,
+    failed: u64,
+    failures: Vec<(u128, String)>,
+}
+
+/// A client sending requests to `port` until stopped (bounded to 5 minutes).
 struct RawLoad {
+    started: Instant,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(u64, u64)>,
+    thread: std::thread::JoinHandle<LoadResult>,
 }
 
 impl RawLoad {
     fn start(port: u16) -> RawLoad {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let started = Instant::now();
         let thread = std::thread::spawn(move || {
-            let (mut ok, mut failed) = (0, 0);
-            let deadline = Instant::now() + Duration::from_secs(300);
+            let mut r = LoadResult {
+                ok: 0,
+                failed: 0,
+                failures: Vec::new(),
+            };
+            let deadline = started + Duration::from_secs(300);
             while !flag.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-                if raw_get(port) {
-                    ok += 1
-                } else {
-                    failed += 1
+                match raw_get(port) {
+                    Ok(()) => r.ok += 1,
+                    Err(e) => {
+                        r.failed += 1;
+                        if r.failures.len() < 20 {
+                            r.failures.push((started.elapsed().as_millis(), e));
+                        }
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            (ok, failed)
+            r
         });
-        RawLoad { stop, thread }
+        RawLoad {
+            started,
+            stop,
+            thread,
+        }
     }
 
-    fn stop(self) -> (u64, u64) {
+    /// Milliseconds since the load started, to put test events on its time line.
+    fn at(&self) -> u128 {
+        self.started.elapsed().as_millis()
+    }
+
+    fn stop(self) -> LoadResult {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap()
     }
@@ -726,15 +780,131 @@ fn kill_proxy_daemon(data: &Path) {
     }
 }
 
+/// Runs `f` to completion on a small runtime of its own (the tests are synchronous).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The runtime a deploy test runs its service on.
+enum DeployRt {
+    /// Host processes.
+    Process,
+    /// Containers of the python test image (the server's base image), through `docker`.
+    Docker {
+        docker: sluice_docker::Docker,
+        image: String,
+    },
+}
+
+impl DeployRt {
+    /// The Docker runtime, or `None` (after a note) when no daemon answers and `CI` is not
+    /// set; with `CI` set a missing daemon fails the test.
+    fn docker() -> Option<DeployRt> {
+        let docker = block_on(sluice_docker::testimage::daemon_or_skip())?;
+        let image = block_on(sluice_docker::testimage::python(&docker)).unwrap();
+        Some(DeployRt::Docker { docker, image })
+    }
+
+    /// Lines for the service's `deploy:` section (indented by 6 spaces): for containers the
+    /// runtime and `BIND=0.0.0.0`, so the app listens on the container's own address that
+    /// the published loopback port reaches; nothing for processes (they keep to 127.0.0.1).
+    fn deploy_yaml(&self) -> &'static str {
+        match self {
+            DeployRt::Process => "",
+            DeployRt::Docker { .. } => "runtime: docker\n      env: { BIND: 0.0.0.0 }\n      ",
+        }
+    }
+
+    /// Extra `sluice server` arguments: the base image for containers.
+    fn server_args(&self) -> Vec<String> {
+        match self {
+            DeployRt::Process => Vec::new(),
+            DeployRt::Docker { image, .. } => vec!["--base-image".to_owned(), image.clone()],
+        }
+    }
+
+    /// The Docker client, for the Docker runtime.
+    fn client(&self) -> Option<&sluice_docker::Docker> {
+        match self {
+            DeployRt::Process => None,
+            DeployRt::Docker { docker, .. } => Some(docker),
+        }
+    }
+
+    /// Prefix of the figures the deploy tests print.
+    fn figures(&self) -> &'static str {
+        match self {
+            DeployRt::Process => "deploy.kill9",
+            DeployRt::Docker { .. } => "deploy.kill9.docker",
+        }
+    }
+}
+
+/// The label filter selecting the service containers of this data directory's servers:
+/// the Docker runtime labels each container `sluice.runtime` (its `LABEL_RUNTIME`) with the
+/// instance token prefix, `sluice-<contents of DATA/instance-id>:`.
+fn container_filter(data: &Path) -> Option<String> {
+    let id = std::fs::read_to_string(data.join("instance-id")).ok()?;
+    Some(format!("sluice.runtime=sluice-{}:", id.trim()))
+}
+
+/// The service containers (running or not) of this data directory, through the Docker API.
+fn instance_containers(
+    docker: &sluice_docker::Docker,
+    data: &Path,
+) -> Vec<sluice_docker::ContainerSummary> {
+    let Some(filter) = container_filter(data) else {
+        return Vec::new();
+    };
+    block_on(docker.list_containers(&[&filter])).unwrap()
+}
+
 /// On drop, whether the test passed or failed, kills what the servers of a data directory
-/// leave running by design: the proxy daemon and the service instances. Made before the
-/// server, so that the server is gone first (it would start them again).
-struct Leftovers<'a>(&'a Path);
+/// leave running by design: the proxy daemon and the service instances (processes, and
+/// with a Docker client the containers too). Made before the server, so that the server is
+/// gone first (it would start them again).
+struct Leftovers<'a> {
+    data: &'a Path,
+    docker: Option<sluice_docker::Docker>,
+}
+
+impl<'a> Leftovers<'a> {
+    /// Cleans up the proxy daemon and instance processes of `data`.
+    fn of(data: &'a Path) -> Leftovers<'a> {
+        Leftovers { data, docker: None }
+    }
+
+    /// Also removes the containers of `data` when `rt` is the Docker runtime.
+    fn on(data: &'a Path, rt: &DeployRt) -> Leftovers<'a> {
+        Leftovers {
+            data,
+            docker: rt.client().cloned(),
+        }
+    }
+}
 
 impl Drop for Leftovers<'_> {
     fn drop(&mut self) {
-        kill_proxy_daemon(self.0);
-        for pid in instance_processes(self.0) {
+        // Never panic here: this may run while a failed test unwinds.
+        if let (Some(docker), Some(filter)) = (&self.docker, container_filter(self.data))
+            && let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        {
+            rt.block_on(async {
+                if let Ok(list) = docker.list_containers(&[&filter]).await {
+                    for c in list {
+                        let _ = docker.remove_container(&c.id, true).await;
+                    }
+                }
+            });
+        }
+        kill_proxy_daemon(self.data);
+        for pid in instance_processes(self.data) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
     }
@@ -755,10 +925,19 @@ fn http_post(url: &str) {
 }
 
 /// A repository whose service `web` (the slow-starting app) is deployed blue-green to
-/// `staging` on `port`; `settings` are extra deploy lines, `keep_warm` the keep-warm window.
-fn deploy_repo(root: &Path, project: &str, port: u16, settings: &str, keep_warm: &str) -> PathBuf {
+/// `staging` on `port` with the runtime `rt`; `settings` are extra deploy lines, `keep_warm`
+/// the keep-warm window.
+fn deploy_repo(
+    root: &Path,
+    project: &str,
+    port: u16,
+    rt: &DeployRt,
+    settings: &str,
+    keep_warm: &str,
+) -> PathBuf {
+    let runtime = rt.deploy_yaml();
     let yml = format!(
-        "project: {project}\nenvironments: {{ staging: {{ branch: main }} }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      health: {{ http: /, interval: 100ms }}\n      {settings}\n      strategy: {{ blue_green: {{ keep_warm: {keep_warm} }} }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n"
+        "project: {project}\nenvironments: {{ staging: {{ branch: main }} }}\nservices:\n  web:\n    steps:\n      package:\n        run: mkdir -p out && cp app.py version.txt out/\n        artifacts: [\"out/**\"]\n    deploy:\n      start: python3 out/app.py\n      {runtime}health: {{ http: /, interval: 100ms }}\n      {settings}\n      strategy: {{ blue_green: {{ keep_warm: {keep_warm} }} }}\n      environments:\n        staging: {{ expose: \"127.0.0.1:{port}\" }}\n"
     );
     repo_with(
         root,
@@ -771,20 +950,69 @@ fn deploy_repo(root: &Path, project: &str, port: u16, settings: &str, keep_warm:
 }
 
 #[test]
-fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
+fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys_process() {
+    kill_9_during_deploys_converges(&DeployRt::Process);
+}
+
+#[test]
+fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys_docker() {
+    if let Some(rt) = DeployRt::docker() {
+        kill_9_during_deploys_converges(&rt);
+    }
+}
+
+/// The running containers of `data` by instance id: (container id, release label `vN`).
+fn running_containers(
+    docker: &sluice_docker::Docker,
+    data: &Path,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    instance_containers(docker, data)
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .filter_map(|c| {
+            let instance = c.labels.get("sluice.instance")?.clone();
+            let version = c.labels.get("sluice.version").cloned().unwrap_or_default();
+            Some((instance, (c.id, version)))
+        })
+        .collect()
+}
+
+/// Asserts that no instance running before a crash (`before`) runs in another container
+/// in `now`: a restarted server re-adopts containers, it does not replace them.
+fn assert_not_replaced(
+    before: &std::collections::BTreeMap<String, (String, String)>,
+    now: &std::collections::BTreeMap<String, (String, String)>,
+    when: &str,
+) {
+    for (instance, (id, _)) in now {
+        if let Some((old, _)) = before.get(instance) {
+            assert_eq!(
+                old, id,
+                "{when}: instance {instance} runs in a new container instead of the adopted one"
+            );
+        }
+    }
+}
+
+/// Kills a real `sluice server` with SIGKILL at several points of deploys on runtime `rt`
+/// under client load; see the two tests above.
+fn kill_9_during_deploys_converges(rt: &DeployRt) {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let repo = deploy_repo(
         tmp.path(),
         "crashdeploy",
         port,
+        rt,
         "stop_grace: 2s\n      progress_deadline: 30s",
         "2s",
     );
     let data = tmp.path().join("data");
-    let _leftovers = Leftovers(&data);
+    let _leftovers = Leftovers::on(&data, rt);
     let api_port = free_port();
-    let mut server = ServerProc::start(&data, api_port);
+    let extra = rt.server_args();
+    let figures = rt.figures();
+    let mut server = ServerProc::start_with(&data, api_port, &extra);
     add_project(&repo, &server.url);
     let service = format!("http://127.0.0.1:{port}/");
     let deployment_of = |server: &ServerProc, version: i64| -> Option<Value> {
@@ -801,6 +1029,8 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
     });
     // The exposed address is served by the proxy daemon: it must answer throughout.
     let load = RawLoad::start(port);
+    // When things happened, on the load's clock, to tell which step a failure followed.
+    let mut timeline: Vec<(u128, String)> = Vec::new();
     let mut daemons_seen: std::collections::BTreeSet<i32> =
         proxy_daemons(&data).into_iter().collect();
 
@@ -834,27 +1064,109 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
                 deployment_of(&server, version).is_some_and(|d| d["phase"] == phase)
             }),
         }
+        if let (Some(docker), "starting") = (rt.client(), point) {
+            // The phase begins before the container exists; kill once it runs, while the
+            // app inside still boots (it sleeps 1.5 s before it listens).
+            let label = format!("v{version}");
+            wait_for(&format!("the {label} container to run"), 30, || {
+                running_containers(docker, &data)
+                    .values()
+                    .any(|(_, v)| *v == label)
+            });
+        }
+        // The containers running at the moment of the crash (none on the process runtime).
+        let before = rt
+            .client()
+            .map(|d| running_containers(d, &data))
+            .unwrap_or_default();
+        timeline.push((load.at(), format!("kill at {point}")));
         server.kill9();
         let down = Instant::now();
-        server = ServerProc::start(&data, api_port);
+        server = ServerProc::start_with(&data, api_port, &extra);
+        timeline.push((load.at(), "restarted".to_owned()));
         daemons_seen.extend(proxy_daemons(&data));
+        if let Some(docker) = rt.client() {
+            let now = running_containers(docker, &data);
+            assert_not_replaced(&before, &now, &format!("at {point}"));
+            // No new release was switched in yet at the first two points: the old release's
+            // container serves, and after the restart it is the same container (adopted,
+            // not restarted). The restart is far quicker than the new release's boot and
+            // keep-warm window, so it cannot have been stopped legitimately yet.
+            if matches!(point, "requested" | "starting") {
+                let old = format!("v{}", version - 1);
+                let serving: Vec<_> = before.iter().filter(|(_, (_, v))| *v == old).collect();
+                assert_eq!(
+                    serving.len(),
+                    1,
+                    "one {old} container before the kill: {before:?}"
+                );
+                for (instance, (id, _)) in serving {
+                    assert_eq!(
+                        now.get(instance).map(|(id, _)| id),
+                        Some(id),
+                        "at {point}: the {old} container must run on after the restart: {now:?}"
+                    );
+                }
+            }
+        }
         wait_for(
             &format!("v{version} to serve after the restart"),
             60,
-            || http_get(&service).as_deref() == Some(&format!("version={version}\n")),
+            || {
+                if let Some(docker) = rt.client() {
+                    let now = running_containers(docker, &data);
+                    assert_not_replaced(&before, &now, &format!("after the kill at {point}"));
+                }
+                http_get(&service).as_deref() == Some(&format!("version={version}\n"))
+            },
         );
         eprintln!(
-            "deploy.kill9.{point}.kill_to_new_release_serving {} ms",
+            "{figures}.{point}.kill_to_new_release_serving {} ms",
             down.elapsed().as_millis()
         );
+        timeline.push((load.at(), format!("v{version} serves")));
         wait_for("the deployment to finish", 60, || {
             deployment_of(&server, version).is_some_and(|d| d["status"] == "succeeded")
         });
         // Converged: one instance (replicas: 1), no duplicate left by the crash, and the
-        // release was deployed once.
+        // release was deployed once. On Docker the daemon's own count of this server's
+        // containers (running or not) must agree with the processes seen in /proc.
         wait_for("old instances to be stopped", 30, || {
             instance_processes(&data).len() == 1
+                && rt
+                    .client()
+                    .is_none_or(|d| instance_containers(d, &data).len() == 1)
         });
+        if let Some(docker) = rt.client() {
+            let now = running_containers(docker, &data);
+            assert_not_replaced(&before, &now, &format!("converged after {point}"));
+            let serving: Vec<_> = now.values().collect();
+            assert!(
+                serving.len() == 1 && serving[0].1 == format!("v{version}"),
+                "one v{version} container after convergence: {now:?}"
+            );
+            // The one service process seen in /proc (by its instance token) is that
+            // container's: its cgroup path names the container.
+            let pids = instance_processes(&data);
+            assert_eq!(pids.len(), 1, "one service process: {pids:?}");
+            let cgroup =
+                std::fs::read_to_string(format!("/proc/{}/cgroup", pids[0])).unwrap_or_default();
+            assert!(
+                cgroup.contains(serving[0].0.as_str()),
+                "the service process {pids:?} runs in container {}: {cgroup}",
+                serving[0].0
+            );
+            // A new release already in its container at the crash (booting, warm or a
+            // canary) is adopted and serves: not replaced by a fresh instance.
+            let label = format!("v{version}");
+            if let Some((id, _)) = before.values().find(|(_, v)| *v == label) {
+                assert_eq!(
+                    &serving[0].0, id,
+                    "after the kill at {point} the {label} container must be adopted: \
+                     before {before:?}, now {now:?}"
+                );
+            }
+        }
         let deploys: Vec<Value> = server
             .get("/api/v1/deployments?limit=50")
             .as_array()
@@ -871,9 +1183,13 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
         !events.as_array().unwrap().is_empty(),
         "instances were adopted after a restart"
     );
-    let (ok, failed) = load.stop();
-    eprintln!("deploy.kill9.requests {} requests", ok + failed);
-    eprintln!("deploy.kill9.failed_requests {failed} requests");
+    let LoadResult {
+        ok,
+        failed,
+        failures,
+    } = load.stop();
+    eprintln!("{figures}.requests {} requests", ok + failed);
+    eprintln!("{figures}.failed_requests {failed} requests");
     assert!(ok > 100, "the load ran: {ok}");
     assert_eq!(
         daemons_seen.len(),
@@ -882,7 +1198,8 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
     );
     assert_eq!(
         failed, 0,
-        "the service must answer throughout three server crashes"
+        "the service must answer throughout four server crashes; failures (ms, what): \
+         {failures:?}; time line (ms, what): {timeline:?}"
     );
 }
 
@@ -890,9 +1207,16 @@ fn kill_9_during_deploys_converges_without_duplicates_or_double_deploys() {
 fn deploy_rollback_status_and_deploys_commands() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let repo = deploy_repo(tmp.path(), "cmds", port, "stop_grace: 1s", "0s");
+    let repo = deploy_repo(
+        tmp.path(),
+        "cmds",
+        port,
+        &DeployRt::Process,
+        "stop_grace: 1s",
+        "0s",
+    );
     let data = tmp.path().join("data");
-    let _leftovers = Leftovers(&data);
+    let _leftovers = Leftovers::of(&data);
     let server = ServerProc::start(&data, free_port());
     let url = server.url.clone();
     let service = format!("http://127.0.0.1:{port}/");
@@ -1180,7 +1504,7 @@ fn login_users_and_a_developer_refused_on_a_protected_environment() {
     );
     // A server started without an admin token prints a one-time setup token.
     let data = tmp.path().join("data");
-    let _leftovers = Leftovers(&data);
+    let _leftovers = Leftovers::of(&data);
     let mut cmd = Command::new(BIN);
     cmd.env_remove("SLUICE_ADMIN_TOKEN")
         .arg("server")

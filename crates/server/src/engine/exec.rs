@@ -16,7 +16,7 @@ use sluice_spec::{Config, Service, Step as SpecStep};
 use sluice_store::{LogLine, NewRelease, ReleaseFilter, Run, StepUpdate, TestSummary};
 use tokio::sync::{mpsc, watch};
 
-use super::containers::{Attempt, Ended, image_tag};
+use super::containers::{Attempt, image_tag};
 use super::{Engine, EngineError, now_ms};
 
 /// What a finished step reports back to the run loop.
@@ -351,7 +351,15 @@ impl Engine {
                     })
                     .await?;
                 if self
-                    .retry_or_end(run, st, name, &seq, attempt, &ended, &mut cancel)
+                    .retry_or_end(
+                        run,
+                        st,
+                        name,
+                        &seq,
+                        attempt,
+                        (ended.status, &ended.why),
+                        &mut cancel,
+                    )
                     .await?
                 {
                     continue;
@@ -410,48 +418,12 @@ impl Engine {
                 }
             };
             let code = outcome.exit_code().map(i64::from);
-            let retryable = (status == StepStatus::Failed && st.retry.on_failure)
-                || (status == StepStatus::TimedOut && st.retry.on_timeout);
-            if retryable && attempt <= st.retry.max {
-                let why = describe(&outcome, st.timeout);
-                self.sys_log(
-                    run,
-                    name,
-                    &seq,
-                    &format!(
-                        "attempt {attempt} {why}; retrying ({} of {}){}",
-                        attempt,
-                        st.retry.max,
-                        if st.retry.delay.is_zero() {
-                            String::new()
-                        } else {
-                            format!(" in {:?}", st.retry.delay)
-                        }
-                    ),
-                )
-                .await;
-                self.record(vec![ev(
-                    EventKind::StepRetrying,
-                    run,
-                    json!({ "step": name, "attempt": attempt, "reason": why }),
-                )])
-                .await?;
-                if !st.retry.delay.is_zero() {
-                    tokio::select! {
-                        _ = tokio::time::sleep(st.retry.delay) => {}
-                        _ = cancel.changed() => {}
-                    }
-                }
+            let why = describe(&outcome, st.timeout);
+            if self
+                .retry_or_end(run, st, name, &seq, attempt, (status, &why), &mut cancel)
+                .await?
+            {
                 continue;
-            }
-            if status == StepStatus::TimedOut {
-                self.sys_log(
-                    run,
-                    name,
-                    &seq,
-                    &format!("killed after its timeout of {:?}", st.timeout),
-                )
-                .await;
             }
             break (status, code);
         };
@@ -491,8 +463,9 @@ impl Engine {
         Ok(status)
     }
 
-    /// After a failed or timed-out attempt of a container step: logs and records a retry
-    /// (true: run the next attempt) as host steps do, or logs the timeout (false: the end).
+    /// After an attempt of a step that ended with `status` (`why`: how, for the log): logs and
+    /// records a retry (true: run the next attempt) when the retry policy allows one, or
+    /// logs a timeout (false: that was the last attempt).
     #[allow(clippy::too_many_arguments)]
     async fn retry_or_end(
         &self,
@@ -501,19 +474,18 @@ impl Engine {
         name: &str,
         seq: &AtomicI64,
         attempt: u32,
-        ended: &Ended,
+        (status, why): (StepStatus, &str),
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<bool, EngineError> {
-        let retryable = (ended.status == StepStatus::Failed && st.retry.on_failure)
-            || (ended.status == StepStatus::TimedOut && st.retry.on_timeout);
+        let retryable = (status == StepStatus::Failed && st.retry.on_failure)
+            || (status == StepStatus::TimedOut && st.retry.on_timeout);
         if retryable && attempt <= st.retry.max {
             self.sys_log(
                 run,
                 name,
                 seq,
                 &format!(
-                    "attempt {attempt} {}; retrying ({} of {}){}",
-                    ended.why,
+                    "attempt {attempt} {why}; retrying ({} of {}){}",
                     attempt,
                     st.retry.max,
                     if st.retry.delay.is_zero() {
@@ -527,7 +499,7 @@ impl Engine {
             self.record(vec![ev(
                 EventKind::StepRetrying,
                 run,
-                json!({ "step": name, "attempt": attempt, "reason": ended.why }),
+                json!({ "step": name, "attempt": attempt, "reason": why }),
             )])
             .await?;
             if !st.retry.delay.is_zero() {
@@ -538,7 +510,7 @@ impl Engine {
             }
             return Ok(true);
         }
-        if ended.status == StepStatus::TimedOut {
+        if status == StepStatus::TimedOut {
             self.sys_log(
                 run,
                 name,

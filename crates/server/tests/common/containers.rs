@@ -14,17 +14,7 @@ use super::{Repo, config};
 /// The Docker daemon, or `None` (after a note) when there is none and CI is not set; with CI
 /// set a missing daemon fails the test.
 pub async fn docker_or_skip() -> Option<Docker> {
-    let docker = Docker::from_env().unwrap();
-    match docker.ping().await {
-        Ok(()) => Some(docker),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but the docker daemon is unreachable: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no docker daemon ({e}); run .ci/docker.sh to test container steps");
-            None
-        }
-    }
+    sluice_docker::testimage::daemon_or_skip().await
 }
 
 /// A server with project `shop` from a repository, and the guard over what Docker got.

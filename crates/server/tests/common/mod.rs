@@ -302,16 +302,7 @@ impl Rt {
     /// The Docker runtime with the python test image, or `None` (after a note) when no
     /// daemon answers and `CI` is not set; with `CI` set a missing daemon fails the test.
     pub async fn docker() -> Option<Rt> {
-        let docker = sluice_docker::Docker::from_env().unwrap();
-        if let Err(e) = docker.ping().await {
-            if std::env::var_os("CI").is_some() {
-                panic!("CI is set but the docker daemon is unreachable: {e}");
-            }
-            eprintln!(
-                "skipped: no docker daemon ({e}); run .ci/docker.sh to test the docker runtime"
-            );
-            return None;
-        }
+        let docker = sluice_docker::testimage::daemon_or_skip().await?;
         let image = sluice_docker::testimage::python(&docker).await.unwrap();
         Some(Rt::Docker(image))
     }

@@ -353,11 +353,12 @@ pub async fn users(cmd: UsersCmd) -> Result<i32, CliError> {
                             ""
                         }
                         .into(),
+                        u["user"]["email"].as_str().unwrap_or("").to_string(),
                         grants.join(" "),
                     ]
                 })
                 .collect();
-            table::print(&["USER", "ADMIN", "STATE", "GRANTS"], &rows);
+            table::print(&["USER", "ADMIN", "STATE", "EMAIL", "GRANTS"], &rows);
         }
         UsersCmd::Add { name, admin, c } => {
             let client = Client::new(&c.server);

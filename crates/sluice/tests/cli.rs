@@ -1603,8 +1603,33 @@ fn login_users_and_a_developer_refused_on_a_protected_environment() {
         "dana's long password\n",
     );
     assert!(out.status.success(), "{}", text(&out));
+    let out = sluice_as(
+        &admin_cfg,
+        &[
+            "users",
+            "set-email",
+            "dana",
+            "dana@example.com",
+            "--server",
+            &url,
+        ],
+        "",
+    );
+    assert!(
+        text(&out).contains("pages for dana go to dana@example.com"),
+        "{}",
+        text(&out)
+    );
     let out = sluice_as(&admin_cfg, &["users", "list", "--server", &url], "");
-    assert!(text(&out).contains("developer@guarded/*"), "{}", text(&out));
+    let list = text(&out);
+    let dana = list
+        .lines()
+        .find(|l| l.starts_with("dana "))
+        .unwrap_or_default();
+    assert!(
+        dana.contains("dana@example.com") && dana.contains("developer@guarded/*"),
+        "{list}"
+    );
     let out = sluice_as(
         &dev_cfg,
         &["login", "--server", &url, "--user", "dana"],

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// Columns read by [`user`].
-const USER_COLS: &str = "name, password_hash, admin, disabled, created_ms, updated_ms";
+const USER_COLS: &str = "name, password_hash, admin, disabled, email, created_ms, updated_ms";
 /// Columns read by [`token`].
 const TOKEN_COLS: &str = "id, user_name, name, hash, scopes, created_ms, expires_ms, revoked_ms, \
      last_used_ms";
@@ -79,6 +79,7 @@ fn user(row: &AnyRow) -> Result<UserRow> {
         password_hash: row.try_get("password_hash")?,
         admin: admin != 0,
         disabled: disabled != 0,
+        email: row.try_get("email")?,
         created_ms: row.try_get("created_ms")?,
         updated_ms: row.try_get("updated_ms")?,
     })
@@ -180,6 +181,7 @@ impl Store {
             password_hash: password_hash.to_owned(),
             admin,
             disabled: false,
+            email: None,
             created_ms: now,
             updated_ms: now,
         };

@@ -515,6 +515,9 @@ pub struct UserRow {
     pub admin: bool,
     /// A disabled user cannot sign in and their tokens do not work.
     pub disabled: bool,
+    /// Where pages for this user are emailed (`sluice users set-email`), if anywhere.
+    #[serde(default)]
+    pub email: Option<String>,
     /// When the user was created.
     pub created_ms: i64,
     /// Last change of the password or the flags.

@@ -465,7 +465,8 @@ impl Store {
     }
 
     /// Removes a project (its runs, releases and events stay). The branch heads sluice saw for
-    /// it are forgotten, so registering it again starts afresh. `NotFound` if there is none.
+    /// it and its on-call overrides are forgotten, so registering it again starts afresh.
+    /// `NotFound` if there is none.
     pub async fn remove_project(&self, name: &str, event: NewEvent) -> Result<()> {
         let mut w = self.write(true).await?;
         let deleted = sqlx::query("DELETE FROM projects WHERE name = $1")
@@ -476,10 +477,14 @@ impl Store {
             w.rollback().await?;
             return Err(StoreError::NotFound(format!("project `{name}`")));
         }
-        sqlx::query("DELETE FROM branch_heads WHERE project = $1")
+        for table in ["branch_heads", "oncall_overrides"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE project = $1"
+            )))
             .bind(name)
             .execute(w.conn())
             .await?;
+        }
         insert_events(w.conn(), vec![event]).await?;
         w.commit().await
     }

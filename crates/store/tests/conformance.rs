@@ -614,6 +614,25 @@ async fn project_crud(cx: &Ctx) {
     assert!(matches!(err, StoreError::NotFound(_)));
     assert_eq!(err.to_string(), "project `nope` not found");
 
+    // An on-call override of the project goes with it.
+    let shop_overrides = sluice_store::OverrideFilter {
+        project: Some("shop".into()),
+        ..Default::default()
+    };
+    s.add_override(
+        sluice_store::NewOverride {
+            project: "shop".into(),
+            schedule: "primary".into(),
+            user: "alice".into(),
+            starts_ms: 1,
+            ends_ms: 2,
+            created_by: "user:admin".into(),
+        },
+        ev(EventKind::OncallOverrideAdded, "oncall_override/{id}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.overrides(&shop_overrides).await.unwrap().len(), 1);
     s.remove_project("shop", ev(EventKind::ProjectRemoved, "project/shop"))
         .await
         .unwrap();
@@ -621,6 +640,7 @@ async fn project_crud(cx: &Ctx) {
         s.project("shop").await,
         Err(StoreError::NotFound(_))
     ));
+    assert!(s.overrides(&shop_overrides).await.unwrap().is_empty());
     assert!(matches!(
         s.remove_project("shop", ev(EventKind::ProjectRemoved, "project/shop"))
             .await,
@@ -637,6 +657,7 @@ async fn project_crud(cx: &Ctx) {
         vec![
             EventKind::ProjectAdded,
             EventKind::ProjectAdded,
+            EventKind::OncallOverrideAdded,
             EventKind::ProjectRemoved,
             EventKind::ProjectAdded
         ],

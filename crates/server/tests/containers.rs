@@ -14,18 +14,17 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::containers::{World, docker_or_skip};
 use sluice_core::{RunStatus, StepStatus};
 use sluice_docker::testimage;
 use sluice_runtime::Runtime as _;
 
-/// The RustSec snapshot the scan tests import.
-const RUSTSEC: &str = "../../../shared/advisory-db/rustsec";
+#[path = "../../vuln/tests/support/advisory_data.rs"]
+mod advisory_data;
 
+/// The RustSec snapshot the scan tests import.
 fn rustsec() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(RUSTSEC)
+    advisory_data::advisory_data().join("rustsec")
 }
 
 /// A `Cargo.lock` pinning `regex 1.3.5` from crates.io: RUSTSEC-2022-0013 (high, 7.5).

@@ -4,8 +4,9 @@
 //! filesystem tar built here, the gate's policy rules, and arbitrary bytes fed to every
 //! parser.
 //!
-//! The advisory data lives outside the repository (in `shared/`); with `CI` set a missing copy
-//! fails the tests, without it they print a note and skip.
+//! The advisory data is `../shared/advisory-db` beside the checkout, or the copy of that
+//! snapshot committed under `tests/fixtures/` (see `support/advisory_data.rs`): these tests
+//! never skip.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,22 +20,8 @@ use sluice_vuln::{
     import, scan_dir, scan_rootfs_tar,
 };
 
-fn shared() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/advisory-db");
-    if p.join("rustsec/crates").is_dir() && p.join("osv-rustsec/crates").is_dir() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the advisory data is missing at {}; CI needs shared/ beside the checkout",
-        p.display()
-    );
-    eprintln!(
-        "note: {} is missing; skipping the real-data test",
-        p.display()
-    );
-    None
-}
+#[path = "support/advisory_data.rs"]
+mod advisory_data;
 
 fn today() -> Date {
     Date::new(2026, 9, 1).unwrap_or_else(|| panic!("valid date"))
@@ -47,10 +34,10 @@ struct Imported {
     osv: PathBuf,
 }
 
-fn imported() -> Option<&'static Imported> {
-    static CELL: OnceLock<Option<Imported>> = OnceLock::new();
+fn imported() -> &'static Imported {
+    static CELL: OnceLock<Imported> = OnceLock::new();
     CELL.get_or_init(|| {
-        let src = shared()?;
+        let src = advisory_data::advisory_data();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let rustsec = dir.path().join("db-rustsec");
         let osv = dir.path().join("db-osv");
@@ -60,13 +47,12 @@ fn imported() -> Option<&'static Imported> {
         assert!(a.advisories > 1000, "{a:?}");
         assert_eq!(a.rejected.len() + b.rejected.len(), 0);
         assert!(a.replaced.is_empty() && b.replaced.is_empty());
-        Some(Imported {
+        Imported {
             _dir: dir,
             rustsec,
             osv,
-        })
+        }
     })
-    .as_ref()
 }
 
 /// What matching depends on, per advisory: a comparable summary.
@@ -107,7 +93,7 @@ fn essence(a: &Advisory) -> String {
 
 #[test]
 fn rustsec_layout_and_osv_export_yield_the_same_advisories() {
-    let Some(db) = imported() else { return };
+    let db = imported();
     let a = Database::open(&db.rustsec).unwrap_or_else(|e| panic!("{e}"));
     let b = Database::open(&db.osv).unwrap_or_else(|e| panic!("{e}"));
     let map = |d: &Database| -> BTreeMap<String, String> {
@@ -202,7 +188,7 @@ fn fixtures() -> Vec<PathBuf> {
 
 #[test]
 fn cargo_lock_findings_equal_cargo_audit() {
-    let Some(db) = imported() else { return };
+    let db = imported();
     let db = Database::open(&db.rustsec).unwrap_or_else(|e| panic!("{e}"));
     let locks = fixtures();
     assert!(locks.len() >= 10, "expected at least 10 fixture lockfiles");
@@ -613,7 +599,7 @@ fn allowlist_and_thresholds_decide_the_gate() {
 
 #[test]
 fn informational_warns_and_unknown_severity_fails() {
-    let Some(db) = imported() else { return };
+    let db = imported();
     let db = Database::open(&db.rustsec).unwrap_or_else(|e| panic!("{e}"));
     let lock = |name: &str, version: &str| {
         let text = format!(

@@ -18,7 +18,8 @@
 # differing (file, advisory, crate@version) as a `#` comment. Exit 1 if any set differs.
 #
 # Knobs (env): SLUICE_BIN (default: `cargo build -p sluice`, then a private copy of
-# target/debug/sluice), ADVISORY_DB (default ../shared/advisory-db).
+# target/debug/sluice), ADVISORY_DB (default ../shared/advisory-db, else the same snapshot from
+#   crates/vuln/tests/fixtures/advisory-db.tar.gz).
 # Flags: --update-golden  also write the reduced cargo-audit sets to
 #        crates/vuln/tests/fixtures/cargo-locks/<name>.cargo-audit.json, the golden files the
 #        normal test suite (`cargo test -p sluice-vuln --test vuln`) compares sluice against.
@@ -30,6 +31,12 @@ UPDATE_GOLDEN=0
 [ "${1:-}" = "--update-golden" ] && UPDATE_GOLDEN=1
 
 ADVISORY_DB="${ADVISORY_DB:-$REPO_ROOT/../shared/advisory-db}"
+if [ ! -d "$ADVISORY_DB/rustsec/crates" ] && [ "$ADVISORY_DB" = "$REPO_ROOT/../shared/advisory-db" ]; then
+  # no shared/ beside the checkout: the same snapshot, committed as a test fixture
+  mkdir -p "$BENCH_WORK/advisory-fixture"
+  tar -xzf "$REPO_ROOT/crates/vuln/tests/fixtures/advisory-db.tar.gz" -C "$BENCH_WORK/advisory-fixture"
+  ADVISORY_DB="$BENCH_WORK/advisory-fixture/advisory-db"
+fi
 ADVISORY_DB="$(cd "$ADVISORY_DB" 2>/dev/null && pwd)" || die "no advisory data at ${ADVISORY_DB}"
 FIXTURES="$REPO_ROOT/crates/vuln/tests/fixtures/cargo-locks"
 W="$BENCH_WORK/scanner-agreement"

@@ -2172,3 +2172,145 @@ fn alerts_noise_shows_the_figures_per_rule() {
         assert_eq!(run(args).status.code(), Some(2), "{args:?}");
     }
 }
+
+/// One Alertmanager-API POST of a single alert (fresh connection): true when sluice answered
+/// 200, i.e. it had stored the alert durably; false on any error or another answer.
+fn post_alert(port: u16, key: &str, alertname: &str, instance: &str) -> bool {
+    use std::io::Write;
+    let body = serde_json::json!([{"labels": {"alertname": alertname, "service": "web", "instance": instance}}])
+        .to_string();
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let head = format!(
+        "POST /integrations/{key}/api/v2/alerts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if c.write_all(head.as_bytes()).is_err() || c.write_all(body.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    answer.starts_with(b"HTTP/1.1 200")
+}
+
+#[test]
+fn kill_9_during_alert_ingest_loses_no_accepted_alert() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        &[(
+            "sluice.yml",
+            "project: storm\nenvironments:\n  production: { branch: main }\nservices:\n  web:\n    steps:\n      build:\n        run: \"true\"\nalerts:\n  group_by: [alertname, service]\n  group_wait: 1s\n",
+        )],
+    );
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let mut server = ServerProc::start(&data, port);
+    add_project(&repo, &server.url);
+    let out = sluice(&[
+        "integrations",
+        "add",
+        "storm",
+        "alertmanager",
+        "--service",
+        "web",
+        "--server",
+        &server.url,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+
+    // Four senders post one alert per request (10 alertnames: 10 incidents) until stopped,
+    // keeping the instances sluice answered 200 for.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, key) = (stop.clone(), key.clone());
+            std::thread::spawn(move || {
+                let mut accepted = Vec::new();
+                let mut failed = 0u64;
+                let deadline = Instant::now() + Duration::from_secs(120);
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > deadline
+                    {
+                        break;
+                    }
+                    let instance = format!("t{t}-{i}");
+                    if post_alert(port, &key, &format!("a{}", i % 10), &instance) {
+                        accepted.push(instance);
+                    } else {
+                        failed += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                (accepted, failed)
+            })
+        })
+        .collect();
+    // Kill the server twice while alerts arrive, each time with some accepted but not yet
+    // applied (they are applied in batches, up to 200 ms after they arrive).
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1500));
+        server.kill9();
+        server = ServerProc::start(&data, port);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut accepted = std::collections::BTreeSet::new();
+    let mut failed = 0;
+    for s in senders {
+        let (a, f) = s.join().unwrap();
+        accepted.extend(a);
+        failed += f;
+    }
+    eprintln!("alerts.kill9.accepted {} alerts", accepted.len());
+    eprintln!("alerts.kill9.refused_while_down {failed} requests");
+    assert!(accepted.len() > 200, "the senders ran: {}", accepted.len());
+
+    // Every accepted alert is stored after the restart (some the server stored without
+    // being able to answer may be there too), and the incidents count them exactly once.
+    let stored = |server: &ServerProc| -> std::collections::BTreeSet<String> {
+        let mut all = std::collections::BTreeSet::new();
+        let mut before = String::new();
+        loop {
+            let page = server.get(&format!("/api/v1/alerts?project=storm&limit=1000{before}"));
+            let page = page.as_array().unwrap();
+            let Some(last) = page.last() else { break };
+            all.extend(
+                page.iter()
+                    .filter_map(|a| a["labels"]["instance"].as_str().map(str::to_owned)),
+            );
+            before = format!("&before={}", last["id"]);
+        }
+        all
+    };
+    let mut have = std::collections::BTreeSet::new();
+    wait_for("every accepted alert to be stored", 60, || {
+        have = stored(&server);
+        accepted.is_subset(&have)
+    });
+    let counted = || -> (usize, i64) {
+        let incidents = server.get("/api/v1/incidents?project=storm&limit=1000");
+        let incidents = incidents.as_array().unwrap();
+        (
+            incidents.len(),
+            incidents
+                .iter()
+                .map(|i| i["alert_count"].as_i64().unwrap_or(0))
+                .sum(),
+        )
+    };
+    wait_for("the incidents to count every stored alert", 30, || {
+        counted() == (10, i64::try_from(have.len()).unwrap())
+    });
+    eprintln!(
+        "alerts.kill9.stored {} alerts ({} answered 200)",
+        have.len(),
+        accepted.len()
+    );
+}

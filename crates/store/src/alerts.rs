@@ -785,15 +785,24 @@ impl Store {
         for c in changes_of_new {
             alert_change(c).execute(w.conn()).await?;
         }
-        for c in &b.incident_changes {
+        let mut changes = b.incident_changes.iter().peekable();
+        while let Some(c) = changes.next() {
             let q = match c {
-                IncidentChange::AlertsJoined { id, n, at_ms } => sqlx::query(
-                    "UPDATE incidents SET alert_count = alert_count + $2, updated_ms = $3 \
-                     WHERE id = $1",
-                )
-                .bind(*id)
-                .bind(*n)
-                .bind(*at_ms),
+                IncidentChange::AlertsJoined { .. } => {
+                    // A run of count changes (one per incident a batch touched, often
+                    // dozens) goes in one statement per chunk, not one each.
+                    let mut run = vec![c];
+                    while run.len() < ALERT_ROWS_PER_INSERT
+                        && let Some(next) =
+                            changes.next_if(|n| matches!(n, IncidentChange::AlertsJoined { .. }))
+                    {
+                        run.push(next);
+                    }
+                    alerts_joined(&run, self.backend())
+                        .execute(w.conn())
+                        .await?;
+                    continue;
+                }
                 IncidentChange::Severity {
                     id,
                     severity,
@@ -1067,6 +1076,43 @@ impl AlertChange {
             | AlertChange::Unsilenced { id, .. } => *id,
         }
     }
+}
+
+/// One statement adding the alert counts of a run of [`IncidentChange::AlertsJoined`]:
+/// `alert_count + CASE id WHEN .. THEN n .. END` for the run's incidents, each `updated_ms`
+/// set to its change's time. Other changes in `run` are ignored (the caller passes only these).
+fn alerts_joined(
+    run: &[&IncidentChange],
+    backend: crate::Backend,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let joined: Vec<(i64, i64, i64)> = run
+        .iter()
+        .filter_map(|c| match c {
+            IncidentChange::AlertsJoined { id, n, at_ms } => Some((*id, *n, *at_ms)),
+            _ => None,
+        })
+        .collect();
+    let mut q = SqlBuilder::new("UPDATE incidents SET alert_count = alert_count + CASE id")
+        .anonymous_on(backend);
+    for (id, n, _) in &joined {
+        q.push(" WHEN ")
+            .arg(Arg::Int(*id))
+            .push(" THEN ")
+            .arg(Arg::Int(*n));
+    }
+    q.push(" ELSE 0 END, updated_ms = CASE id");
+    for (id, _, at_ms) in &joined {
+        q.push(" WHEN ")
+            .arg(Arg::Int(*id))
+            .push(" THEN ")
+            .arg(Arg::Int(*at_ms));
+    }
+    q.push(" ELSE updated_ms END WHERE id IN (");
+    for (i, (id, _, _)) in joined.iter().enumerate() {
+        q.push(if i == 0 { "" } else { ", " }).arg(Arg::Int(*id));
+    }
+    q.push(")");
+    q.build()
 }
 
 /// The statement of one alert change.

@@ -386,10 +386,10 @@ impl Loop {
         Ok(())
     }
 
-    /// Up to [`READ_PAGE`] journal entries after the applied position.
-    async fn read_journal(&self) -> Result<Vec<sluice_journal::Entry>, EngineError> {
+    /// Up to [`READ_PAGE`] journal entries after position `after`.
+    async fn read_journal(&self, after: i64) -> Result<Vec<sluice_journal::Entry>, EngineError> {
         let reader = self.reader.clone();
-        let after = u64::try_from(self.applied).unwrap_or(0);
+        let after = u64::try_from(after).unwrap_or(0);
         tokio::task::spawn_blocking(move || {
             reader
                 .lock()
@@ -458,21 +458,29 @@ impl Loop {
         while let Ok(c) = commands.try_recv() {
             self.command(c).await?;
         }
+        // Only what was committed when the step began: entries arriving meanwhile wait for
+        // the next step, so a steady stream is applied in large batches, not chased in
+        // small ones.
+        let target = self.engine.incidents.journal_committed();
         loop {
-            if self.pending.is_empty() {
-                let entries = self.read_journal().await?;
-                self.pending.extend(entries);
-            }
-            if self.pending.is_empty() {
-                break;
-            }
             let mut effects = Vec::new();
+            // The last entry taken: what is read next follows it.
             let mut last = self.applied;
             let mut decoded = Vec::new();
             let mut signals_taken = 0;
-            while signals_taken < APPLY_SIGNALS
-                && let Some(entry) = self.pending.pop_front()
-            {
+            // Up to APPLY_SIGNALS signals go into one transaction, however many entries
+            // carry them (one alert per request gives one signal per entry).
+            while signals_taken < APPLY_SIGNALS {
+                if self.pending.is_empty() {
+                    let entries = self.read_journal(last).await?;
+                    self.pending.extend(entries);
+                }
+                if self.pending.front().is_none_or(|e| e.seq > target) {
+                    break;
+                }
+                let Some(entry) = self.pending.pop_front() else {
+                    break;
+                };
                 last = i64::try_from(entry.seq).unwrap_or(i64::MAX);
                 let signals: Vec<AlertSignal> = match serde_json::from_slice(&entry.body) {
                     Ok(s) => s,
@@ -485,6 +493,9 @@ impl Loop {
                 };
                 signals_taken += signals.len().max(1);
                 decoded.push((entry.received_ms, signals));
+            }
+            if last == self.applied {
+                break;
             }
             // Settings are re-read at most every second, and at once for a project added
             // since, so its grouping applies from its first alert.

@@ -788,15 +788,15 @@ impl Store {
         let mut changes = b.incident_changes.iter().peekable();
         while let Some(c) = changes.next() {
             let q = match c {
-                IncidentChange::AlertsJoined { .. } => {
+                IncidentChange::AlertsJoined { id, n, at_ms } => {
                     // A run of count changes (one per incident a batch touched, often
                     // dozens) goes in one statement per chunk, not one each.
-                    let mut run = vec![c];
+                    let mut run = vec![(*id, *n, *at_ms)];
                     while run.len() < ALERT_ROWS_PER_INSERT
-                        && let Some(next) =
-                            changes.next_if(|n| matches!(n, IncidentChange::AlertsJoined { .. }))
+                        && let Some(IncidentChange::AlertsJoined { id, n, at_ms }) =
+                            changes.next_if(|c| matches!(c, IncidentChange::AlertsJoined { .. }))
                     {
-                        run.push(next);
+                        run.push((*id, *n, *at_ms));
                     }
                     alerts_joined(&run, self.backend())
                         .execute(w.conn())
@@ -1078,30 +1078,23 @@ impl AlertChange {
     }
 }
 
-/// One statement adding the alert counts of a run of [`IncidentChange::AlertsJoined`]:
-/// `alert_count + CASE id WHEN .. THEN n .. END` for the run's incidents, each `updated_ms`
-/// set to its change's time. Other changes in `run` are ignored (the caller passes only these).
+/// One statement adding the alert counts of a run of [`IncidentChange::AlertsJoined`], given
+/// as `(incident id, alerts joined, at_ms)`: `alert_count + CASE id WHEN .. THEN n .. END`,
+/// each `updated_ms` set to its change's time.
 fn alerts_joined(
-    run: &[&IncidentChange],
+    joined: &[(i64, i64, i64)],
     backend: crate::Backend,
 ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-    let joined: Vec<(i64, i64, i64)> = run
-        .iter()
-        .filter_map(|c| match c {
-            IncidentChange::AlertsJoined { id, n, at_ms } => Some((*id, *n, *at_ms)),
-            _ => None,
-        })
-        .collect();
     let mut q = SqlBuilder::new("UPDATE incidents SET alert_count = alert_count + CASE id")
         .anonymous_on(backend);
-    for (id, n, _) in &joined {
+    for (id, n, _) in joined {
         q.push(" WHEN ")
             .arg(Arg::Int(*id))
             .push(" THEN ")
             .arg(Arg::Int(*n));
     }
     q.push(" ELSE 0 END, updated_ms = CASE id");
-    for (id, _, at_ms) in &joined {
+    for (id, _, at_ms) in joined {
         q.push(" WHEN ")
             .arg(Arg::Int(*id))
             .push(" THEN ")

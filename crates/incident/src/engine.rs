@@ -96,6 +96,52 @@ pub struct AlertSignal {
     pub rule: Option<String>,
 }
 
+impl AlertSignal {
+    /// Replaces every NUL character in the signal's text (scope, key, project, service,
+    /// source, summary, rule, label names and values) by U+FFFD; true when there was one.
+    /// PostgreSQL cannot store NUL in text, and no sender may stop the incident engine by
+    /// sending one (`details` is kept as JSON, where NUL is escaped).
+    pub fn scrub_nul(&mut self) -> bool {
+        fn fix(s: &mut String) -> bool {
+            let found = s.contains('\0');
+            if found {
+                *s = s.replace('\0', "\u{FFFD}");
+            }
+            found
+        }
+        let mut found = false;
+        for s in [
+            &mut self.scope,
+            &mut self.key,
+            &mut self.project,
+            &mut self.service,
+            &mut self.source,
+            &mut self.summary,
+        ] {
+            found |= fix(s);
+        }
+        if let Some(rule) = &mut self.rule {
+            found |= fix(rule);
+        }
+        if self
+            .labels
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            found = true;
+            self.labels = std::mem::take(&mut self.labels)
+                .into_iter()
+                .map(|(mut k, mut v)| {
+                    fix(&mut k);
+                    fix(&mut v);
+                    (k, v)
+                })
+                .collect();
+        }
+        found
+    }
+}
+
 /// How a project's alerts group into incidents and when they are notified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grouping {

@@ -732,3 +732,38 @@ async fn ingest_endpoints_survive_garbage_with_the_peers_answers() {
     assert!(after - before <= accepted_pd + 150, "{before} -> {after}");
     w.server.stop().await;
 }
+
+/// A NUL character, which PostgreSQL cannot store in text, in an alert's labels and summary
+/// must not stop the incident engine: it becomes U+FFFD, and alerts behind it are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_in_an_alert_does_not_stop_the_engine_on_postgres() {
+    let Some(db) = common::postgres_database("the NUL test") else {
+        return;
+    };
+    let sink = Sink::start(0).await;
+    let w = AlertWorld::start(&yml(&sink.url, "alertmanager"), |c| {
+        c.database = Some(db.clone());
+    })
+    .await;
+    let path = format!("/integrations/{}/api/v2/alerts", w.key);
+    let nul = json!([{
+        "labels": {"alertname": "Nul\u{0}Name", "instance": "a\u{0}", "service": "web"},
+        "annotations": {"summary": "half\u{0}way"},
+    }]);
+    assert_eq!(w.post(&path, &nul).await.0, StatusCode::OK);
+    let fine = json!([am_alert("Fine", "b", "warning")]);
+    assert_eq!(w.post(&path, &fine).await.0, StatusCode::OK);
+    let incidents = eventually("both alerts in incidents", 20, || async {
+        let v = w.incidents().await;
+        (v.len() == 2).then_some(v)
+    })
+    .await;
+    let mut titles: Vec<&str> = incidents
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    titles.sort();
+    assert!(titles[0].starts_with("Fine"), "{titles:?}");
+    assert!(titles[1].contains("\u{FFFD}"), "{titles:?}");
+    w.server.stop().await;
+}

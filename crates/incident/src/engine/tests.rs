@@ -507,3 +507,21 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn nul_characters_in_a_signal_become_replacement_characters() {
+    let mut s = trigger("a\0b", "nul\0name");
+    s.labels.insert("k\0".into(), "v\0".into());
+    s.rule = Some("r\0".into());
+    assert!(s.scrub_nul());
+    assert_eq!(s.key, "a\u{FFFD}b");
+    assert_eq!(s.summary, "nul\u{FFFD}name on a\u{FFFD}b");
+    assert_eq!(s.labels["alertname"], "nul\u{FFFD}name");
+    assert_eq!(s.labels["k\u{FFFD}"], "v\u{FFFD}");
+    assert_eq!(s.rule.as_deref(), Some("r\u{FFFD}"));
+    // Nothing else changes, and a clean signal is left alone.
+    let clean = trigger("a", "b");
+    let mut same = clean.clone();
+    assert!(!same.scrub_nul());
+    assert_eq!(same, clean);
+}

@@ -31,6 +31,39 @@ pub fn config(data: impl Into<PathBuf>) -> sluice_server::ServerConfig {
     c
 }
 
+/// The URL of a fresh, empty PostgreSQL database for a test server (made with `psql` on the
+/// server of `SLUICE_TEST_POSTGRES_URL`, see `.ci/postgres.sh`), or `None` after a note when
+/// that is not set; with env `CI` set a missing PostgreSQL fails the test.
+pub fn postgres_database(test: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("SLUICE_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "SLUICE_TEST_POSTGRES_URL is not set but CI is: run `eval \"$(.ci/postgres.sh)\"`"
+        );
+        eprintln!("skipped {test} on PostgreSQL: set SLUICE_TEST_POSTGRES_URL (.ci/postgres.sh)");
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("sluice_srv_{}_{nanos}", std::process::id());
+    let out = std::process::Command::new("psql")
+        .arg(&admin)
+        .args(["-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql (PostgreSQL's client) runs");
+    assert!(
+        out.status.success(),
+        "CREATE DATABASE {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, _) = admin
+        .rsplit_once('/')
+        .expect("SLUICE_TEST_POSTGRES_URL ends with /DATABASE");
+    Some(format!("{server}/{name}"))
+}
+
 /// An HTTP client that sends [`TOKEN`] with every request.
 pub fn http() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();

@@ -482,7 +482,7 @@ impl Loop {
                     break;
                 };
                 last = i64::try_from(entry.seq).unwrap_or(i64::MAX);
-                let signals: Vec<AlertSignal> = match serde_json::from_slice(&entry.body) {
+                let mut signals: Vec<AlertSignal> = match serde_json::from_slice(&entry.body) {
                     Ok(s) => s,
                     Err(e) => {
                         // Written by this code, so only corruption gets here; skip the entry
@@ -491,6 +491,9 @@ impl Loop {
                         continue;
                     }
                 };
+                for s in &mut signals {
+                    s.scrub_nul();
+                }
                 signals_taken += signals.len().max(1);
                 decoded.push((entry.received_ms, signals));
             }

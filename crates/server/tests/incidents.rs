@@ -737,12 +737,12 @@ async fn ingest_endpoints_survive_garbage_with_the_peers_answers() {
 /// must not stop the incident engine: it becomes U+FFFD, and alerts behind it are applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nul_character_in_an_alert_does_not_stop_the_engine_on_postgres() {
-    let Some(db) = common::postgres_database("the NUL test") else {
+    let Some(db) = common::PgDatabase::create("the NUL test") else {
         return;
     };
     let sink = Sink::start(0).await;
     let w = AlertWorld::start(&yml(&sink.url, "alertmanager"), |c| {
-        c.database = Some(db.clone());
+        c.database = Some(db.url.clone());
     })
     .await;
     let path = format!("/integrations/{}/api/v2/alerts", w.key);

@@ -31,37 +31,68 @@ pub fn config(data: impl Into<PathBuf>) -> sluice_server::ServerConfig {
     c
 }
 
-/// The URL of a fresh, empty PostgreSQL database for a test server (made with `psql` on the
-/// server of `SLUICE_TEST_POSTGRES_URL`, see `.ci/postgres.sh`), or `None` after a note when
-/// that is not set; with env `CI` set a missing PostgreSQL fails the test.
-pub fn postgres_database(test: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("SLUICE_TEST_POSTGRES_URL") else {
+/// A fresh, empty PostgreSQL database for a test server (made with `psql` on the server of
+/// `SLUICE_TEST_POSTGRES_URL`, see `.ci/postgres.sh`), dropped on drop.
+pub struct PgDatabase {
+    /// Its URL, for `ServerConfig::database`.
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// A new database, or `None` after a note when `SLUICE_TEST_POSTGRES_URL` is not set;
+    /// with env `CI` set a missing PostgreSQL fails the test.
+    pub fn create(test: &str) -> Option<PgDatabase> {
+        let Ok(admin) = std::env::var("SLUICE_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "SLUICE_TEST_POSTGRES_URL is not set but CI is: run `eval \"$(.ci/postgres.sh)\"`"
+            );
+            eprintln!(
+                "skipped {test} on PostgreSQL: set SLUICE_TEST_POSTGRES_URL (.ci/postgres.sh)"
+            );
+            return None;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("sluice_srv_{}_{nanos}", std::process::id());
+        let (server, _) = admin
+            .rsplit_once('/')
+            .expect("SLUICE_TEST_POSTGRES_URL ends with /DATABASE");
+        let db = PgDatabase {
+            url: format!("{server}/{name}"),
+            admin,
+            name,
+        };
+        let out = db.psql(&format!("CREATE DATABASE {}", db.name));
         assert!(
-            std::env::var_os("CI").is_none(),
-            "SLUICE_TEST_POSTGRES_URL is not set but CI is: run `eval \"$(.ci/postgres.sh)\"`"
+            out.status.success(),
+            "CREATE DATABASE {}: {}",
+            db.name,
+            String::from_utf8_lossy(&out.stderr)
         );
-        eprintln!("skipped {test} on PostgreSQL: set SLUICE_TEST_POSTGRES_URL (.ci/postgres.sh)");
-        return None;
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("sluice_srv_{}_{nanos}", std::process::id());
-    let out = std::process::Command::new("psql")
-        .arg(&admin)
-        .args(["-qc", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql (PostgreSQL's client) runs");
-    assert!(
-        out.status.success(),
-        "CREATE DATABASE {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (server, _) = admin
-        .rsplit_once('/')
-        .expect("SLUICE_TEST_POSTGRES_URL ends with /DATABASE");
-    Some(format!("{server}/{name}"))
+        Some(db)
+    }
+
+    fn psql(&self, sql: &str) -> std::process::Output {
+        std::process::Command::new("psql")
+            .arg(&self.admin)
+            .args(["-qc", sql])
+            .output()
+            .expect("psql (PostgreSQL's client) runs")
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = self.psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
 }
 
 /// An HTTP client that sends [`TOKEN`] with every request.

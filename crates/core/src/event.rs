@@ -137,6 +137,9 @@ string_enum! {
         SilenceExpired => "silence.expired",
         /// A change event arrived (PagerDuty change events; payload: summary, source, links).
         ChangeReceived => "change.received",
+        /// A journal entry of alerts the database refused again and again was set aside so
+        /// that the alerts behind it are applied (payload: seq, received_ms, error, signals).
+        AlertsRejected => "alerts.rejected",
         /// An on-call override was added through the API (payload: override, schedule, user, starts_ms, ends_ms).
         OncallOverrideAdded => "oncall.override_added",
         /// An on-call override was removed (payload: override, schedule, user, starts_ms, ends_ms).

@@ -767,3 +767,61 @@ async fn a_nul_character_in_an_alert_does_not_stop_the_engine_on_postgres() {
     assert!(titles[1].contains("\u{FFFD}"), "{titles:?}");
     w.server.stop().await;
 }
+
+/// Alerts the database refuses on every try (here a trigger of its own refuses one summary)
+/// are set aside as an `alerts.rejected` event, whole, and the alerts behind them are applied:
+/// one such request does not stop incidents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_the_database_always_refuses_are_set_aside_not_retried_forever() {
+    let Some(db) = common::PgDatabase::create("the set-aside test") else {
+        return;
+    };
+    let sink = Sink::start(0).await;
+    let w = AlertWorld::start(&yml(&sink.url, "alertmanager"), |c| {
+        c.database = Some(db.url.clone());
+    })
+    .await;
+    db.run(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.summary = 'poison' THEN RAISE EXCEPTION 'this database refuses poison'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON alerts FOR EACH ROW \
+         EXECUTE FUNCTION refuse_poison();",
+    );
+    let path = format!("/integrations/{}/api/v2/alerts", w.key);
+    let poison = json!([{
+        "labels": {"alertname": "Poison", "instance": "p", "service": "web"},
+        "annotations": {"summary": "poison"},
+    }]);
+    assert_eq!(w.post(&path, &poison).await.0, StatusCode::OK);
+    let fine = json!([am_alert("Fine", "b", "warning")]);
+    assert_eq!(w.post(&path, &fine).await.0, StatusCode::OK);
+    let incidents = eventually("the alert behind the refused one applied", 30, || async {
+        let v = w.incidents().await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert!(
+        incidents[0]["title"].as_str().unwrap().starts_with("Fine"),
+        "{incidents:?}"
+    );
+    let events = common::fetch_json(&format!(
+        "{}/api/v1/events?kind=alerts.rejected&limit=10",
+        w.base
+    ))
+    .await;
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let payload = &events[0]["payload"];
+    assert!(
+        payload["error"]
+            .as_str()
+            .unwrap()
+            .contains("this database refuses poison"),
+        "{payload}"
+    );
+    assert_eq!(payload["signals"][0]["summary"], "poison", "{payload}");
+    assert_eq!(events[0]["project"], "shop");
+    w.server.stop().await;
+}

@@ -77,6 +77,20 @@ impl PgDatabase {
         Some(db)
     }
 
+    /// Runs `sql` in this database (with `psql`); panics if it fails.
+    pub fn run(&self, sql: &str) {
+        let out = std::process::Command::new("psql")
+            .arg(&self.url)
+            .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
+            .output()
+            .expect("psql (PostgreSQL's client) runs");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn psql(&self, sql: &str) -> std::process::Output {
         std::process::Command::new("psql")
             .arg(&self.admin)

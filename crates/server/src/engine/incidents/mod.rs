@@ -62,6 +62,10 @@ const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
 const APPLY_QUIET: Duration = Duration::from_millis(10);
 /// ... but an entry waits at most this long to be applied, however busy ingest is.
 const APPLY_MAX_DELAY: Duration = Duration::from_millis(200);
+/// After this many steps in a row failed, entries are applied one per transaction, and an
+/// entry whose transaction fails alone is set aside (`alerts.rejected`) when the database
+/// still accepts writes: one request the database always refuses must not stop the engine.
+const ISOLATE_AFTER: u32 = 3;
 /// How often due escalations are advanced.
 const ESCALATION_TICK: Duration = Duration::from_secs(1);
 /// Journal entries applied between two prunings of the journal's sealed segments.
@@ -303,6 +307,14 @@ struct Loop {
     escalated: std::time::Instant,
     applied: i64,
     pruned: i64,
+    /// Steps that failed in a row.
+    failures: u32,
+    /// In isolation (after [`ISOLATE_AFTER`] failures): the entry applied alone right now.
+    isolating: Option<sluice_journal::Entry>,
+    /// The entry that last failed alone, and how many times in a row: it is set aside on
+    /// its second failure, the store having answered in between (a database that was
+    /// merely down for a moment does not get an entry set aside).
+    suspect: Option<(u64, u32)>,
 }
 
 impl Loop {
@@ -319,6 +331,9 @@ impl Loop {
             escalated: std::time::Instant::now(),
             applied: 0,
             pruned: 0,
+            failures: 0,
+            isolating: None,
+            suspect: None,
         };
         state.restore().await?;
         Ok(state)
@@ -408,12 +423,25 @@ impl Loop {
         loop {
             if let Err(e) = self.step(&mut commands, &mut next_silence_check).await {
                 tracing::error!(error = %e, "incident engine step failed; retrying");
+                self.failures = self.failures.saturating_add(1);
+                let alone = self.isolating.take();
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if let Err(e) = self.restore().await {
                     tracing::error!(error = %e, "incident engine restore failed");
+                } else if let Some(entry) = alone {
+                    let tries = match self.suspect {
+                        Some((seq, n)) if seq == entry.seq => n + 1,
+                        _ => 1,
+                    };
+                    self.suspect = Some((entry.seq, tries));
+                    if tries >= 2 {
+                        self.suspect = None;
+                        self.set_aside(entry, &e.to_string()).await;
+                    }
                 }
                 continue;
             }
+            self.failures = 0;
             let deadline = self.core.next_deadline().map(|at| {
                 let wait = u64::try_from(at - now_ms()).unwrap_or(0);
                 tokio::time::Instant::now() + Duration::from_millis(wait)
@@ -470,7 +498,9 @@ impl Loop {
             let mut signals_taken = 0;
             // Up to APPLY_SIGNALS signals go into one transaction, however many entries
             // carry them (one alert per request gives one signal per entry).
-            while signals_taken < APPLY_SIGNALS {
+            let isolate = self.failures >= ISOLATE_AFTER;
+            let limit = if isolate { 1 } else { APPLY_SIGNALS };
+            while signals_taken < limit {
                 if self.pending.is_empty() {
                     let entries = self.read_journal(last).await?;
                     self.pending.extend(entries);
@@ -482,6 +512,9 @@ impl Loop {
                     break;
                 };
                 last = i64::try_from(entry.seq).unwrap_or(i64::MAX);
+                if isolate {
+                    self.isolating = Some(entry.clone());
+                }
                 let mut signals: Vec<AlertSignal> = match serde_json::from_slice(&entry.body) {
                     Ok(s) => s,
                     Err(e) => {
@@ -517,6 +550,7 @@ impl Loop {
             let now = now_ms();
             effects.extend(self.core.tick(now, &self.settings));
             self.commit(effects, Some(last)).await?;
+            self.isolating = None;
         }
         if tokio::time::Instant::now() >= *next_silence_check {
             *next_silence_check = tokio::time::Instant::now() + SILENCE_RECHECK;
@@ -581,6 +615,50 @@ impl Loop {
             }
         }
         Ok(())
+    }
+
+    /// Records `entry`, whose transaction failed alone (`error`), as `alerts.rejected` and
+    /// moves the applied position past it in one transaction. When even that fails the
+    /// database is not writable at all: nothing is set aside and the entry is tried again.
+    async fn set_aside(&mut self, entry: sluice_journal::Entry, error: &str) {
+        let seq = i64::try_from(entry.seq).unwrap_or(i64::MAX);
+        if seq <= self.applied {
+            return;
+        }
+        let signals: serde_json::Value = serde_json::from_slice(&entry.body)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&entry.body).into_owned().into());
+        let mut event = NewEvent::new(
+            EventKind::AlertsRejected,
+            "system",
+            format!("journal/{seq}"),
+        )
+        .payload(json!({
+            "seq": seq,
+            "received_ms": entry.received_ms,
+            "error": error,
+            "signals": signals,
+        }));
+        event.project = signals
+            .pointer("/0/project")
+            .and_then(|p| p.as_str())
+            .map(str::to_owned);
+        let batch = sluice_store::AlertBatch {
+            applied_seq: Some(seq),
+            events: vec![event],
+            ..Default::default()
+        };
+        match self.engine.store.apply_alert_batch(batch).await {
+            Ok(()) => {
+                tracing::error!(
+                    seq,
+                    error,
+                    "alerts the database refused on every try were set aside (event alerts.rejected)"
+                );
+                self.applied = seq;
+                self.engine.hub.bump();
+            }
+            Err(e) => tracing::error!(seq, error = %e, "alerts could not be set aside; retrying"),
+        }
     }
 
     /// Writes the effects with the journal position, then starts their notifications.

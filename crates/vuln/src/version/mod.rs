@@ -116,3 +116,32 @@ pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionErro
     let b = Version::parse(scheme, b)?;
     Ok(a.compare(&b).unwrap_or(Ordering::Equal))
 }
+
+/// Test helpers shared by the schemes' tests.
+#[cfg(test)]
+pub(crate) mod laws {
+    use super::{Scheme, compare};
+    use proptest::prelude::*;
+    use std::cmp::Ordering;
+
+    /// `a` vs `b` under `scheme`; panics when either does not parse.
+    pub(crate) fn cmp(scheme: Scheme, a: &str, b: &str) -> Ordering {
+        compare(scheme, a, b).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The order is total: reflexive, antisymmetric and transitive on `a`, `b`, `c`.
+    pub(crate) fn total_order(
+        scheme: Scheme,
+        a: &str,
+        b: &str,
+        c: &str,
+    ) -> Result<(), TestCaseError> {
+        let cmp = |x, y| cmp(scheme, x, y);
+        prop_assert_eq!(cmp(a, a), Ordering::Equal);
+        prop_assert_eq!(cmp(a, b), cmp(b, a).reverse());
+        if cmp(a, b) != Ordering::Greater && cmp(b, c) != Ordering::Greater {
+            prop_assert!(cmp(a, c) != Ordering::Greater, "{} <= {} <= {}", a, b, c);
+        }
+        Ok(())
+    }
+}

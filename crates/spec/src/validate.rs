@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use crate::node::{Node, Pos, Value};
 use crate::schema::{
-    CACHE_FIELDS, CONFIG_FIELDS, ENVIRONMENT_FIELDS, RETRY_FIELDS, RETRY_ON_VALUES, SERVICE_FIELDS,
-    STEP_FIELDS,
+    CACHE_FIELDS, CONFIG_FIELDS, ENVIRONMENT_FIELDS, RETRY_FIELDS, SERVICE_FIELDS, STEP_FIELDS,
 };
 use crate::{Cache, Config, Diagnostic, Environment, Retry, Service, Step, StepKind};
 
@@ -90,6 +89,27 @@ impl<'a> Validator<'a> {
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
         self.diags.sort_by_key(|d| (d.line, d.column));
         self.diags
+    }
+
+    /// `value` (at `pos`, `path`) as what its keyword in `choices` stands for; otherwise an
+    /// error `unknown {what} `value`` naming the nearest keyword, with `hint`.
+    pub(crate) fn keyword<T: Copy>(
+        &mut self,
+        (pos, path): (Pos, &str),
+        value: &str,
+        what: &str,
+        choices: &[(&str, T)],
+        hint: String,
+    ) -> Option<T> {
+        if let Some((_, t)) = choices.iter().find(|(k, _)| *k == value) {
+            return Some(*t);
+        }
+        let message = match suggest(value, choices.iter().map(|(k, _)| *k)) {
+            Some(s) => format!("unknown {what} `{value}`, did you mean `{s}`?"),
+            None => format!("unknown {what} `{value}`"),
+        };
+        self.error(pos, path, message, Some(hint));
+        None
     }
 
     pub(crate) fn error(
@@ -645,23 +665,17 @@ impl<'a> Validator<'a> {
         }
         let (mut on_failure, mut on_timeout) = (false, false);
         for (i, (value, item)) in items.into_iter().enumerate() {
-            match value.as_str() {
-                "failure" => on_failure = true,
-                "timeout" => on_timeout = true,
-                _ => {
-                    let message = match suggest(&value, RETRY_ON_VALUES.iter().copied()) {
-                        Some(s) => {
-                            format!("unknown retry condition `{value}`, did you mean `{s}`?")
-                        }
-                        None => format!("unknown retry condition `{value}`"),
-                    };
-                    self.error(
-                        item.pos,
-                        &format!("{path}[{i}]"),
-                        message,
-                        Some("use `failure`, `timeout` or both".into()),
-                    );
-                }
+            let on = self.keyword(
+                (item.pos, &format!("{path}[{i}]")),
+                &value,
+                "retry condition",
+                &[("failure", true), ("timeout", false)],
+                "use `failure`, `timeout` or both".into(),
+            );
+            match on {
+                Some(true) => on_failure = true,
+                Some(false) => on_timeout = true,
+                None => {}
             }
         }
         Some((on_failure, on_timeout))
@@ -774,22 +788,21 @@ impl<'a> Validator<'a> {
         ok.then_some(out)
     }
 
-    fn env(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+    /// A map of names to scalar values (taken as written), each name checked by `check_key`,
+    /// which gives (message, hint) when it is not allowed.
+    pub(crate) fn scalar_map(
+        &mut self,
+        node: &Node,
+        path: &str,
+        check_key: impl Fn(&str) -> Result<(), (String, String)>,
+    ) -> Option<BTreeMap<String, String>> {
         let entries = self.entries(node, path)?;
         let mut ok = true;
-        let mut env = BTreeMap::new();
+        let mut out = BTreeMap::new();
         for entry in entries {
-            let var_path = format!("{path}.{}", entry.name);
-            if !is_env_name(&entry.name) {
-                self.error(
-                    entry.key.pos,
-                    &var_path,
-                    format!("invalid environment variable name `{}`", entry.name),
-                    Some(
-                        "use letters, digits and `_`, not starting with a digit, e.g. `RUST_LOG`"
-                            .into(),
-                    ),
-                );
+            let item_path = format!("{path}.{}", entry.name);
+            if let Err((message, hint)) = check_key(&entry.name) {
+                self.error(entry.key.pos, &item_path, message, Some(hint));
                 ok = false;
                 continue;
             }
@@ -797,24 +810,38 @@ impl<'a> Validator<'a> {
                 Value::Null => {
                     self.error(
                         entry.value.pos,
-                        &var_path,
+                        &item_path,
                         "expected a value, found nothing",
                         Some("write `\"\"` for an empty value".into()),
                     );
                     ok = false;
                 }
                 Value::Seq(_) | Value::Map(_) => {
-                    self.wrong_type(entry.value, &var_path, "a string");
+                    self.wrong_type(entry.value, &item_path, "a string");
                     ok = false;
                 }
                 _ => {
                     if let Some(text) = entry.value.scalar_text(self.source) {
-                        env.insert(entry.name, text);
+                        out.insert(entry.name, text);
                     }
                 }
             }
         }
-        ok.then_some(env)
+        ok.then_some(out)
+    }
+
+    fn env(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+        self.scalar_map(node, path, |name| {
+            if is_env_name(name) {
+                Ok(())
+            } else {
+                Err((
+                    format!("invalid environment variable name `{name}`"),
+                    "use letters, digits and `_`, not starting with a digit, e.g. `RUST_LOG`"
+                        .into(),
+                ))
+            }
+        })
     }
 
     /// A list of glob patterns, each checked.

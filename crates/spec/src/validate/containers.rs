@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{Entry, Fields, Validator, is_env_name, list, normalize_relative, suggest};
+use super::{Entry, Fields, Validator, is_env_name, list, normalize_relative};
 use crate::image::ImageRef;
 use crate::node::{Node, Pos, Value};
 use crate::schema::{
@@ -408,48 +408,6 @@ impl Validator<'_> {
         None
     }
 
-    /// A map of names to scalar values (taken as written), each name checked by `check_key`,
-    /// which gives (message, hint) when it is not allowed.
-    fn scalar_map(
-        &mut self,
-        node: &Node,
-        path: &str,
-        check_key: impl Fn(&str) -> Result<(), (String, String)>,
-    ) -> Option<BTreeMap<String, String>> {
-        let entries = self.entries(node, path)?;
-        let mut ok = true;
-        let mut out = BTreeMap::new();
-        for entry in entries {
-            let item_path = format!("{path}.{}", entry.name);
-            if let Err((message, hint)) = check_key(&entry.name) {
-                self.error(entry.key.pos, &item_path, message, Some(hint));
-                ok = false;
-                continue;
-            }
-            match &entry.value.value {
-                Value::Null => {
-                    self.error(
-                        entry.value.pos,
-                        &item_path,
-                        "expected a value, found nothing",
-                        Some("write `\"\"` for an empty value".into()),
-                    );
-                    ok = false;
-                }
-                Value::Seq(_) | Value::Map(_) => {
-                    self.wrong_type(entry.value, &item_path, "a string");
-                    ok = false;
-                }
-                _ => {
-                    if let Some(text) = entry.value.scalar_text(self.source) {
-                        out.insert(entry.name, text);
-                    }
-                }
-            }
-        }
-        ok.then_some(out)
-    }
-
     /// `scan:`; `image` is resolved later, across the service's steps.
     fn scan(&mut self, node: &Node, anchor: Pos, path: &str) -> Option<ScanSpec> {
         let fields = self.fields(node, anchor, path, SCAN_FIELDS, &[])?;
@@ -478,25 +436,18 @@ impl Validator<'_> {
 
     fn severity(&mut self, node: &Node, path: &str) -> Option<VulnSeverity> {
         let value = self.string(node, path)?;
-        match value.as_str() {
-            "critical" => Some(VulnSeverity::Critical),
-            "high" => Some(VulnSeverity::High),
-            "medium" => Some(VulnSeverity::Medium),
-            "low" => Some(VulnSeverity::Low),
-            _ => {
-                let message = match suggest(&value, FAIL_ON_VALUES.iter().copied()) {
-                    Some(s) => format!("unknown severity `{value}`, did you mean `{s}`?"),
-                    None => format!("unknown severity `{value}`"),
-                };
-                self.error(
-                    node.pos,
-                    path,
-                    message,
-                    Some(format!("use {}", list(FAIL_ON_VALUES.iter().copied()))),
-                );
-                None
-            }
-        }
+        self.keyword(
+            (node.pos, path),
+            &value,
+            "severity",
+            &[
+                ("critical", VulnSeverity::Critical),
+                ("high", VulnSeverity::High),
+                ("medium", VulnSeverity::Medium),
+                ("low", VulnSeverity::Low),
+            ],
+            format!("use {}", list(FAIL_ON_VALUES.iter().copied())),
+        )
     }
 
     /// `allow:` entries, each with an advisory id, a reason and an expiry date; ids unique.
@@ -601,23 +552,13 @@ impl Validator<'_> {
     /// `deploy.runtime`.
     pub(super) fn runtime_name(&mut self, node: &Node, path: &str) -> Option<bool> {
         let value = self.string(node, path)?;
-        match value.as_str() {
-            "process" => Some(false),
-            "docker" => Some(true),
-            _ => {
-                let message = match suggest(&value, RUNTIME_VALUES.iter().copied()) {
-                    Some(s) => format!("unknown runtime `{value}`, did you mean `{s}`?"),
-                    None => format!("unknown runtime `{value}`"),
-                };
-                self.error(
-                    node.pos,
-                    path,
-                    message,
-                    Some(format!("use {}", list(RUNTIME_VALUES.iter().copied()))),
-                );
-                None
-            }
-        }
+        self.keyword(
+            (node.pos, path),
+            &value,
+            "runtime",
+            &[("process", false), ("docker", true)],
+            format!("use {}", list(RUNTIME_VALUES.iter().copied())),
+        )
     }
 
     /// `deploy.runtime` and `deploy.image` resolved with the service's image build, if any.

@@ -18,7 +18,7 @@ use crate::node::{Node, Pos, Value};
 use crate::schema::{
     ANALYSIS_FIELDS, BLUE_GREEN_FIELDS, CANARY_FIELDS, CANARY_STEP_FIELDS,
     DEPLOY_ENVIRONMENT_FIELDS, DEPLOY_FIELDS, DEPLOY_SECRET_FIELDS, HEALTH_FIELDS, HEALTH_KINDS,
-    INSUFFICIENT_TRAFFIC_VALUES, ROLLING_FIELDS, STICKY_FIELDS, STRATEGY_NAMES,
+    ROLLING_FIELDS, STICKY_FIELDS, STRATEGY_NAMES,
 };
 use crate::{
     AnalysisSpec, Autoscale, CanaryStepSpec, ContainerImage, Deploy, DeploySecret, DeployTarget,
@@ -1140,24 +1140,17 @@ impl Validator<'_> {
 
     fn insufficient_traffic(&mut self, node: &Node, path: &str) -> Option<InsufficientTraffic> {
         let value = self.string(node, path)?;
-        match value.as_str() {
-            "wait" => Some(InsufficientTraffic::Wait),
-            "pass" => Some(InsufficientTraffic::Pass),
-            "fail" => Some(InsufficientTraffic::Fail),
-            _ => {
-                let message = match suggest(&value, INSUFFICIENT_TRAFFIC_VALUES.iter().copied()) {
-                    Some(s) => format!("unknown policy `{value}`, did you mean `{s}`?"),
-                    None => format!("unknown policy `{value}`"),
-                };
-                self.error(
-                    node.pos,
-                    path,
-                    message,
-                    Some("use `wait`, `pass` or `fail`".into()),
-                );
-                None
-            }
-        }
+        self.keyword(
+            (node.pos, path),
+            &value,
+            "policy",
+            &[
+                ("wait", InsufficientTraffic::Wait),
+                ("pass", InsufficientTraffic::Pass),
+                ("fail", InsufficientTraffic::Fail),
+            ],
+            "use `wait`, `pass` or `fail`".into(),
+        )
     }
 
     fn sticky(&mut self, node: &Node, anchor: Pos, path: &str) -> Option<StickySpec> {

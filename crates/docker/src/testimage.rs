@@ -70,6 +70,31 @@ pub async fn daemon_or_skip() -> Option<Docker> {
     }
 }
 
+/// Removes (forcibly) every container matching the label filter `label` and then the
+/// `images`, ignoring errors, and returns when done. Synchronous, for a test's `Drop` (which
+/// cannot await, and may run inside or outside a tokio runtime): the work runs on a thread
+/// of its own with its own runtime.
+pub fn remove_blocking(docker: &Docker, label: &str, images: Vec<String>) {
+    let (docker, label) = (docker.clone(), label.to_owned());
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            for c in docker.list_containers(&[&label]).await.unwrap_or_default() {
+                let _ = docker.remove_container(&c.id, true).await;
+            }
+            for image in images {
+                let _ = docker.remove_image(&image, true).await;
+            }
+        });
+    })
+    .join();
+}
+
 /// The busybox test image's reference (`sluice-test-busybox:<fingerprint>`), imported first
 /// if it is not there yet.
 pub async fn busybox(docker: &Docker) -> Result<String, DockerError> {

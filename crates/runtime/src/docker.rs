@@ -797,34 +797,28 @@ fn disappeared(container: &str) -> Observed {
 
 /// Reports the container's end (or its loss and recovery while the daemon is away).
 async fn watch_container(docker: Docker, container: String, tx: mpsc::UnboundedSender<Observed>) {
+    // Lost: the daemon did not answer; then it is polled every OBSERVE_RETRY instead of
+    // waited on.
     let mut lost = false;
     loop {
-        if lost {
+        let result = if lost {
             tokio::time::sleep(OBSERVE_RETRY).await;
-            match docker.inspect_container(&container).await {
-                Ok(info) if info.state.running => {
+            docker.inspect_container(&container).await
+        } else {
+            match docker.wait_container(&container).await {
+                Ok(_) => docker.inspect_container(&container).await,
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            // Running: back after a loss, or woke without an exit (a restarted daemon);
+            // either way, wait again.
+            Ok(info) if info.state.running => {
+                if lost {
                     lost = false;
                     let _ = tx.send(Observed::Regained);
                 }
-                Ok(info) => {
-                    let _ = tx.send(exited(&info));
-                    return;
-                }
-                Err(e) if e.is_not_found() => {
-                    let _ = tx.send(disappeared(&container));
-                    return;
-                }
-                Err(_) => {}
             }
-            continue;
-        }
-        let result = match docker.wait_container(&container).await {
-            Ok(_) => docker.inspect_container(&container).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            // Woke without an exit (a restarted daemon); wait again.
-            Ok(info) if info.state.running => {}
             Ok(info) => {
                 let _ = tx.send(exited(&info));
                 return;
@@ -834,10 +828,12 @@ async fn watch_container(docker: Docker, container: String, tx: mpsc::UnboundedS
                 return;
             }
             Err(e) => {
-                lost = true;
-                let _ = tx.send(Observed::Lost {
-                    reason: format!("cannot observe the container: {e}"),
-                });
+                if !lost {
+                    lost = true;
+                    let _ = tx.send(Observed::Lost {
+                        reason: format!("cannot observe the container: {e}"),
+                    });
+                }
             }
         }
     }

@@ -890,18 +890,8 @@ impl<'a> Leftovers<'a> {
 impl Drop for Leftovers<'_> {
     fn drop(&mut self) {
         // Never panic here: this may run while a failed test unwinds.
-        if let (Some(docker), Some(filter)) = (&self.docker, container_filter(self.data))
-            && let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        {
-            rt.block_on(async {
-                if let Ok(list) = docker.list_containers(&[&filter]).await {
-                    for c in list {
-                        let _ = docker.remove_container(&c.id, true).await;
-                    }
-                }
-            });
+        if let (Some(docker), Some(filter)) = (&self.docker, container_filter(self.data)) {
+            sluice_docker::testimage::remove_blocking(docker, &filter, Vec::new());
         }
         kill_proxy_daemon(self.data);
         for pid in instance_processes(self.data) {

@@ -208,24 +208,7 @@ pub struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let docker = self.docker.clone();
-        let owner = self.owner.clone();
         let images = std::mem::take(&mut self.images);
-        // Drop cannot await; a thread with its own runtime does the removals.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for c in docker.list_containers(&[&owner]).await.unwrap_or_default() {
-                    let _ = docker.remove_container(&c.id, true).await;
-                }
-                for image in images {
-                    let _ = docker.remove_image(&image, true).await;
-                }
-            });
-        })
-        .join();
+        sluice_docker::testimage::remove_blocking(&self.docker, &self.owner, images);
     }
 }

@@ -2218,9 +2218,10 @@ fn kill_9_during_alert_ingest_loses_no_accepted_alert() {
     // Four senders post one alert per request (10 alertnames: 10 incidents) until stopped,
     // keeping the instances sluice answered 200 for.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let senders: Vec<_> = (0..4)
         .map(|t| {
-            let (stop, key) = (stop.clone(), key.clone());
+            let (stop, key, answered) = (stop.clone(), key.clone(), answered.clone());
             std::thread::spawn(move || {
                 let mut accepted = Vec::new();
                 let mut failed = 0u64;
@@ -2233,6 +2234,7 @@ fn kill_9_during_alert_ingest_loses_no_accepted_alert() {
                     let instance = format!("t{t}-{i}");
                     if post_alert(port, &key, &format!("a{}", i % 10), &instance) {
                         accepted.push(instance);
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     } else {
                         failed += 1;
                         std::thread::sleep(Duration::from_millis(20));
@@ -2242,14 +2244,21 @@ fn kill_9_during_alert_ingest_loses_no_accepted_alert() {
             })
         })
         .collect();
-    // Kill the server twice while alerts arrive, each time with some accepted but not yet
-    // applied (they are applied in batches, up to 200 ms after they arrive).
+    // Kill the server twice while alerts arrive (each time after 1,000 more were accepted),
+    // so some accepted ones are not applied yet (they are applied in batches, up to 200 ms
+    // after they arrive); stop once 1,000 more came after the last restart.
+    let more = |n: usize| {
+        let from = answered.load(std::sync::atomic::Ordering::Relaxed);
+        wait_for(&format!("{n} more alerts accepted"), 60, || {
+            answered.load(std::sync::atomic::Ordering::Relaxed) >= from + n
+        });
+    };
     for _ in 0..2 {
-        std::thread::sleep(Duration::from_millis(1500));
+        more(1000);
         server.kill9();
         server = ServerProc::start(&data, port);
     }
-    std::thread::sleep(Duration::from_millis(1000));
+    more(1000);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut accepted = std::collections::BTreeSet::new();
     let mut failed = 0;

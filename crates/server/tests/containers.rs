@@ -334,16 +334,7 @@ async fn timeout_and_cancel_leave_no_container_behind() {
 
     // Cancel while the container runs.
     let config = config.replace("timeout: 2s", "timeout: 10m");
-    w.finish_all().await;
-    w.repo.write("sluice.yml", &config);
-    w.repo.commit("longer");
-    let started = w
-        .server
-        .engine
-        .sync_project(&w.project, "poll", "test")
-        .await
-        .unwrap();
-    let run = started[0].clone();
+    let run = w.commit_and_start(&[("sluice.yml", &config)]).await;
     common::eventually("the container's first line", 60, || async {
         w.log_text(&run, "app/slow")
             .await

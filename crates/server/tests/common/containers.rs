@@ -105,19 +105,25 @@ impl World {
 
     /// Writes `files`, commits, syncs and returns the new commit's run, finished.
     pub async fn commit_and_run(&self, files: &[(&str, &str)]) -> Run {
+        let run = self.commit_and_start(files).await;
+        self.finish(&run).await
+    }
+
+    /// Writes `files`, commits, syncs and returns the new commit's run as it starts.
+    pub async fn commit_and_start(&self, files: &[(&str, &str)]) -> Run {
         self.finish_all().await;
         for (path, text) in files {
             self.repo.write(path, text);
         }
         self.repo.commit("change");
-        let started = self
+        let mut started = self
             .server
             .engine
             .sync_project(&self.project, "poll", "test")
             .await
             .unwrap();
         assert_eq!(started.len(), 1, "one run for the new commit: {started:?}");
-        self.finish(&started[0]).await
+        started.remove(0)
     }
 
     /// Waits (at most 5 minutes: image builds) until `run` finished.

@@ -126,6 +126,11 @@ impl Fleet {
     }
 }
 
+/// At start-up, how long the first reconcile waits for the instances adopted as running to
+/// get their first health verdict (their first probe runs at once). Until then they are
+/// not "ready", and a route table built from them would send requests nowhere; the proxy
+/// daemon meanwhile keeps serving its last table, which still holds them.
+const ADOPT_SETTLE: Duration = Duration::from_secs(5);
 /// The upstream timeout of a listener before its first route table (which carries the
 /// service's `request_timeout`).
 const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
@@ -287,10 +292,13 @@ impl Engine {
     pub async fn controller_loop(self: Arc<Self>) {
         match self.fleet.runtime.adopt().await {
             Ok(found) if !found.is_empty() => {
-                let adopted = found
+                let running: Vec<&str> = found
                     .iter()
                     .filter(|a| matches!(a.outcome, sluice_runtime::AdoptOutcome::Running))
-                    .count();
+                    .map(|a| a.id.as_str())
+                    .collect();
+                self.settle_adopted(&running).await;
+                let adopted = running.len();
                 let _ = self
                     .record(vec![NewEvent::new(EventKind::InstancesAdopted, "system", "server").payload(json!({
                         "adopted": adopted, "lost": found.len() - adopted,
@@ -317,6 +325,24 @@ impl Engine {
                 _ = self.controller_wake.notified() => {}
                 _ = changes.changed() => {}
                 _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Waits, at most [`ADOPT_SETTLE`], until none of the instances `ids` is still
+    /// `Starting` (not probed yet).
+    async fn settle_adopted(&self, ids: &[&str]) {
+        let deadline = tokio::time::Instant::now() + ADOPT_SETTLE;
+        let mut changes = self.fleet.runtime.subscribe();
+        while ids.iter().any(|id| {
+            self.fleet
+                .runtime
+                .status(id)
+                .is_some_and(|s| s.state == InstanceState::Starting)
+        }) {
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
         }
     }
